@@ -1,0 +1,36 @@
+//! # couplet-modules
+//!
+//! The module core of couplet, in the manner of DeepMind's Sonnet: a [`Store`] of variables
+//! with hierarchical, unique [`Scope`] names; modules that create their variables once
+//! (eagerly, or lazily from their first input) and list them per module; initializers,
+//! regularizers, optimizers over explicit variable lists, and checkpoints.
+//!
+//! ```
+//! use couplet_modules::{Linear, LinearConfig, Module, Store};
+//! use tch::{Device, Kind, Tensor};
+//! # fn main() -> couplet_modules::Result<()> {
+//! let store = Store::new(Device::Cpu);
+//! let lin = Linear::new(&store.root(), LinearConfig::new(3))?; // input size from first call
+//! let y = lin.forward(&Tensor::zeros([8, 4], (Kind::Float, Device::Cpu)))?;
+//! assert_eq!(y.size(), [8, 3]);
+//! let names: Vec<_> = lin.variables()?.iter().map(|v| v.name().to_string()).collect();
+//! assert_eq!(names, ["linear/w", "linear/b"]);
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod error;
+pub mod init;
+pub mod linear;
+pub mod module;
+pub mod regularizer;
+pub mod store;
+
+pub use error::{Error, Result, TorchContext};
+pub use init::{Distribution, FanMode, Fans, Initializer};
+pub use linear::{Linear, LinearConfig};
+pub use module::{
+    build_once, check_keys, check_kind, check_rank, shape_str, Forward, Mode, Module,
+};
+pub use regularizer::Regularizer;
+pub use store::{Scope, Store, VarBuilder, Variable};

@@ -1,0 +1,169 @@
+//! The [`Module`] trait every couplet module implements, the [`Forward`] trait of modules
+//! that map one tensor to one tensor, the explicit training/evaluation [`Mode`], and small
+//! helpers for lazy building and input checks.
+
+use crate::error::{Error, Result};
+use crate::store::{Scope, Variable};
+use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
+use tch::Tensor;
+
+/// Whether a call trains or evaluates. Passed explicitly to every call whose behaviour
+/// differs (dropout, batch norm, zoneout); couplet has no global training flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Training: dropout drops, batch norm uses and updates batch statistics.
+    Train,
+    /// Evaluation: dropout is the identity, batch norm uses its moving statistics.
+    Eval,
+}
+
+impl Mode {
+    /// `true` for [`Mode::Train`].
+    pub fn is_training(self) -> bool {
+        self == Mode::Train
+    }
+}
+
+/// A module: something that owns variables under a [`Scope`].
+///
+/// Variables are listed by scope, so a module's listing includes every submodule built
+/// inside its scope, in creation order, under names like `gan/generator/linear_1/w`.
+pub trait Module: Send {
+    /// The module's scope (its unique path in the store).
+    fn scope(&self) -> &Scope;
+
+    /// Whether every variable exists. Lazy modules (whose sizes come from their first
+    /// input) are not built until that first call; composite modules are built when all
+    /// their parts are.
+    fn is_built(&self) -> bool {
+        true
+    }
+
+    /// The module's full scoped name, e.g. `gan/generator`.
+    fn name(&self) -> &str {
+        self.scope().path()
+    }
+
+    /// Every variable of the module and its submodules, in creation order.
+    ///
+    /// # Errors
+    /// [`Error::NotBuilt`] if the module still waits for its first input.
+    fn variables(&self) -> Result<Vec<Variable>> {
+        if !self.is_built() {
+            return Err(Error::NotBuilt {
+                module: self.name().to_string(),
+            });
+        }
+        Ok(self.scope().variables())
+    }
+
+    /// The trainable subset of [`Module::variables`]: what an optimizer for this module takes.
+    ///
+    /// # Errors
+    /// [`Error::NotBuilt`] if the module still waits for its first input.
+    fn trainable_variables(&self) -> Result<Vec<Variable>> {
+        Ok(self
+            .variables()?
+            .into_iter()
+            .filter(Variable::trainable)
+            .collect())
+    }
+
+    /// The non-trainable subset of [`Module::variables`] (moving statistics, frozen
+    /// embeddings).
+    ///
+    /// # Errors
+    /// [`Error::NotBuilt`] if the module still waits for its first input.
+    fn non_trainable_variables(&self) -> Result<Vec<Variable>> {
+        Ok(self
+            .variables()?
+            .into_iter()
+            .filter(|v| !v.trainable())
+            .collect())
+    }
+
+    /// The sum of the regularizers of the module's variables (a zero scalar if none).
+    ///
+    /// # Errors
+    /// [`Error::NotBuilt`] if the module still waits for its first input.
+    fn regularization_loss(&self) -> Result<Tensor> {
+        if !self.is_built() {
+            return Err(Error::NotBuilt {
+                module: self.name().to_string(),
+            });
+        }
+        self.scope().regularization_loss()
+    }
+}
+
+/// A module that maps one tensor to one tensor: what [`Sequential`](crate::Sequential) and
+/// [`Mlp`](crate::Mlp) compose. Modules whose behaviour does not depend on the mode ignore it.
+pub trait Forward: Module {
+    /// Applies the module to `x`.
+    ///
+    /// # Errors
+    /// A typed [`Error`] naming the module when `x` has the wrong rank, size or kind.
+    fn forward_t(&self, x: &Tensor, mode: Mode) -> Result<Tensor>;
+}
+
+/// Returns the cell's value, building it with `build` on first use. Modules keep their lazy
+/// variables in a `OnceLock` and go through this, so a failed build leaves the cell empty
+/// and the module unbuilt.
+pub fn build_once<T>(cell: &OnceLock<T>, build: impl FnOnce() -> Result<T>) -> Result<&T> {
+    if let Some(value) = cell.get() {
+        return Ok(value);
+    }
+    let value = build()?;
+    Ok(cell.get_or_init(|| value))
+}
+
+/// Formats a shape as `[8, 5]`.
+pub fn shape_str(shape: &[i64]) -> String {
+    format!("{shape:?}")
+}
+
+/// Checks that `x` has rank `rank`, else an [`Error::Shape`] naming `module` and `what`,
+/// with `expected` (e.g. `[B, T, 4]`) as the accepted form.
+pub fn check_rank(module: &str, what: &str, x: &Tensor, rank: usize, expected: &str) -> Result<()> {
+    if x.dim() == rank {
+        Ok(())
+    } else {
+        Err(Error::shape(module, what, expected, x.size()))
+    }
+}
+
+/// Checks that every key of a per-variable map (`initializers`, `regularizers`) names a
+/// variable of the module, else an [`Error::Config`] listing the valid keys.
+pub fn check_keys<'a>(
+    module: &str,
+    what: &str,
+    keys: impl IntoIterator<Item = &'a String>,
+    valid: &[&str],
+) -> Result<()> {
+    for key in keys {
+        if !valid.contains(&key.as_str()) {
+            return Err(Error::config(
+                module,
+                format!("unknown {what} key {key:?}; valid keys: {valid:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `x` is a floating-point tensor of the store's kind, so a wrong dtype is a
+/// clear error instead of a libtorch one.
+pub fn check_kind(scope: &Scope, what: &str, x: &Tensor) -> Result<()> {
+    if x.kind() == scope.kind() {
+        Ok(())
+    } else {
+        Err(Error::shape(
+            scope.path(),
+            format!("{what} kind"),
+            format!("{:?}", scope.kind()),
+            x.kind(),
+        ))
+    }
+}
