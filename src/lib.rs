@@ -1,1 +1,18 @@
-//! placeholder
+//! # couplet
+//!
+//! DeepMind Sonnet's way of building networks, and a complete recurrent/sequence toolkit,
+//! for libtorch through [`tch`].
+//!
+//! The parts are separate crates, re-exported here:
+//! - [`modules`] (`couplet-modules`): variable stores with scoped names, modules that own
+//!   their variables, initializers, regularizers, optimizers and checkpoints;
+//! - [`rnn`] (`couplet-rnn`): recurrent cores, wrappers and length-aware unrolls;
+//! - [`attention`] (`couplet-attention`): attention modules and decoders.
+//!
+//! The module core's items are also available at the top level (`couplet::Linear`).
+
+pub use couplet_attention as attention;
+pub use couplet_modules as modules;
+pub use couplet_modules::*;
+pub use couplet_rnn as rnn;
+pub use tch;

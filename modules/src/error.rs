@@ -97,26 +97,17 @@ impl Error {
 
     /// An [`Error::InvalidArgument`] error.
     pub fn invalid(module: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::InvalidArgument {
-            module: module.into(),
-            message: message.into(),
-        }
+        Error::InvalidArgument { module: module.into(), message: message.into() }
     }
 
     /// A [`Error::Config`] error.
     pub fn config(module: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Config {
-            module: module.into(),
-            message: message.into(),
-        }
+        Error::Config { module: module.into(), message: message.into() }
     }
 
     /// A [`Error::Checkpoint`] error.
     pub fn checkpoint(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Error::Checkpoint {
-            path: path.into(),
-            message: message.into(),
-        }
+        Error::Checkpoint { path: path.into(), message: message.into() }
     }
 }
 
@@ -128,10 +119,7 @@ pub trait TorchContext<T> {
 
 impl<T> TorchContext<T> for std::result::Result<T, tch::TchError> {
     fn ctx(self, module: &str) -> Result<T> {
-        self.map_err(|source| Error::Torch {
-            module: module.to_string(),
-            source,
-        })
+        self.map_err(|source| Error::Torch { module: module.to_string(), source })
     }
 }
 

@@ -24,20 +24,11 @@ impl Fans {
     /// `prod(shape[..rank-2])`.
     pub fn from_shape(shape: &[i64]) -> Fans {
         match shape {
-            [] => Fans {
-                fan_in: 1,
-                fan_out: 1,
-            },
-            [n] => Fans {
-                fan_in: *n,
-                fan_out: *n,
-            },
+            [] => Fans { fan_in: 1, fan_out: 1 },
+            [n] => Fans { fan_in: *n, fan_out: *n },
             [rest @ .., i, o] => {
                 let r: i64 = rest.iter().product();
-                Fans {
-                    fan_in: i * r,
-                    fan_out: o * r,
-                }
+                Fans { fan_in: i * r, fan_out: o * r }
             }
         }
     }
@@ -46,20 +37,11 @@ impl Fans {
     /// both by the receptive field `prod(shape[2..])`.
     pub fn torch(shape: &[i64]) -> Fans {
         match shape {
-            [] => Fans {
-                fan_in: 1,
-                fan_out: 1,
-            },
-            [n] => Fans {
-                fan_in: *n,
-                fan_out: *n,
-            },
+            [] => Fans { fan_in: 1, fan_out: 1 },
+            [n] => Fans { fan_in: *n, fan_out: *n },
             [o, i, rest @ ..] => {
                 let r: i64 = rest.iter().product();
-                Fans {
-                    fan_in: i * r,
-                    fan_out: o * r,
-                }
+                Fans { fan_in: i * r, fan_out: o * r }
             }
         }
     }
@@ -150,18 +132,12 @@ const TRUNCATED_STD: f64 = 0.879_625_661_034_239_8;
 impl Initializer {
     /// Uniform on `[-bound, bound)`.
     pub fn symmetric_uniform(bound: f64) -> Self {
-        Initializer::Uniform {
-            low: -bound,
-            high: bound,
-        }
+        Initializer::Uniform { low: -bound, high: bound }
     }
 
     /// Sonnet's default for weights: truncated normal with `std = 1 / sqrt(fan_in)`.
     pub fn sonnet_default(fan_in: i64) -> Self {
-        Initializer::TruncatedNormal {
-            mean: 0.0,
-            std: 1.0 / (fan_in.max(1) as f64).sqrt(),
-        }
+        Initializer::TruncatedNormal { mean: 0.0, std: 1.0 / (fan_in.max(1) as f64).sqrt() }
     }
 
     /// Draws a tensor of `shape` with `options` (kind, device). Call under `no_grad`.
@@ -169,13 +145,9 @@ impl Initializer {
     /// # Errors
     /// [`Error::Config`] naming `module` for invalid parameters (a negative standard
     /// deviation, `low > high`, a non-positive scale, orthogonal of rank < 2).
-    pub fn create(
-        &self,
-        module: &str,
-        shape: &[i64],
-        fans: Fans,
-        options: (Kind, Device),
-    ) -> Result<Tensor> {
+    // The negated comparisons reject NaN parameters too.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
+    pub fn create(&self, module: &str, shape: &[i64], fans: Fans, options: (Kind, Device)) -> Result<Tensor> {
         let bad = |m: String| Err(Error::config(module, m));
         match *self {
             Initializer::Zeros => Tensor::f_zeros(shape, options).ctx(module),
@@ -183,27 +155,19 @@ impl Initializer {
             Initializer::Constant { value } => Tensor::f_full(shape, value, options).ctx(module),
             Initializer::Uniform { low, high } => {
                 if !(low <= high) {
-                    return bad(format!(
-                        "uniform initializer needs low <= high, got [{low}, {high})"
-                    ));
+                    return bad(format!("uniform initializer needs low <= high, got [{low}, {high})"));
                 }
-                Tensor::f_empty(shape, options)
-                    .and_then(|mut t| t.f_uniform_(low, high))
-                    .ctx(module)
+                Tensor::f_empty(shape, options).and_then(|mut t| t.f_uniform_(low, high)).ctx(module)
             }
             Initializer::Normal { mean, std } => {
                 if !(std >= 0.0) {
                     return bad(format!("normal initializer needs std >= 0, got {std}"));
                 }
-                Tensor::f_empty(shape, options)
-                    .and_then(|mut t| t.f_normal_(mean, std))
-                    .ctx(module)
+                Tensor::f_empty(shape, options).and_then(|mut t| t.f_normal_(mean, std)).ctx(module)
             }
             Initializer::TruncatedNormal { mean, std } => {
                 if !(std >= 0.0) {
-                    return bad(format!(
-                        "truncated normal initializer needs std >= 0, got {std}"
-                    ));
+                    return bad(format!("truncated normal initializer needs std >= 0, got {std}"));
                 }
                 truncated_normal(shape, mean, std, options).ctx(module)
             }
@@ -219,11 +183,7 @@ impl Initializer {
                 distribution: Distribution::TruncatedNormal,
             }
             .create(module, shape, fans, options),
-            Initializer::VarianceScaling {
-                scale,
-                mode,
-                distribution,
-            } => {
+            Initializer::VarianceScaling { scale, mode, distribution } => {
                 if !(scale > 0.0) {
                     return bad(format!("variance scaling needs scale > 0, got {scale}"));
                 }
@@ -235,8 +195,7 @@ impl Initializer {
                 let variance = scale / n.max(1.0);
                 match distribution {
                     Distribution::TruncatedNormal => {
-                        truncated_normal(shape, 0.0, variance.sqrt() / TRUNCATED_STD, options)
-                            .ctx(module)
+                        truncated_normal(shape, 0.0, variance.sqrt() / TRUNCATED_STD, options).ctx(module)
                     }
                     Distribution::UntruncatedNormal => Tensor::f_empty(shape, options)
                         .and_then(|mut t| t.f_normal_(0.0, variance.sqrt()))
@@ -251,9 +210,7 @@ impl Initializer {
             }
             Initializer::Orthogonal { gain } => {
                 if shape.len() < 2 {
-                    return bad(format!(
-                        "orthogonal initializer needs rank >= 2, got shape {shape:?}"
-                    ));
+                    return bad(format!("orthogonal initializer needs rank >= 2, got shape {shape:?}"));
                 }
                 orthogonal(shape, gain, options).ctx(module)
             }
@@ -274,12 +231,8 @@ fn truncated_normal(
     const HIGH: f64 = 0.977_249_868_051_820_8; // Φ(2)
     let u = Tensor::f_empty(shape, (Kind::Double, options.1))?.f_uniform_(LOW, HIGH)?;
     let z = u.f_mul_scalar(2.0)?.f_sub_scalar(1.0)?.f_erfinv()?;
-    let z = z
-        .f_mul_scalar(std::f64::consts::SQRT_2)?
-        .f_clamp(-2.0, 2.0)?;
-    z.f_mul_scalar(std)?
-        .f_add_scalar(mean)?
-        .f_to_kind(options.0)
+    let z = z.f_mul_scalar(std::f64::consts::SQRT_2)?.f_clamp(-2.0, 2.0)?;
+    z.f_mul_scalar(std)?.f_add_scalar(mean)?.f_to_kind(options.0)
 }
 
 fn orthogonal(shape: &[i64], gain: f64, options: (Kind, Device)) -> Result<Tensor, tch::TchError> {
@@ -291,10 +244,7 @@ fn orthogonal(shape: &[i64], gain: f64, options: (Kind, Device)) -> Result<Tenso
     let d = rr.f_diagonal(0, 0, 1)?.f_sign()?;
     let q = q.f_mul(&d.f_unsqueeze(0)?)?;
     let q = if rows < cols { q.f_tr()? } else { q };
-    q.f_contiguous()?
-        .f_reshape(shape)?
-        .f_mul_scalar(gain)?
-        .f_to_kind(options.0)
+    q.f_contiguous()?.f_reshape(shape)?.f_mul_scalar(gain)?.f_to_kind(options.0)
 }
 
 #[cfg(test)]
@@ -305,8 +255,7 @@ mod tests {
 
     fn draw(init: Initializer, shape: &[i64]) -> Tensor {
         tch::manual_seed(0);
-        init.create("test", shape, Fans::from_shape(shape), CPU)
-            .unwrap()
+        init.create("test", shape, Fans::from_shape(shape), CPU).unwrap()
     }
 
     fn stats(t: &Tensor) -> (f64, f64, f64, f64) {
@@ -321,85 +270,32 @@ mod tests {
 
     #[test]
     fn constants() {
-        assert_eq!(
-            draw(Initializer::Zeros, &[2, 3])
-                .abs()
-                .sum(Kind::Float)
-                .double_value(&[]),
-            0.0
-        );
-        assert_eq!(
-            draw(Initializer::Ones, &[2, 3])
-                .sum(Kind::Float)
-                .double_value(&[]),
-            6.0
-        );
+        assert_eq!(draw(Initializer::Zeros, &[2, 3]).abs().sum(Kind::Float).double_value(&[]), 0.0);
+        assert_eq!(draw(Initializer::Ones, &[2, 3]).sum(Kind::Float).double_value(&[]), 6.0);
         let c = draw(Initializer::Constant { value: 2.5 }, &[4]);
         assert_eq!(Vec::<f32>::try_from(&c).unwrap(), [2.5; 4]);
     }
 
     #[test]
     fn fans_follow_tf_and_torch_layouts() {
-        assert_eq!(
-            Fans::from_shape(&[3, 3, 16, 32]),
-            Fans {
-                fan_in: 144,
-                fan_out: 288
-            }
-        );
-        assert_eq!(
-            Fans::torch(&[32, 16, 3, 3]),
-            Fans {
-                fan_in: 144,
-                fan_out: 288
-            }
-        );
-        assert_eq!(
-            Fans::from_shape(&[5]),
-            Fans {
-                fan_in: 5,
-                fan_out: 5
-            }
-        );
-        assert_eq!(
-            Fans::from_shape(&[]),
-            Fans {
-                fan_in: 1,
-                fan_out: 1
-            }
-        );
+        assert_eq!(Fans::from_shape(&[3, 3, 16, 32]), Fans { fan_in: 144, fan_out: 288 });
+        assert_eq!(Fans::torch(&[32, 16, 3, 3]), Fans { fan_in: 144, fan_out: 288 });
+        assert_eq!(Fans::from_shape(&[5]), Fans { fan_in: 5, fan_out: 5 });
+        assert_eq!(Fans::from_shape(&[]), Fans { fan_in: 1, fan_out: 1 });
     }
 
     #[test]
     fn uniform_and_normal_moments() {
-        let (m, s, lo, hi) = stats(&draw(
-            Initializer::Uniform {
-                low: -1.0,
-                high: 3.0,
-            },
-            &[100_000],
-        ));
+        let (m, s, lo, hi) = stats(&draw(Initializer::Uniform { low: -1.0, high: 3.0 }, &[100_000]));
         assert!((m - 1.0).abs() < 0.02 && (s - 4.0 / 12f64.sqrt()).abs() < 0.02);
         assert!(lo >= -1.0 && hi < 3.0);
-        let (m, s, _, _) = stats(&draw(
-            Initializer::Normal {
-                mean: 2.0,
-                std: 0.5,
-            },
-            &[100_000],
-        ));
+        let (m, s, _, _) = stats(&draw(Initializer::Normal { mean: 2.0, std: 0.5 }, &[100_000]));
         assert!((m - 2.0).abs() < 0.01 && (s - 0.5).abs() < 0.01);
     }
 
     #[test]
     fn truncated_normal_stays_within_two_std() {
-        let (m, s, lo, hi) = stats(&draw(
-            Initializer::TruncatedNormal {
-                mean: 1.0,
-                std: 0.5,
-            },
-            &[100_000],
-        ));
+        let (m, s, lo, hi) = stats(&draw(Initializer::TruncatedNormal { mean: 1.0, std: 0.5 }, &[100_000]));
         assert!(lo >= 0.0 - 1e-6 && hi <= 2.0 + 1e-6, "{lo} {hi}");
         assert!((m - 1.0).abs() < 0.01);
         // The standard deviation of a normal truncated at ±2σ is 0.8796σ.
@@ -409,28 +305,15 @@ mod tests {
     #[test]
     fn variance_scaling_hits_the_target_variance() {
         let shape = [400, 600];
-        for distribution in [
-            Distribution::TruncatedNormal,
-            Distribution::UntruncatedNormal,
-            Distribution::Uniform,
-        ] {
-            for (mode, n) in [
-                (FanMode::FanIn, 400.0),
-                (FanMode::FanOut, 600.0),
-                (FanMode::FanAvg, 500.0),
-            ] {
-                let init = Initializer::VarianceScaling {
-                    scale: 2.0,
-                    mode,
-                    distribution,
-                };
+        for distribution in
+            [Distribution::TruncatedNormal, Distribution::UntruncatedNormal, Distribution::Uniform]
+        {
+            for (mode, n) in [(FanMode::FanIn, 400.0), (FanMode::FanOut, 600.0), (FanMode::FanAvg, 500.0)] {
+                let init = Initializer::VarianceScaling { scale: 2.0, mode, distribution };
                 let (m, s, _, _) = stats(&draw(init, &shape));
                 let want = (2.0f64 / n).sqrt();
                 assert!(m.abs() < 2e-3, "{distribution:?} {mode:?} mean {m}");
-                assert!(
-                    (s / want - 1.0).abs() < 0.02,
-                    "{distribution:?} {mode:?} std {s} want {want}"
-                );
+                assert!((s / want - 1.0).abs() < 0.02, "{distribution:?} {mode:?} std {s} want {want}");
             }
         }
         let (_, s, lo, hi) = stats(&draw(Initializer::GlorotUniform, &shape));
@@ -444,48 +327,29 @@ mod tests {
     fn orthogonal_is_orthogonal() {
         for shape in [[6i64, 4], [4, 6]] {
             let q = draw(Initializer::Orthogonal { gain: 2.0 }, &shape).to_kind(Kind::Double);
-            let gram = if shape[0] >= shape[1] {
-                q.tr().matmul(&q)
-            } else {
-                q.matmul(&q.tr())
-            };
+            let gram = if shape[0] >= shape[1] { q.tr().matmul(&q) } else { q.matmul(&q.tr()) };
             let k = shape[0].min(shape[1]);
             let eye = Tensor::eye(k, (Kind::Double, Device::Cpu)) * 4.0;
             assert!(gram.allclose(&eye, 1e-6, 1e-6, false), "{shape:?}");
         }
-        let e =
-            Initializer::Orthogonal { gain: 1.0 }.create("m", &[3], Fans::from_shape(&[3]), CPU);
+        let e = Initializer::Orthogonal { gain: 1.0 }.create("m", &[3], Fans::from_shape(&[3]), CPU);
         assert!(matches!(e, Err(Error::Config { .. })));
     }
 
     #[test]
     fn invalid_parameters_are_config_errors() {
         for init in [
-            Initializer::Uniform {
-                low: 1.0,
-                high: 0.0,
-            },
-            Initializer::Normal {
-                mean: 0.0,
-                std: -1.0,
-            },
-            Initializer::TruncatedNormal {
-                mean: 0.0,
-                std: f64::NAN,
-            },
+            Initializer::Uniform { low: 1.0, high: 0.0 },
+            Initializer::Normal { mean: 0.0, std: -1.0 },
+            Initializer::TruncatedNormal { mean: 0.0, std: f64::NAN },
             Initializer::VarianceScaling {
                 scale: 0.0,
                 mode: FanMode::FanIn,
                 distribution: Distribution::Uniform,
             },
         ] {
-            let e = init
-                .create("mlp/linear", &[2], Fans::from_shape(&[2]), CPU)
-                .unwrap_err();
-            assert!(
-                e.to_string().starts_with("mlp/linear: bad configuration"),
-                "{e}"
-            );
+            let e = init.create("mlp/linear", &[2], Fans::from_shape(&[2]), CPU).unwrap_err();
+            assert!(e.to_string().starts_with("mlp/linear: bad configuration"), "{e}");
         }
     }
 

@@ -29,8 +29,6 @@ pub mod store;
 pub use error::{Error, Result, TorchContext};
 pub use init::{Distribution, FanMode, Fans, Initializer};
 pub use linear::{Linear, LinearConfig};
-pub use module::{
-    build_once, check_keys, check_kind, check_rank, shape_str, Forward, Mode, Module,
-};
+pub use module::{build_once, check_keys, check_kind, check_rank, shape_str, Forward, Mode, Module};
 pub use regularizer::Regularizer;
 pub use store::{Scope, Store, VarBuilder, Variable};

@@ -43,10 +43,7 @@ impl Default for LinearConfig {
 impl LinearConfig {
     /// A config with `output_size` outputs and every other field at its default.
     pub fn new(output_size: i64) -> Self {
-        LinearConfig {
-            output_size,
-            ..Default::default()
-        }
+        LinearConfig { output_size, ..Default::default() }
     }
     /// Sets the input size, so variables are created at construction.
     pub fn with_input_size(mut self, input_size: i64) -> Self {
@@ -85,10 +82,7 @@ pub struct Linear {
 
 impl std::fmt::Debug for Linear {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Linear")
-            .field("scope", &self.scope.path())
-            .field("config", &self.config)
-            .finish()
+        f.debug_struct("Linear").field("scope", &self.scope.path()).field("config", &self.config).finish()
     }
 }
 
@@ -113,23 +107,12 @@ impl Linear {
             ));
         }
         if let Some(i) = config.input_size.filter(|&i| i <= 0) {
-            return Err(Error::config(
-                module,
-                format!("input_size must be > 0, got {i}"),
-            ));
+            return Err(Error::config(module, format!("input_size must be > 0, got {i}")));
         }
-        let valid: &[&str] = if config.with_bias {
-            &["w", "b"]
-        } else {
-            &["w"]
-        };
+        let valid: &[&str] = if config.with_bias { &["w", "b"] } else { &["w"] };
         check_keys(module, "initializers", config.initializers.keys(), valid)?;
         check_keys(module, "regularizers", config.regularizers.keys(), valid)?;
-        let linear = Linear {
-            scope,
-            config,
-            vars: OnceLock::new(),
-        };
+        let linear = Linear { scope, config, vars: OnceLock::new() };
         if let Some(i) = linear.config.input_size {
             linear.build(i)?;
         }
@@ -139,9 +122,8 @@ impl Linear {
     fn build(&self, input_size: i64) -> Result<&LinearVars> {
         build_once(&self.vars, || {
             let c = &self.config;
-            let init = |name: &str, default: Initializer| {
-                c.initializers.get(name).cloned().unwrap_or(default)
-            };
+            let init =
+                |name: &str, default: Initializer| c.initializers.get(name).cloned().unwrap_or(default);
             let shape = [input_size, c.output_size];
             let w = self
                 .scope
@@ -185,12 +167,7 @@ impl Linear {
     /// # Errors
     /// [`Error::NotBuilt`] before the first call of a lazy `Linear`.
     pub fn w(&self) -> Result<&Tensor> {
-        self.vars
-            .get()
-            .map(|v| &v.w)
-            .ok_or_else(|| Error::NotBuilt {
-                module: self.scope.path().to_string(),
-            })
+        self.vars.get().map(|v| &v.w).ok_or_else(|| Error::NotBuilt { module: self.scope.path().to_string() })
     }
 
     /// The bias `b [O]` (`None` without a bias).
@@ -201,9 +178,7 @@ impl Linear {
         self.vars
             .get()
             .map(|v| v.b.as_ref())
-            .ok_or_else(|| Error::NotBuilt {
-                module: self.scope.path().to_string(),
-            })
+            .ok_or_else(|| Error::NotBuilt { module: self.scope.path().to_string() })
     }
 
     /// Applies the layer: `x [.., I]` → `[.., O]`. The first call of a lazy `Linear`
@@ -216,12 +191,7 @@ impl Linear {
         let module = self.scope.path();
         let size = x.size();
         let Some(&last) = size.last() else {
-            return Err(Error::shape(
-                module,
-                "input",
-                "[.., I] with rank >= 1",
-                size,
-            ));
+            return Err(Error::shape(module, "input", "[.., I] with rank >= 1", size));
         };
         if let Some(i) = self.input_size() {
             if last != i {
@@ -308,18 +278,11 @@ mod tests {
     fn later_input_of_another_size_is_a_shape_error() {
         let store = Store::cpu();
         let lin = Linear::new(&store.root(), LinearConfig::new(3).with_input_size(4)).unwrap();
-        let e = lin
-            .forward(&Tensor::zeros([8, 5], (Kind::Float, Device::Cpu)))
-            .unwrap_err();
+        let e = lin.forward(&Tensor::zeros([8, 5], (Kind::Float, Device::Cpu))).unwrap_err();
         assert_eq!(e.to_string(), "linear: input must be [.., 4], got [8, 5]");
         assert!(matches!(e, Error::Shape { .. }));
-        let e = lin
-            .forward(&Tensor::zeros([8, 4], (Kind::Double, Device::Cpu)))
-            .unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "linear: input kind must be Float, got Double"
-        );
+        let e = lin.forward(&Tensor::zeros([8, 4], (Kind::Double, Device::Cpu))).unwrap_err();
+        assert_eq!(e.to_string(), "linear: input kind must be Float, got Double");
         let e = lin.forward(&Tensor::from(1.0f32)).unwrap_err();
         assert!(matches!(e, Error::Shape { .. }), "{e}");
     }
@@ -328,15 +291,10 @@ mod tests {
     fn config_errors_name_the_module_and_valid_keys() {
         let store = Store::cpu();
         let e = Linear::new(&store.root(), LinearConfig::new(0)).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "linear: bad configuration: output_size must be > 0, got 0"
-        );
+        assert_eq!(e.to_string(), "linear: bad configuration: output_size must be > 0, got 0");
         let e = Linear::new(
             &store.root(),
-            LinearConfig::new(2)
-                .with_bias(false)
-                .with_initializer("b", Initializer::Ones),
+            LinearConfig::new(2).with_bias(false).with_initializer("b", Initializer::Ones),
         )
         .unwrap_err();
         assert_eq!(

@@ -52,9 +52,7 @@ pub trait Module: Send {
     /// [`Error::NotBuilt`] if the module still waits for its first input.
     fn variables(&self) -> Result<Vec<Variable>> {
         if !self.is_built() {
-            return Err(Error::NotBuilt {
-                module: self.name().to_string(),
-            });
+            return Err(Error::NotBuilt { module: self.name().to_string() });
         }
         Ok(self.scope().variables())
     }
@@ -64,11 +62,7 @@ pub trait Module: Send {
     /// # Errors
     /// [`Error::NotBuilt`] if the module still waits for its first input.
     fn trainable_variables(&self) -> Result<Vec<Variable>> {
-        Ok(self
-            .variables()?
-            .into_iter()
-            .filter(Variable::trainable)
-            .collect())
+        Ok(self.variables()?.into_iter().filter(Variable::trainable).collect())
     }
 
     /// The non-trainable subset of [`Module::variables`] (moving statistics, frozen
@@ -77,11 +71,7 @@ pub trait Module: Send {
     /// # Errors
     /// [`Error::NotBuilt`] if the module still waits for its first input.
     fn non_trainable_variables(&self) -> Result<Vec<Variable>> {
-        Ok(self
-            .variables()?
-            .into_iter()
-            .filter(|v| !v.trainable())
-            .collect())
+        Ok(self.variables()?.into_iter().filter(|v| !v.trainable()).collect())
     }
 
     /// The sum of the regularizers of the module's variables (a zero scalar if none).
@@ -90,9 +80,7 @@ pub trait Module: Send {
     /// [`Error::NotBuilt`] if the module still waits for its first input.
     fn regularization_loss(&self) -> Result<Tensor> {
         if !self.is_built() {
-            return Err(Error::NotBuilt {
-                module: self.name().to_string(),
-            });
+            return Err(Error::NotBuilt { module: self.name().to_string() });
         }
         self.scope().regularization_loss()
     }
@@ -144,10 +132,7 @@ pub fn check_keys<'a>(
 ) -> Result<()> {
     for key in keys {
         if !valid.contains(&key.as_str()) {
-            return Err(Error::config(
-                module,
-                format!("unknown {what} key {key:?}; valid keys: {valid:?}"),
-            ));
+            return Err(Error::config(module, format!("unknown {what} key {key:?}; valid keys: {valid:?}")));
         }
     }
     Ok(())
@@ -159,11 +144,6 @@ pub fn check_kind(scope: &Scope, what: &str, x: &Tensor) -> Result<()> {
     if x.kind() == scope.kind() {
         Ok(())
     } else {
-        Err(Error::shape(
-            scope.path(),
-            format!("{what} kind"),
-            format!("{:?}", scope.kind()),
-            x.kind(),
-        ))
+        Err(Error::shape(scope.path(), format!("{what} kind"), format!("{:?}", scope.kind()), x.kind()))
     }
 }

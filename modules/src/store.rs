@@ -118,12 +118,7 @@ impl Store {
     pub fn with_kind(device: Device, kind: Kind) -> Self {
         let mut var_store = VarStore::new(device);
         var_store.set_kind(kind);
-        Store {
-            inner: Arc::new(Inner {
-                var_store,
-                registry: Mutex::new(Registry::default()),
-            }),
-        }
+        Store { inner: Arc::new(Inner { var_store, registry: Mutex::new(Registry::default()) }) }
     }
 
     /// The device every variable lives on.
@@ -138,10 +133,7 @@ impl Store {
 
     /// The root scope (empty path). Modules are built from its children.
     pub fn root(&self) -> Scope {
-        Scope {
-            store: self.clone(),
-            path: String::new(),
-        }
+        Scope { store: self.clone(), path: String::new() }
     }
 
     /// The wrapped tch store, for interoperating with tch's own `nn` tools. Variables are
@@ -157,20 +149,13 @@ impl Store {
 
     /// Every variable's name, in creation order.
     pub fn variable_names(&self) -> Vec<String> {
-        self.registry()
-            .variables
-            .iter()
-            .map(|v| v.name.clone())
-            .collect()
+        self.registry().variables.iter().map(|v| v.name.clone()).collect()
     }
 
     /// The variable called `name`, if there is one.
     pub fn get(&self, name: &str) -> Option<Variable> {
         let registry = self.registry();
-        registry
-            .index
-            .get(name)
-            .map(|&i| registry.variables[i].clone())
+        registry.index.get(name).map(|&i| registry.variables[i].clone())
     }
 
     /// Number of variables.
@@ -186,10 +171,7 @@ impl Store {
     fn registry(&self) -> MutexGuard<'_, Registry> {
         // A panic while holding the lock cannot leave the registry half-updated (every
         // update is a single push/insert after all fallible work), so poisoning is ignored.
-        self.inner
-            .registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.inner.registry.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -208,10 +190,7 @@ impl std::fmt::Debug for Scope {
 }
 
 fn check_name(scope: &str, name: &str) -> Result<()> {
-    let valid = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if valid {
         Ok(())
     } else {
@@ -273,10 +252,7 @@ impl Scope {
             i += 1;
         }
         registry.taken.insert(candidate.clone());
-        Ok(Scope {
-            store: self.store.clone(),
-            path: candidate,
-        })
+        Ok(Scope { store: self.store.clone(), path: candidate })
     }
 
     /// Starts creating the variable `name` of `shape` in this scope. Defaults: zeros,
@@ -358,40 +334,23 @@ impl VarBuilder<'_> {
     /// shape has a negative dimension; [`Error::Torch`] if libtorch fails to allocate.
     pub fn create(self) -> Result<Tensor> {
         let scope = self.scope;
-        let module = if scope.path.is_empty() {
-            "<root>"
-        } else {
-            scope.path.as_str()
-        };
+        let module = if scope.path.is_empty() { "<root>" } else { scope.path.as_str() };
         check_name(module, self.name)?;
         if self.shape.iter().any(|&d| d < 0) {
             return Err(Error::config(
                 module,
-                format!(
-                    "variable {:?} has a negative dimension in {:?}",
-                    self.name, self.shape
-                ),
+                format!("variable {:?} has a negative dimension in {:?}", self.name, self.shape),
             ));
         }
         let full = scope.join(self.name);
         let fans = self.fans.unwrap_or_else(|| Fans::from_shape(self.shape));
-        let tensor = tch::no_grad(|| {
-            self.init
-                .create(&full, self.shape, fans, (scope.kind(), scope.device()))
-        })?;
+        let tensor =
+            tch::no_grad(|| self.init.create(&full, self.shape, fans, (scope.kind(), scope.device())))?;
         let mut registry = scope.store.registry();
         if registry.taken.contains(&full) {
-            return Err(Error::config(
-                module,
-                format!("a variable or scope {full:?} already exists"),
-            ));
+            return Err(Error::config(module, format!("a variable or scope {full:?} already exists")));
         }
-        let tensor = scope
-            .store
-            .inner
-            .var_store
-            .root()
-            .add(&full, tensor, self.trainable);
+        let tensor = scope.store.inner.var_store.root().add(&full, tensor, self.trainable);
         registry.taken.insert(full.clone());
         let position = registry.variables.len();
         registry.index.insert(full.clone(), position);
@@ -414,17 +373,8 @@ mod tests {
         let store = Store::cpu();
         let gan = store.root().child("gan").unwrap();
         let g = gan.child("generator").unwrap();
-        let names: Vec<_> = (0..3)
-            .map(|_| g.child("linear").unwrap().path().to_string())
-            .collect();
-        assert_eq!(
-            names,
-            [
-                "gan/generator/linear",
-                "gan/generator/linear_1",
-                "gan/generator/linear_2"
-            ]
-        );
+        let names: Vec<_> = (0..3).map(|_| g.child("linear").unwrap().path().to_string()).collect();
+        assert_eq!(names, ["gan/generator/linear", "gan/generator/linear_1", "gan/generator/linear_2"]);
         assert_eq!(store.root().child("gan").unwrap().path(), "gan_1");
         assert_eq!(g.name(), "generator");
     }
@@ -463,28 +413,15 @@ mod tests {
         assert!(matches!(e, Error::Config { .. }), "{e}");
         assert!(e.to_string().contains("\"lin/w\" already exists"), "{e}");
         for bad in ["", "a/b", "a.b", "a b"] {
-            assert!(
-                matches!(store.root().child(bad), Err(Error::Config { .. })),
-                "{bad:?}"
-            );
+            assert!(matches!(store.root().child(bad), Err(Error::Config { .. })), "{bad:?}");
         }
-        assert!(matches!(
-            s.var("v", &[-1]).create(),
-            Err(Error::Config { .. })
-        ));
+        assert!(matches!(s.var("v", &[-1]).create(), Err(Error::Config { .. })));
     }
 
     #[test]
     fn store_kind_and_device_apply_to_variables() {
         let store = Store::with_kind(Device::Cpu, Kind::Double);
-        let w = store
-            .root()
-            .child("m")
-            .unwrap()
-            .var("w", &[2, 2])
-            .init(Initializer::Ones)
-            .create()
-            .unwrap();
+        let w = store.root().child("m").unwrap().var("w", &[2, 2]).init(Initializer::Ones).create().unwrap();
         assert_eq!(w.kind(), Kind::Double);
         assert_eq!(w.device(), Device::Cpu);
     }
