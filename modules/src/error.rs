@@ -69,7 +69,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// An error raised by libtorch itself, with the module that made the call.
-    #[error("{module}: libtorch: {source}")]
+    #[error("{module}: libtorch: {}", torch_message(source))]
     Torch {
         /// Scope of the module that made the call.
         module: String,
@@ -111,6 +111,13 @@ impl Error {
     }
 }
 
+/// libtorch's message without the C++ backtrace it appends.
+fn torch_message(e: &tch::TchError) -> String {
+    let text = e.to_string();
+    let cut = text.find("\nException raised from").unwrap_or(text.len());
+    text[..cut].trim_end().to_string()
+}
+
 /// Attaches a module name to libtorch's errors: `tensor.f_matmul(&w).ctx("linear")?`.
 pub trait TorchContext<T> {
     /// Wraps a [`tch::TchError`] as [`Error::Torch`] naming `module`.
@@ -140,5 +147,6 @@ mod tests {
         let e = a.f_matmul(&b).ctx("mlp/linear").unwrap_err();
         assert!(matches!(e, Error::Torch { ref module, .. } if module == "mlp/linear"));
         assert!(e.to_string().starts_with("mlp/linear: libtorch: "), "{e}");
+        assert!(!e.to_string().contains("Exception raised from"), "{e}");
     }
 }

@@ -147,3 +147,21 @@ pub fn check_kind(scope: &Scope, what: &str, x: &Tensor) -> Result<()> {
         Err(Error::shape(scope.path(), format!("{what} kind"), format!("{:?}", scope.kind()), x.kind()))
     }
 }
+
+impl<M: Module + ?Sized> Module for Box<M> {
+    fn scope(&self) -> &Scope {
+        (**self).scope()
+    }
+    fn is_built(&self) -> bool {
+        (**self).is_built()
+    }
+    fn variables(&self) -> Result<Vec<Variable>> {
+        (**self).variables()
+    }
+}
+
+impl<F: Forward + ?Sized> Forward for Box<F> {
+    fn forward_t(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        (**self).forward_t(x, mode)
+    }
+}

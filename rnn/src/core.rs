@@ -1,0 +1,72 @@
+//! The [`RnnCore`] trait: one time step of a recurrent module.
+
+use crate::state::{State, StateSize};
+use couplet_modules::{Error, Mode, Module, Result};
+use tch::Tensor;
+
+/// A recurrent core: a module stepped one time step at a time (Sonnet's `RNNCore`, TF's
+/// `RNNCell`). Unrolls ([`dynamic_rnn`](crate::dynamic_rnn)) and decoders are functions
+/// over any core.
+///
+/// A step maps `input [B, I]` and a [`State`] to `(output [B, O], new state)`. Cores whose
+/// step starts with an input-only affine map can expose it through
+/// [`RnnCore::project_inputs`] and [`RnnCore::step_projected`], so unrolls compute it for
+/// every time step in one matrix product.
+pub trait RnnCore: Module {
+    /// One time step: `input [B, I]`, `state` → `(output [B, O], new state)`.
+    ///
+    /// # Errors
+    /// A typed [`Error`] naming the core when the input's rank or size, or the state's
+    /// structure or batch size, is wrong.
+    fn step(&self, input: &Tensor, state: &State, mode: Mode) -> Result<(Tensor, State)>;
+
+    /// The output size `O`.
+    fn output_size(&self) -> i64;
+
+    /// The sizes of the state's leaves (without the batch dimension).
+    fn state_size(&self) -> StateSize;
+
+    /// The state before the first step for `batch_size` rows: zeros by default, on the
+    /// store's device; cores with a trainable initial state tile their learned `[1, ..]`
+    /// variables to the batch.
+    fn initial_state(&self, batch_size: i64) -> Result<State> {
+        let scope = self.scope();
+        State::zeros(&self.state_size(), batch_size, (scope.kind(), scope.device()))
+    }
+
+    /// The input-only part of the step for many steps at once: `inputs [.., I]` →
+    /// `[.., P]`, or `None` (the default) if the core has no such part. When it returns
+    /// `Some(p)`, `step_projected(p[t], s)` must equal `step(inputs[t], s)`.
+    fn project_inputs(&self, _inputs: &Tensor) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+
+    /// The rest of the step, from a row of [`RnnCore::project_inputs`]'s result `[B, P]`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for cores that return `None` from `project_inputs`.
+    fn step_projected(&self, _projected: &Tensor, _state: &State, _mode: Mode) -> Result<(Tensor, State)> {
+        Err(Error::config(self.name(), "this core has no input projection; call step"))
+    }
+}
+
+impl<C: RnnCore + ?Sized> RnnCore for Box<C> {
+    fn step(&self, input: &Tensor, state: &State, mode: Mode) -> Result<(Tensor, State)> {
+        (**self).step(input, state, mode)
+    }
+    fn output_size(&self) -> i64 {
+        (**self).output_size()
+    }
+    fn state_size(&self) -> StateSize {
+        (**self).state_size()
+    }
+    fn initial_state(&self, batch_size: i64) -> Result<State> {
+        (**self).initial_state(batch_size)
+    }
+    fn project_inputs(&self, inputs: &Tensor) -> Result<Option<Tensor>> {
+        (**self).project_inputs(inputs)
+    }
+    fn step_projected(&self, projected: &Tensor, state: &State, mode: Mode) -> Result<(Tensor, State)> {
+        (**self).step_projected(projected, state, mode)
+    }
+}
