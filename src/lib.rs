@@ -16,3 +16,8 @@ pub use couplet_modules as modules;
 pub use couplet_modules::*;
 pub use couplet_rnn as rnn;
 pub use tch;
+
+/// The README's code blocks, compiled and run as doctests so the README stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -1,1 +1,15 @@
-//! placeholder
+//! # couplet-attention
+//!
+//! Attention for sequence models: Sonnet's [`AttentiveRead`], dot, Luong and Bahdanau
+//! mechanisms over a memory prepared once, and multi-head attention.
+
+pub mod attentive_read;
+pub mod mechanism;
+pub mod softmax;
+
+pub use attentive_read::{AttentionOutput, AttentiveRead};
+pub use mechanism::{
+    AttentionMechanism, AttentionMemory, BahdanauAttention, BahdanauConfig, DotAttention, LuongAttention,
+    LuongConfig,
+};
+pub use softmax::{lowest_finite, masked_softmax};

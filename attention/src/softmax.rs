@@ -1,0 +1,66 @@
+//! Masked softmax shared by every attention module.
+
+use couplet_modules::{Error, Result, TorchContext};
+use tch::{Kind, Tensor};
+
+/// The lowest finite value of a floating-point kind: what masked logits are set to.
+pub fn lowest_finite(kind: Kind) -> f64 {
+    match kind {
+        Kind::Double => f64::MIN,
+        Kind::Half => -65504.0,
+        Kind::BFloat16 => -3.389_531_389_251_535_5e38,
+        _ => f32::MIN as f64,
+    }
+}
+
+/// Checks that `mask` is a bool tensor of shape `[B, N]` for logits `[B, N]`.
+pub fn check_mask(module: &str, mask: &Tensor, batch: i64, n: i64) -> Result<()> {
+    if mask.kind() != Kind::Bool || mask.size() != [batch, n] {
+        return Err(Error::shape(
+            module,
+            "mask",
+            format!("a bool tensor [{batch}, {n}]"),
+            format!("{:?} {:?}", mask.kind(), mask.size()),
+        ));
+    }
+    Ok(())
+}
+
+/// Softmax over the last dimension of `logits [.., N]` where `mask` (bool, broadcastable,
+/// true = attend) allows. Masked logits are set to the kind's lowest finite value (Sonnet);
+/// rows with no allowed slot get all-zero weights instead of a uniform or NaN row.
+///
+/// Returns `(weights, masked_logits)`.
+pub fn masked_softmax(module: &str, logits: &Tensor, mask: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+    let Some(mask) = mask else {
+        let weights = logits.f_softmax(-1, logits.kind()).ctx(module)?;
+        return Ok((weights, logits.shallow_clone()));
+    };
+    let fill = Tensor::f_scalar_tensor(lowest_finite(logits.kind()), (logits.kind(), logits.device())).ctx(module)?;
+    let masked = logits.f_where_self(mask, &fill).ctx(module)?;
+    let weights = masked.f_softmax(-1, logits.kind()).ctx(module)?;
+    let any = mask.f_any_dim(-1, true).ctx(module)?;
+    let weights = weights.f_mul(&any.f_to_kind(logits.kind()).ctx(module)?).ctx(module)?;
+    Ok((weights, masked))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masked_slots_get_zero_weight_and_empty_rows_are_zero() {
+        let logits = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 1.0, 2.0, 3.0]).view([2, 3]);
+        let mask = Tensor::from_slice(&[true, false, true, false, false, false]).view([2, 3]);
+        let (w, l) = masked_softmax("m", &logits, Some(&mask)).unwrap();
+        let w = Vec::<f32>::try_from(w.flatten(0, -1)).unwrap();
+        let e = (1.0f32).exp() + (3.0f32).exp();
+        let want = [1f32.exp() / e, 0.0, 3f32.exp() / e, 0.0, 0.0, 0.0];
+        for (a, b) in w.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{w:?}");
+        }
+        assert_eq!(l.double_value(&[0, 1]), f32::MIN as f64);
+        let (w, _) = masked_softmax("m", &logits, None).unwrap();
+        assert!((w.sum(Kind::Float).double_value(&[]) - 2.0).abs() < 1e-6);
+    }
+}
