@@ -19,15 +19,19 @@
 //! # }
 //! ```
 
+pub mod batch_norm;
 pub mod error;
 pub mod init;
+pub mod layer_norm;
 pub mod linear;
 pub mod module;
 pub mod regularizer;
 pub mod store;
 
+pub use batch_norm::{BatchNorm, BatchNormConfig, DataFormat};
 pub use error::{Error, Result, TorchContext};
 pub use init::{Distribution, FanMode, Fans, Initializer};
+pub use layer_norm::{LayerNorm, LayerNormConfig};
 pub use linear::{Linear, LinearConfig};
 pub use module::{build_once, check_keys, check_kind, check_rank, shape_str, Forward, Mode, Module};
 pub use regularizer::Regularizer;
