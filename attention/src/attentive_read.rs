@@ -121,3 +121,91 @@ impl Module for AttentiveRead {
         Ok(vars)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use couplet_modules::{Initializer, Linear, LinearConfig, Store};
+    use tch::{Device, Kind};
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        Vec::<f32>::try_from(t.flatten(0, -1)).unwrap()
+    }
+
+    fn close(a: &[f32], b: &[f64]) {
+        assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
+        for (x, y) in a.iter().zip(b) {
+            assert!((*x as f64 - y).abs() < 1e-6, "{a:?} vs {b:?}");
+        }
+    }
+
+    /// Logit module `[m0, m1, q] · [1, 2, 0.5]`.
+    fn read_module(store: &Store) -> AttentiveRead {
+        let logits = Linear::new(&store.root(), LinearConfig::new(1).with_input_size(3).with_bias(false)).unwrap();
+        tch::no_grad(|| logits.w().unwrap().shallow_clone().copy_(&Tensor::from_slice(&[1.0f32, 2.0, 0.5]).view([3, 1])));
+        AttentiveRead::new(&store.root(), logits).unwrap()
+    }
+
+    fn inputs() -> (Tensor, Tensor) {
+        let memory = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0]).view([1, 3, 2]).repeat([2, 1, 1]);
+        let query = Tensor::from_slice(&[2.0f32, 2.0]).view([2, 1]);
+        (memory, query)
+    }
+
+    #[test]
+    fn reads_by_hand_worked_softmax() {
+        let store = Store::cpu();
+        let read = read_module(&store);
+        let (memory, query) = inputs();
+        let out = read.forward(&memory, &query, None, Mode::Eval).unwrap();
+        // Logits: slot 0: 1 + 0 + 1 = 2, slot 1: 0 + 2 + 1 = 3, slot 2: 1 + 2 + 1 = 4.
+        close(&values(&out.logits.get(0)), &[2.0, 3.0, 4.0]);
+        close(&values(&out.weights.get(0)), &[0.09003057317038046, 0.24472847105479767, 0.6652409557748219]);
+        close(&values(&out.read.get(0)), &[0.7552715289452023, 0.9099694268296196]);
+        assert_eq!(out.read.size(), [2, 2]);
+    }
+
+    #[test]
+    fn masks_slots_and_gives_zeros_for_fully_masked_rows() {
+        let store = Store::cpu();
+        let read = read_module(&store);
+        let (memory, query) = inputs();
+        let mask = Tensor::from_slice(&[true, false, true, false, false, false]).view([2, 3]);
+        let out = read.forward(&memory, &query, Some(&mask), Mode::Eval).unwrap();
+        close(&values(&out.weights.get(0)), &[0.11920292202211756, 0.0, 0.8807970779778824]);
+        close(&values(&out.read.get(0)), &[1.0, 0.8807970779778824]);
+        close(&values(&out.weights.get(1)), &[0.0, 0.0, 0.0]);
+        close(&values(&out.read.get(1)), &[0.0, 0.0]);
+        assert_eq!(out.logits.double_value(&[0, 1]), f32::MIN as f64);
+        assert_eq!(out.read.isnan().any().int64_value(&[]), 0);
+    }
+
+    #[test]
+    fn shape_errors_name_the_module() {
+        let store = Store::cpu();
+        let read = read_module(&store);
+        let (memory, query) = inputs();
+        let e = read.forward(&memory.get(0), &query, None, Mode::Eval).unwrap_err();
+        assert_eq!(e.to_string(), "attention: memory must be [B, N, Dm], got [3, 2]");
+        let e = read.forward(&memory, &query.narrow(0, 0, 1), None, Mode::Eval).unwrap_err();
+        assert_eq!(e.to_string(), "attention: query must be [2, Dq], got [1, 1]");
+        let bad_mask = Tensor::ones([2, 3], (Kind::Float, Device::Cpu));
+        let e = read.forward(&memory, &query, Some(&bad_mask), Mode::Eval).unwrap_err();
+        assert_eq!(e.to_string(), "attention: mask must be a bool tensor [2, 3], got Float [2, 3]");
+        // A logit module that does not return one logit per slot.
+        let wide = Linear::new(&store.root(), LinearConfig::new(2).with_initializer("w", Initializer::Ones)).unwrap();
+        let read2 = AttentiveRead::new(&store.root(), wide).unwrap();
+        let e = read2.forward(&memory, &query, None, Mode::Eval).unwrap_err();
+        assert_eq!(e.to_string(), "attention_1: logit module output must be [6, 1] (B·N rows), got [6, 2]");
+    }
+
+    #[test]
+    fn lists_the_logit_module_variables() {
+        let store = Store::cpu();
+        let read = read_module(&store);
+        let names: Vec<_> = read.variables().unwrap().iter().map(|v| v.name().to_string()).collect();
+        assert_eq!(names, ["linear/w"]);
+        fn send<T: Send>() {}
+        send::<AttentiveRead>();
+    }
+}

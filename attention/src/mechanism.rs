@@ -312,3 +312,85 @@ impl AttentionMechanism for BahdanauAttention {
         hidden.f_tanh().and_then(|h| h.f_matmul(&v)).ctx(module)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use couplet_modules::Store;
+
+    fn set(t: &Tensor, v: &[f32]) {
+        tch::no_grad(|| t.shallow_clone().copy_(&Tensor::from_slice(v).view(t.size().as_slice())));
+    }
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        Vec::<f32>::try_from(t.flatten(0, -1)).unwrap()
+    }
+
+    fn close(a: &[f32], b: &[f64]) {
+        assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
+        for (x, y) in a.iter().zip(b) {
+            assert!((*x as f64 - y).abs() < 1e-6, "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
+    fn luong_score_is_g_q_w_k() {
+        let store = Store::cpu();
+        let luong = LuongAttention::new(&store.root(), LuongConfig::new(2).with_scale(true)).unwrap();
+        let memory = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).view([1, 2, 2]);
+        let prepared = luong.prepare(&memory, None).unwrap();
+        set(luong.memory_layer.w().unwrap(), &[1.0, 0.0, 0.0, 2.0]);
+        let prepared = AttentionMemory { keys: luong.memory_layer.forward(&prepared.values).unwrap(), ..prepared };
+        set(luong.g.as_ref().unwrap(), &[2.0]);
+        let q = Tensor::from_slice(&[1.0f32, 0.5]).view([1, 2]);
+        // keys [[1, 4], [3, 8]]; q·k = [3, 7]; times g = 2.
+        close(&values(&luong.score(&q, &prepared).unwrap()), &[6.0, 14.0]);
+        let names: Vec<_> = luong.variables().unwrap().iter().map(|v| v.name().to_string()).collect();
+        assert_eq!(names, ["luong_attention/attention_g", "luong_attention/memory_layer/w"]);
+        let e = luong.score(&Tensor::zeros([1, 3], (tch::Kind::Float, tch::Device::Cpu)), &prepared).unwrap_err();
+        assert_eq!(e.to_string(), "luong_attention: query must be [1, 2], got [1, 3]");
+    }
+
+    #[test]
+    fn bahdanau_score_is_v_tanh_keys_plus_query() {
+        let store = Store::cpu();
+        for normalize in [false, true] {
+            let att = BahdanauAttention::new(&store.root(), BahdanauConfig::new(2).with_normalize(normalize)).unwrap();
+            let memory = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 1.0]).view([1, 2, 2]);
+            let q = Tensor::from_slice(&[1.0f32]).view([1, 1]);
+            let _ = att.prepare(&memory, None).unwrap();
+            let _ = att.score(&q, &att.prepare(&memory, None).unwrap()).unwrap();
+            set(att.memory_layer.w().unwrap(), &[1.0, 0.0, 0.0, 1.0]);
+            set(att.query_layer.w().unwrap(), &[0.5, -0.5]);
+            set(&att.v, &[1.0, 2.0]);
+            let prepared = att.prepare(&memory, None).unwrap();
+            let s = values(&att.score(&q, &prepared).unwrap());
+            if normalize {
+                set(&att.norm.as_ref().unwrap().g, &[1.0]);
+                set(&att.norm.as_ref().unwrap().b, &[0.1, 0.0]);
+                let s = values(&att.score(&q, &prepared).unwrap());
+                // (tanh(1.6) + 2 tanh(-0.5)) / √5, (tanh(0.6) + 2 tanh(0.5)) / √5.
+                close(&s, &[-0.0011474428055702455, 0.6535060186998238]);
+            } else {
+                // tanh(1.5) + 2 tanh(-0.5), tanh(0.5) + 2 tanh(0.5).
+                close(&s, &[-0.019086060875153077, 1.3863514717800292]);
+            }
+        }
+    }
+
+    #[test]
+    fn masked_rows_are_zeroed_before_keys_and_never_attended() {
+        let store = Store::cpu();
+        let dot = DotAttention::new(&store.root()).unwrap();
+        let memory = Tensor::from_slice(&[1.0f32, 1.0, 5.0, 5.0, 2.0, 2.0, 3.0, 3.0]).view([2, 2, 2]);
+        let mask = Tensor::from_slice(&[true, false, false, false]).view([2, 2]);
+        let prepared = dot.prepare(&memory, Some(&mask)).unwrap();
+        close(&values(&prepared.values), &[1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        let q = Tensor::from_slice(&[1.0f32, 0.0, 1.0, 0.0]).view([2, 2]);
+        let (context, alignments) = dot.attend(&q, &prepared).unwrap();
+        close(&values(&alignments), &[1.0, 0.0, 0.0, 0.0]);
+        close(&values(&context), &[1.0, 1.0, 0.0, 0.0]);
+        let e = dot.prepare(&memory.get(0), None).unwrap_err();
+        assert_eq!(e.to_string(), "dot_attention: memory must be [B, N, Dm], got [2, 2]");
+    }
+}

@@ -16,12 +16,12 @@ pub fn lowest_finite(kind: Kind) -> f64 {
 /// Checks that `mask` is a bool tensor of shape `[B, N]` for logits `[B, N]`.
 pub fn check_mask(module: &str, mask: &Tensor, batch: i64, n: i64) -> Result<()> {
     if mask.kind() != Kind::Bool || mask.size() != [batch, n] {
-        return Err(Error::shape(
-            module,
-            "mask",
-            format!("a bool tensor [{batch}, {n}]"),
-            format!("{:?} {:?}", mask.kind(), mask.size()),
-        ));
+        return Err(Error::Shape {
+            module: module.to_string(),
+            what: "mask".to_string(),
+            expected: format!("a bool tensor [{batch}, {n}]"),
+            actual: format!("{:?} {:?}", mask.kind(), mask.size()),
+        });
     }
     Ok(())
 }
