@@ -5,6 +5,7 @@
 
 pub mod attentive_read;
 pub mod mechanism;
+pub mod multi_head;
 pub mod softmax;
 
 pub use attentive_read::{AttentionOutput, AttentiveRead};
@@ -12,4 +13,5 @@ pub use mechanism::{
     AttentionMechanism, AttentionMemory, BahdanauAttention, BahdanauConfig, DotAttention, LuongAttention,
     LuongConfig,
 };
+pub use multi_head::{AttentionMasks, MultiHeadAttention, MultiHeadAttentionConfig};
 pub use softmax::{lowest_finite, masked_softmax};

@@ -1,0 +1,276 @@
+//! Multi-head attention (Vaswani et al. 2017) through libtorch's fused
+//! `scaled_dot_product_attention`.
+
+use crate::softmax::masked_softmax;
+use couplet_modules::{
+    check_kind, Error, Linear, LinearConfig, Mode, Module, Result, Scope, TorchContext,
+};
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+/// Configuration of [`MultiHeadAttention`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MultiHeadAttentionConfig {
+    /// Model size `E` (query size and output size; > 0). Default 1.
+    pub embed_dim: i64,
+    /// Number of heads `h`; must divide `embed_dim`. Default 1.
+    pub num_heads: i64,
+    /// Key feature size `Ek`. Default `None` = `embed_dim`.
+    pub kdim: Option<i64>,
+    /// Value feature size `Ev`. Default `None` = `embed_dim`.
+    pub vdim: Option<i64>,
+    /// Dropout rate on the attention weights, applied in [`Mode::Train`] only; in [0, 1). Default 0.
+    pub dropout: f64,
+    /// Whether the four projections have biases. Default true.
+    pub bias: bool,
+}
+
+impl Default for MultiHeadAttentionConfig {
+    fn default() -> Self {
+        MultiHeadAttentionConfig { embed_dim: 1, num_heads: 1, kdim: None, vdim: None, dropout: 0.0, bias: true }
+    }
+}
+
+impl MultiHeadAttentionConfig {
+    /// `num_heads` heads over a model of size `embed_dim`.
+    pub fn new(embed_dim: i64, num_heads: i64) -> Self {
+        MultiHeadAttentionConfig { embed_dim, num_heads, ..Default::default() }
+    }
+    /// Sets the key feature size.
+    pub fn with_kdim(mut self, kdim: i64) -> Self {
+        self.kdim = Some(kdim);
+        self
+    }
+    /// Sets the value feature size.
+    pub fn with_vdim(mut self, vdim: i64) -> Self {
+        self.vdim = Some(vdim);
+        self
+    }
+    /// Sets the attention dropout rate.
+    pub fn with_dropout(mut self, dropout: f64) -> Self {
+        self.dropout = dropout;
+        self
+    }
+    /// Sets whether the projections have biases.
+    pub fn with_bias(mut self, bias: bool) -> Self {
+        self.bias = bias;
+        self
+    }
+}
+
+/// Masks and options of one [`MultiHeadAttention::forward`] call.
+#[derive(Debug, Default)]
+pub struct AttentionMasks<'a> {
+    /// Bool `[B, Lk]`, **true = attend** (couplet's convention everywhere; PyTorch's
+    /// `key_padding_mask` is the negation).
+    pub key_mask: Option<&'a Tensor>,
+    /// Query `i` attends only keys `j <= i` (top-left aligned, as PyTorch's `is_causal`).
+    pub causal: bool,
+    /// Also return the attention weights averaged over heads, `[B, Lq, Lk]` (computed
+    /// without the fused kernel).
+    pub need_weights: bool,
+}
+
+/// Multi-head attention: `query [B, Lq, E]`, `key [B, Lk, Ek]`, `value [B, Lk, Ev]` →
+/// `[B, Lq, E]`. Projections are [`Linear`]s named `query`, `key`, `value`, `output` in the
+/// scope `multi_head_attention` (weights `[in, out]`, Sonnet layout; see
+/// [`MultiHeadAttention::load_torch`] for PyTorch's `nn.MultiheadAttention` weights).
+///
+/// A query row that may attend no key (every key masked) gives a zero output row and zero
+/// weights, where PyTorch returns NaN.
+pub struct MultiHeadAttention {
+    scope: Scope,
+    config: MultiHeadAttentionConfig,
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    output: Linear,
+}
+
+impl std::fmt::Debug for MultiHeadAttention {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MultiHeadAttention").field("scope", &self.scope.path()).field("config", &self.config).finish()
+    }
+}
+
+impl MultiHeadAttention {
+    /// Builds the module (eagerly) in a child scope `multi_head_attention` of `parent`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if a size is not positive, `num_heads` does not divide `embed_dim`,
+    /// or `dropout` is outside [0, 1).
+    pub fn new(parent: &Scope, config: MultiHeadAttentionConfig) -> Result<Self> {
+        let scope = parent.child("multi_head_attention")?;
+        let module = scope.path();
+        let (e, h) = (config.embed_dim, config.num_heads);
+        let (kd, vd) = (config.kdim.unwrap_or(e), config.vdim.unwrap_or(e));
+        if e <= 0 || h <= 0 || kd <= 0 || vd <= 0 {
+            return Err(Error::config(
+                module,
+                format!("embed_dim, num_heads, kdim and vdim must be > 0, got {e}, {h}, {kd}, {vd}"),
+            ));
+        }
+        if e % h != 0 {
+            return Err(Error::config(module, format!("num_heads ({h}) must divide embed_dim ({e})")));
+        }
+        if !(0.0..1.0).contains(&config.dropout) {
+            return Err(Error::config(module, format!("dropout must be in [0, 1), got {}", config.dropout)));
+        }
+        let lin = |name: &str, input: i64| {
+            Linear::named(&scope, name, LinearConfig::new(e).with_input_size(input).with_bias(config.bias))
+        };
+        let (query, key, value, output) = (lin("query", e)?, lin("key", kd)?, lin("value", vd)?, lin("output", e)?);
+        Ok(MultiHeadAttention { scope, config, query, key, value, output })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &MultiHeadAttentionConfig {
+        &self.config
+    }
+
+    /// Copies PyTorch `nn.MultiheadAttention` weights in: `q_weight`, `k_weight`, `v_weight`
+    /// `[E, E*]` (PyTorch's `in_proj_weight` split in three, or `q_proj_weight`, …),
+    /// `in_bias` `[3E]` (`in_proj_bias`), `out_weight [E, E]`, `out_bias [E]`.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] if a tensor's shape differs from the module's, or a bias is given to a
+    /// module without biases (or missing from one with them).
+    pub fn load_torch(
+        &self,
+        q_weight: &Tensor,
+        k_weight: &Tensor,
+        v_weight: &Tensor,
+        in_bias: Option<&Tensor>,
+        out_weight: &Tensor,
+        out_bias: Option<&Tensor>,
+    ) -> Result<()> {
+        let module = self.scope.path();
+        let e = self.config.embed_dim;
+        let in_biases = match in_bias {
+            Some(b) if b.size() == [3 * e] => b.f_split(e, 0).ctx(module)?.into_iter().map(Some).collect(),
+            Some(b) => return Err(Error::shape(module, "in_proj_bias", format!("[{}]", 3 * e), b.size())),
+            None => vec![None, None, None],
+        };
+        let layers = [&self.query, &self.key, &self.value, &self.output];
+        let weights = [q_weight, k_weight, v_weight, out_weight];
+        let biases = in_biases.into_iter().chain([out_bias.map(Tensor::shallow_clone)]);
+        for ((layer, w), b) in layers.into_iter().zip(weights).zip(biases) {
+            let mut dst = layer.w()?.shallow_clone();
+            let want = dst.size();
+            if w.size() != [want[1], want[0]] {
+                return Err(Error::shape(layer.name(), "PyTorch weight", format!("[{}, {}]", want[1], want[0]), w.size()));
+            }
+            tch::no_grad(|| dst.f_copy_(&w.tr())).ctx(module)?;
+            match (layer.b()?, b) {
+                (Some(dst), Some(b)) if b.size() == dst.size() => {
+                    tch::no_grad(|| dst.shallow_clone().f_copy_(&b)).ctx(module)?
+                }
+                (dst, b) => {
+                    if dst.is_some() || b.is_some() {
+                        return Err(Error::shape(
+                            layer.name(),
+                            "PyTorch bias",
+                            format!("{:?}", dst.map(|d| d.size())),
+                            b.map(|b| b.size()),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_input(&self, what: &str, x: &Tensor, batch: Option<i64>, len: Option<i64>, size: i64) -> Result<()> {
+        let s = x.size();
+        let ok = s.len() == 3 && batch.is_none_or(|b| s[0] == b) && len.is_none_or(|l| s[1] == l) && s[2] == size;
+        if !ok {
+            let b = batch.map_or("B".to_string(), |b| b.to_string());
+            let l = len.map_or("L".to_string(), |l| l.to_string());
+            return Err(Error::shape(self.scope.path(), what, format!("[{b}, {l}, {size}]"), s));
+        }
+        check_kind(&self.scope, what, x)
+    }
+
+    fn heads(&self, x: &Tensor) -> Result<Tensor> {
+        let s = x.size();
+        let h = self.config.num_heads;
+        x.f_view([s[0], s[1], h, s[2] / h]).and_then(|t| t.f_transpose(1, 2)).ctx(self.scope.path())
+    }
+
+    /// Attends `query [B, Lq, E]` over `key [B, Lk, Ek]` / `value [B, Lk, Ev]`: returns
+    /// `(output [B, Lq, E], weights)` with `weights [B, Lq, Lk]` (mean over heads) when
+    /// `masks.need_weights`.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] naming the module when a rank, batch, length or feature size differs,
+    /// or the key mask is not a bool `[B, Lk]`.
+    pub fn forward(
+        &self,
+        query: &Tensor,
+        key: &Tensor,
+        value: &Tensor,
+        masks: &AttentionMasks,
+        mode: Mode,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let module = self.scope.path();
+        let c = &self.config;
+        self.check_input("query", query, None, None, c.embed_dim)?;
+        let (b, lq) = (query.size()[0], query.size()[1]);
+        self.check_input("key", key, Some(b), None, c.kdim.unwrap_or(c.embed_dim))?;
+        let lk = key.size()[1];
+        self.check_input("value", value, Some(b), Some(lk), c.vdim.unwrap_or(c.embed_dim))?;
+        let device = query.device();
+        // mask [B | 1, 1, Lq | 1, Lk], true = attend.
+        let mut mask: Option<Tensor> = None;
+        if let Some(km) = masks.key_mask {
+            if km.kind() != Kind::Bool || km.size() != [b, lk] {
+                return Err(Error::Shape {
+                    module: module.to_string(),
+                    what: "key mask".into(),
+                    expected: format!("a bool tensor [{b}, {lk}]"),
+                    actual: format!("{:?} {:?}", km.kind(), km.size()),
+                });
+            }
+            mask = Some(km.f_view([b, 1, 1, lk]).ctx(module)?);
+        }
+        if masks.causal {
+            let causal = Tensor::f_ones([lq, lk], (Kind::Bool, device)).and_then(|t| t.f_tril(0)).ctx(module)?;
+            mask = Some(match mask {
+                Some(m) => m.f_logical_and(&causal).ctx(module)?,
+                None => causal.f_view([1, 1, lq, lk]).ctx(module)?,
+            });
+        }
+        let q = self.heads(&self.query.forward(query)?)?;
+        let k = self.heads(&self.key.forward(key)?)?;
+        let v = self.heads(&self.value.forward(value)?)?;
+        let p = if mode.is_training() { c.dropout } else { 0.0 };
+        let (context, weights) = if masks.need_weights {
+            let d = (c.embed_dim / c.num_heads) as f64;
+            let scores = q.f_matmul(&k.f_transpose(-2, -1).ctx(module)?).ctx(module)?.f_div_scalar(d.sqrt()).ctx(module)?;
+            let (w, _) = masked_softmax(module, &scores, mask.as_ref())?;
+            let dropped = w.f_dropout(p, mode.is_training()).ctx(module)?;
+            (dropped.f_matmul(&v).ctx(module)?, Some(w.f_mean_dim(1, false, w.kind()).ctx(module)?))
+        } else {
+            let out = Tensor::f_scaled_dot_product_attention(&q, &k, &v, mask.as_ref(), p, false, None, false)
+                .ctx(module)?;
+            (out, None)
+        };
+        let context = context.f_transpose(1, 2).and_then(|t| t.f_reshape([b, lq, c.embed_dim])).ctx(module)?;
+        let mut out = self.output.forward(&context)?;
+        if let Some(m) = &mask {
+            // Rows with no key to attend: zeros (the fused kernel leaves NaN there).
+            let any = m.f_any_dim(-1, false).and_then(|a| a.f_expand([b, 1, lq], false)).ctx(module)?;
+            let any = any.f_view([b, lq, 1]).ctx(module)?;
+            let zero = Tensor::f_zeros([], (out.kind(), device)).ctx(module)?;
+            out = out.f_where_self(&any, &zero).ctx(module)?;
+        }
+        Ok((out, weights))
+    }
+}
+
+impl Module for MultiHeadAttention {
+    fn scope(&self) -> &Scope {
+        &self.scope
+    }
+}
