@@ -19,6 +19,7 @@
 //! # }
 //! ```
 
+pub mod checkpoint;
 pub mod error;
 pub mod init;
 pub mod linear;
@@ -26,6 +27,9 @@ pub mod module;
 pub mod regularizer;
 pub mod store;
 
+pub use checkpoint::{
+    CheckpointManager, CheckpointManagerConfig, Checkpointable, RestoreOptions, RestoreReport,
+};
 pub use error::{Error, Result, TorchContext};
 pub use init::{Distribution, FanMode, Fans, Initializer};
 pub use linear::{Linear, LinearConfig};
