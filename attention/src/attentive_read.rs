@@ -82,7 +82,8 @@ impl AttentiveRead {
             check_mask(module, mask, b, n)?;
         }
         let tiled = query.f_unsqueeze(1).and_then(|t| t.f_expand([b, n, q[1]], false)).ctx(module)?;
-        let input = Tensor::f_cat(&[memory, &tiled], 2).and_then(|t| t.f_reshape([b * n, dm + q[1]])).ctx(module)?;
+        let input =
+            Tensor::f_cat(&[memory, &tiled], 2).and_then(|t| t.f_reshape([b * n, dm + q[1]])).ctx(module)?;
         let logits = self.logit_module.forward_t(&input, mode)?;
         if logits.size() != [b * n, 1] {
             return Err(Error::shape(
@@ -94,7 +95,11 @@ impl AttentiveRead {
         }
         let logits = logits.f_view([b, n]).ctx(module)?;
         let (weights, logits) = masked_softmax(module, &logits, mask)?;
-        let read = weights.f_unsqueeze(1).and_then(|w| w.f_bmm(memory)).and_then(|r| r.f_squeeze_dim(1)).ctx(module)?;
+        let read = weights
+            .f_unsqueeze(1)
+            .and_then(|w| w.f_bmm(memory))
+            .and_then(|r| r.f_squeeze_dim(1))
+            .ctx(module)?;
         Ok(AttentionOutput { read, weights, logits })
     }
 }
@@ -141,8 +146,11 @@ mod tests {
 
     /// Logit module `[m0, m1, q] · [1, 2, 0.5]`.
     fn read_module(store: &Store) -> AttentiveRead {
-        let logits = Linear::new(&store.root(), LinearConfig::new(1).with_input_size(3).with_bias(false)).unwrap();
-        tch::no_grad(|| logits.w().unwrap().shallow_clone().copy_(&Tensor::from_slice(&[1.0f32, 2.0, 0.5]).view([3, 1])));
+        let logits =
+            Linear::new(&store.root(), LinearConfig::new(1).with_input_size(3).with_bias(false)).unwrap();
+        tch::no_grad(|| {
+            logits.w().unwrap().shallow_clone().copy_(&Tensor::from_slice(&[1.0f32, 2.0, 0.5]).view([3, 1]))
+        });
         AttentiveRead::new(&store.root(), logits).unwrap()
     }
 
@@ -193,7 +201,8 @@ mod tests {
         let e = read.forward(&memory, &query, Some(&bad_mask), Mode::Eval).unwrap_err();
         assert_eq!(e.to_string(), "attention: mask must be a bool tensor [2, 3], got Float [2, 3]");
         // A logit module that does not return one logit per slot.
-        let wide = Linear::new(&store.root(), LinearConfig::new(2).with_initializer("w", Initializer::Ones)).unwrap();
+        let wide = Linear::new(&store.root(), LinearConfig::new(2).with_initializer("w", Initializer::Ones))
+            .unwrap();
         let read2 = AttentiveRead::new(&store.root(), wide).unwrap();
         let e = read2.forward(&memory, &query, None, Mode::Eval).unwrap_err();
         assert_eq!(e.to_string(), "attention_1: logit module output must be [6, 1] (B·N rows), got [6, 2]");

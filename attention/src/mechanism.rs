@@ -63,7 +63,8 @@ fn zero_masked(module: &str, memory: &Tensor, mask: Option<&Tensor>) -> Result<(
     }
     let Some(mask) = mask else { return Ok((memory.shallow_clone(), None)) };
     check_mask(module, mask, m[0], m[1])?;
-    let values = memory.f_mul(&mask.f_unsqueeze(-1).ctx(module)?.f_to_kind(memory.kind()).ctx(module)?).ctx(module)?;
+    let values =
+        memory.f_mul(&mask.f_unsqueeze(-1).ctx(module)?.f_to_kind(memory.kind()).ctx(module)?).ctx(module)?;
     Ok((values, Some(mask.shallow_clone())))
 }
 
@@ -102,7 +103,11 @@ impl AttentionMechanism for DotAttention {
     }
     fn score(&self, query: &Tensor, memory: &AttentionMemory) -> Result<Tensor> {
         check_query(self.name(), query, memory, memory.keys.size()[2])?;
-        memory.keys.f_bmm(&query.f_unsqueeze(2).ctx(self.name())?).and_then(|s| s.f_squeeze_dim(2)).ctx(self.name())
+        memory
+            .keys
+            .f_bmm(&query.f_unsqueeze(2).ctx(self.name())?)
+            .and_then(|s| s.f_squeeze_dim(2))
+            .ctx(self.name())
     }
 }
 
@@ -152,7 +157,10 @@ impl LuongAttention {
     pub fn new(parent: &Scope, config: LuongConfig) -> Result<Self> {
         let scope = parent.child("luong_attention")?;
         if config.num_units <= 0 {
-            return Err(Error::config(scope.path(), format!("num_units must be > 0, got {}", config.num_units)));
+            return Err(Error::config(
+                scope.path(),
+                format!("num_units must be > 0, got {}", config.num_units),
+            ));
         }
         let memory_layer =
             Linear::named(&scope, "memory_layer", LinearConfig::new(config.num_units).with_bias(false))?;
@@ -188,7 +196,11 @@ impl AttentionMechanism for LuongAttention {
     fn score(&self, query: &Tensor, memory: &AttentionMemory) -> Result<Tensor> {
         let module = self.name();
         check_query(module, query, memory, self.config.num_units)?;
-        let s = memory.keys.f_bmm(&query.f_unsqueeze(2).ctx(module)?).and_then(|s| s.f_squeeze_dim(2)).ctx(module)?;
+        let s = memory
+            .keys
+            .f_bmm(&query.f_unsqueeze(2).ctx(module)?)
+            .and_then(|s| s.f_squeeze_dim(2))
+            .ctx(module)?;
         match &self.g {
             Some(g) => s.f_mul(g).ctx(module),
             None => Ok(s),
@@ -340,14 +352,16 @@ mod tests {
         let memory = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).view([1, 2, 2]);
         let prepared = luong.prepare(&memory, None).unwrap();
         set(luong.memory_layer.w().unwrap(), &[1.0, 0.0, 0.0, 2.0]);
-        let prepared = AttentionMemory { keys: luong.memory_layer.forward(&prepared.values).unwrap(), ..prepared };
+        let prepared =
+            AttentionMemory { keys: luong.memory_layer.forward(&prepared.values).unwrap(), ..prepared };
         set(luong.g.as_ref().unwrap(), &[2.0]);
         let q = Tensor::from_slice(&[1.0f32, 0.5]).view([1, 2]);
         // keys [[1, 4], [3, 8]]; q·k = [3, 7]; times g = 2.
         close(&values(&luong.score(&q, &prepared).unwrap()), &[6.0, 14.0]);
         let names: Vec<_> = luong.variables().unwrap().iter().map(|v| v.name().to_string()).collect();
         assert_eq!(names, ["luong_attention/attention_g", "luong_attention/memory_layer/w"]);
-        let e = luong.score(&Tensor::zeros([1, 3], (tch::Kind::Float, tch::Device::Cpu)), &prepared).unwrap_err();
+        let e =
+            luong.score(&Tensor::zeros([1, 3], (tch::Kind::Float, tch::Device::Cpu)), &prepared).unwrap_err();
         assert_eq!(e.to_string(), "luong_attention: query must be [1, 2], got [1, 3]");
     }
 
@@ -355,7 +369,8 @@ mod tests {
     fn bahdanau_score_is_v_tanh_keys_plus_query() {
         let store = Store::cpu();
         for normalize in [false, true] {
-            let att = BahdanauAttention::new(&store.root(), BahdanauConfig::new(2).with_normalize(normalize)).unwrap();
+            let att = BahdanauAttention::new(&store.root(), BahdanauConfig::new(2).with_normalize(normalize))
+                .unwrap();
             let memory = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 1.0]).view([1, 2, 2]);
             let q = Tensor::from_slice(&[1.0f32]).view([1, 1]);
             let _ = att.prepare(&memory, None).unwrap();

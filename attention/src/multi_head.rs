@@ -2,9 +2,7 @@
 //! `scaled_dot_product_attention`.
 
 use crate::softmax::masked_softmax;
-use couplet_modules::{
-    check_kind, Error, Linear, LinearConfig, Mode, Module, Result, Scope, TorchContext,
-};
+use couplet_modules::{check_kind, Error, Linear, LinearConfig, Mode, Module, Result, Scope, TorchContext};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
@@ -28,7 +26,14 @@ pub struct MultiHeadAttentionConfig {
 
 impl Default for MultiHeadAttentionConfig {
     fn default() -> Self {
-        MultiHeadAttentionConfig { embed_dim: 1, num_heads: 1, kdim: None, vdim: None, dropout: 0.0, bias: true }
+        MultiHeadAttentionConfig {
+            embed_dim: 1,
+            num_heads: 1,
+            kdim: None,
+            vdim: None,
+            dropout: 0.0,
+            bias: true,
+        }
     }
 }
 
@@ -90,7 +95,10 @@ pub struct MultiHeadAttention {
 
 impl std::fmt::Debug for MultiHeadAttention {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MultiHeadAttention").field("scope", &self.scope.path()).field("config", &self.config).finish()
+        f.debug_struct("MultiHeadAttention")
+            .field("scope", &self.scope.path())
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -120,7 +128,8 @@ impl MultiHeadAttention {
         let lin = |name: &str, input: i64| {
             Linear::named(&scope, name, LinearConfig::new(e).with_input_size(input).with_bias(config.bias))
         };
-        let (query, key, value, output) = (lin("query", e)?, lin("key", kd)?, lin("value", vd)?, lin("output", e)?);
+        let (query, key, value, output) =
+            (lin("query", e)?, lin("key", kd)?, lin("value", vd)?, lin("output", e)?);
         Ok(MultiHeadAttention { scope, config, query, key, value, output })
     }
 
@@ -159,7 +168,12 @@ impl MultiHeadAttention {
             let mut dst = layer.w()?.shallow_clone();
             let want = dst.size();
             if w.size() != [want[1], want[0]] {
-                return Err(Error::shape(layer.name(), "PyTorch weight", format!("[{}, {}]", want[1], want[0]), w.size()));
+                return Err(Error::shape(
+                    layer.name(),
+                    "PyTorch weight",
+                    format!("[{}, {}]", want[1], want[0]),
+                    w.size(),
+                ));
             }
             tch::no_grad(|| dst.f_copy_(&w.tr())).ctx(module)?;
             match (layer.b()?, b) {
@@ -181,9 +195,17 @@ impl MultiHeadAttention {
         Ok(())
     }
 
-    fn check_input(&self, what: &str, x: &Tensor, batch: Option<i64>, len: Option<i64>, size: i64) -> Result<()> {
+    fn check_input(
+        &self,
+        what: &str,
+        x: &Tensor,
+        batch: Option<i64>,
+        len: Option<i64>,
+        size: i64,
+    ) -> Result<()> {
         let s = x.size();
-        let ok = s.len() == 3 && batch.is_none_or(|b| s[0] == b) && len.is_none_or(|l| s[1] == l) && s[2] == size;
+        let ok =
+            s.len() == 3 && batch.is_none_or(|b| s[0] == b) && len.is_none_or(|l| s[1] == l) && s[2] == size;
         if !ok {
             let b = batch.map_or("B".to_string(), |b| b.to_string());
             let l = len.map_or("L".to_string(), |l| l.to_string());
@@ -235,7 +257,8 @@ impl MultiHeadAttention {
             mask = Some(km.f_view([b, 1, 1, lk]).ctx(module)?);
         }
         if masks.causal {
-            let causal = Tensor::f_ones([lq, lk], (Kind::Bool, device)).and_then(|t| t.f_tril(0)).ctx(module)?;
+            let causal =
+                Tensor::f_ones([lq, lk], (Kind::Bool, device)).and_then(|t| t.f_tril(0)).ctx(module)?;
             mask = Some(match mask {
                 Some(m) => m.f_logical_and(&causal).ctx(module)?,
                 None => causal.f_view([1, 1, lq, lk]).ctx(module)?,
@@ -247,16 +270,22 @@ impl MultiHeadAttention {
         let p = if mode.is_training() { c.dropout } else { 0.0 };
         let (context, weights) = if masks.need_weights {
             let d = (c.embed_dim / c.num_heads) as f64;
-            let scores = q.f_matmul(&k.f_transpose(-2, -1).ctx(module)?).ctx(module)?.f_div_scalar(d.sqrt()).ctx(module)?;
+            let scores = q
+                .f_matmul(&k.f_transpose(-2, -1).ctx(module)?)
+                .ctx(module)?
+                .f_div_scalar(d.sqrt())
+                .ctx(module)?;
             let (w, _) = masked_softmax(module, &scores, mask.as_ref())?;
             let dropped = w.f_dropout(p, mode.is_training()).ctx(module)?;
             (dropped.f_matmul(&v).ctx(module)?, Some(w.f_mean_dim(1, false, w.kind()).ctx(module)?))
         } else {
-            let out = Tensor::f_scaled_dot_product_attention(&q, &k, &v, mask.as_ref(), p, false, None, false)
-                .ctx(module)?;
+            let out =
+                Tensor::f_scaled_dot_product_attention(&q, &k, &v, mask.as_ref(), p, false, None, false)
+                    .ctx(module)?;
             (out, None)
         };
-        let context = context.f_transpose(1, 2).and_then(|t| t.f_reshape([b, lq, c.embed_dim])).ctx(module)?;
+        let context =
+            context.f_transpose(1, 2).and_then(|t| t.f_reshape([b, lq, c.embed_dim])).ctx(module)?;
         let mut out = self.output.forward(&context)?;
         if let Some(m) = &mask {
             // Rows with no key to attend: zeros (the fused kernel leaves NaN there).

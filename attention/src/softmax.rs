@@ -36,7 +36,8 @@ pub fn masked_softmax(module: &str, logits: &Tensor, mask: Option<&Tensor>) -> R
         let weights = logits.f_softmax(-1, logits.kind()).ctx(module)?;
         return Ok((weights, logits.shallow_clone()));
     };
-    let fill = Tensor::f_scalar_tensor(lowest_finite(logits.kind()), (logits.kind(), logits.device())).ctx(module)?;
+    let fill = Tensor::f_scalar_tensor(lowest_finite(logits.kind()), (logits.kind(), logits.device()))
+        .ctx(module)?;
     let masked = logits.f_where_self(mask, &fill).ctx(module)?;
     let weights = masked.f_softmax(-1, logits.kind()).ctx(module)?;
     let any = mask.f_any_dim(-1, true).ctx(module)?;

@@ -20,6 +20,7 @@
 //! ```
 
 pub mod batch_norm;
+pub mod checkpoint;
 pub mod error;
 pub mod init;
 pub mod layer_norm;
@@ -29,6 +30,9 @@ pub mod regularizer;
 pub mod store;
 
 pub use batch_norm::{BatchNorm, BatchNormConfig, DataFormat};
+pub use checkpoint::{
+    CheckpointManager, CheckpointManagerConfig, Checkpointable, RestoreOptions, RestoreReport,
+};
 pub use error::{Error, Result, TorchContext};
 pub use init::{Distribution, FanMode, Fans, Initializer};
 pub use layer_norm::{LayerNorm, LayerNormConfig};

@@ -1,0 +1,252 @@
+//! The safetensors format, read and written without panicking.
+//!
+//! A file is an 8-byte little-endian header length `n`, a JSON header of `n` bytes (padded with
+//! spaces to a multiple of 8) mapping each tensor name to `{"dtype", "shape", "data_offsets"}`
+//! plus an optional `"__metadata__"` string map, then the tensors' raw little-endian bytes.
+//! Tensors are laid out by descending element size, then name, as the `safetensors` library
+//! does, so Python's `safetensors.torch.load_file` reads couplet's files and vice versa.
+
+use super::atomic::{write_all, write_atomically};
+use crate::error::{Error, Result};
+use safetensors::tensor::{SafeTensorError, TensorInfo};
+use safetensors::{Dtype, SafeTensors};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+/// The header entry that holds string metadata rather than a tensor.
+pub(crate) const METADATA_KEY: &str = "__metadata__";
+
+/// Writes `tensors` (names must be unique) and `metadata` to `path`, atomically.
+pub(crate) fn write_file(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
+    let mut entries = Vec::with_capacity(tensors.len());
+    for (name, tensor) in tensors {
+        if name == METADATA_KEY {
+            return Err(Error::checkpoint(path, format!("a tensor cannot be named {METADATA_KEY:?}")));
+        }
+        let dtype = Dtype::try_from(tensor.kind()).map_err(|_| {
+            Error::checkpoint(path, format!("{name}: kind {:?} has no safetensors dtype", tensor.kind()))
+        })?;
+        entries.push((name, tensor, dtype));
+    }
+    entries.sort_by(|(a, _, da), (b, _, db)| db.size().cmp(&da.size()).then(a.cmp(b)));
+
+    let mut header = serde_json::Map::new();
+    let mut offset = 0;
+    for &(name, tensor, dtype) in &entries {
+        let shape: Vec<usize> = tensor.size().iter().map(|&d| d as usize).collect();
+        let len = shape.iter().product::<usize>() * dtype.size();
+        let info = TensorInfo { dtype, shape, data_offsets: (offset, offset + len) };
+        header.insert(name.clone(), to_json(path, &info)?);
+        offset += len;
+    }
+    if !metadata.is_empty() {
+        header.insert(METADATA_KEY.to_string(), to_json(path, metadata)?);
+    }
+    let mut header = to_json(path, &header)?.to_string().into_bytes();
+    header.resize(header.len().next_multiple_of(8), b' ');
+
+    write_atomically(path, |w| {
+        write_all(w, &(header.len() as u64).to_le_bytes(), path)?;
+        write_all(w, &header, path)?;
+        for &(name, tensor, _) in &entries {
+            let bytes = tensor_bytes(tensor)
+                .map_err(|e| Error::checkpoint(path, format!("{name}: cannot copy to the CPU: {e}")))?;
+            write_all(w, &bytes, path)?;
+        }
+        Ok(())
+    })
+}
+
+fn to_json(path: &Path, value: &impl serde::Serialize) -> Result<serde_json::Value> {
+    serde_json::to_value(value).map_err(|e| Error::checkpoint(path, format!("cannot encode the header: {e}")))
+}
+
+fn tensor_bytes(tensor: &Tensor) -> std::result::Result<Vec<u8>, tch::TchError> {
+    tch::no_grad(|| {
+        let cpu = tensor.f_to_device(Device::Cpu)?.f_contiguous()?;
+        let numel = cpu.numel();
+        let mut bytes = vec![0u8; numel * cpu.kind().elt_size_in_bytes()];
+        cpu.f_copy_data_u8(&mut bytes, numel)?;
+        Ok(bytes)
+    })
+}
+
+/// A checkpoint file read into memory and validated: the header parsed, every tensor's data
+/// range checked against the file size. Tensors are decoded on demand.
+pub(crate) struct ParsedFile {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    data_start: usize,
+    tensors: BTreeMap<String, TensorInfo>,
+    metadata: BTreeMap<String, String>,
+}
+
+impl ParsedFile {
+    /// Reads and validates `path`.
+    ///
+    /// # Errors
+    /// [`Error::Checkpoint`] naming `path` if it cannot be read, or is truncated, corrupted or
+    /// not a safetensors file.
+    pub(crate) fn read(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::checkpoint(path, format!("cannot read: {e}")))?;
+        let (header_len, header) = SafeTensors::read_metadata(&bytes)
+            .map_err(|e| Error::checkpoint(path, format!("invalid safetensors file: {}", describe(&e))))?;
+        let tensors = header.tensors().into_iter().map(|(name, info)| (name, info.clone())).collect();
+        let metadata = header.metadata().clone().unwrap_or_default().into_iter().collect();
+        Ok(ParsedFile { path: path.to_path_buf(), bytes, data_start: 8 + header_len, tensors, metadata })
+    }
+
+    /// Tensor names, sorted.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(String::as_str)
+    }
+
+    /// The `__metadata__` map (empty if the file has none).
+    pub(crate) fn metadata(&self) -> &BTreeMap<String, String> {
+        &self.metadata
+    }
+
+    fn info(&self, name: &str) -> Result<&TensorInfo> {
+        self.tensors.get(name).ok_or_else(|| Error::checkpoint(&self.path, format!("no tensor {name:?}")))
+    }
+
+    /// The shape of tensor `name`.
+    pub(crate) fn shape(&self, name: &str) -> Result<Vec<i64>> {
+        self.info(name)?
+            .shape
+            .iter()
+            .map(|&d| i64::try_from(d))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| Error::checkpoint(&self.path, format!("{name}: a dimension does not fit in i64")))
+    }
+
+    /// Decodes tensor `name` into a new CPU tensor of the file's dtype.
+    pub(crate) fn tensor(&self, name: &str) -> Result<Tensor> {
+        let info = self.info(name)?;
+        let kind = Kind::try_from(info.dtype).map_err(|_| {
+            Error::checkpoint(
+                &self.path,
+                format!("{name}: dtype {:?} is not supported by libtorch", info.dtype),
+            )
+        })?;
+        let shape = self.shape(name)?;
+        let (start, end) = info.data_offsets;
+        let data = &self.bytes[self.data_start + start..self.data_start + end];
+        Tensor::f_from_data_size(data, &shape, kind)
+            .map_err(|e| Error::checkpoint(&self.path, format!("{name}: cannot decode: {e}")))
+    }
+}
+
+fn describe(e: &SafeTensorError) -> String {
+    match e {
+        SafeTensorError::HeaderTooSmall => {
+            "shorter than the 8-byte header length (truncated, or not a safetensors file)".into()
+        }
+        SafeTensorError::HeaderTooLarge | SafeTensorError::InvalidHeaderLength => {
+            "the header length runs past the end of the file (truncated, or not a safetensors file)".into()
+        }
+        SafeTensorError::InvalidHeader
+        | SafeTensorError::InvalidHeaderStart
+        | SafeTensorError::InvalidHeaderDeserialization => {
+            "the header is not valid safetensors JSON (corrupted, or not a safetensors file)".into()
+        }
+        SafeTensorError::MetadataIncompleteBuffer => {
+            "the tensor data does not match the header's offsets (truncated or corrupted)".into()
+        }
+        SafeTensorError::InvalidOffset(name) => format!("{name}: invalid data offsets (corrupted)"),
+        SafeTensorError::TensorInvalidInfo | SafeTensorError::ValidationOverflow => {
+            "a tensor's dtype and shape do not match its data size (corrupted)".into()
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::TestDir;
+
+    fn write_raw(path: &Path, header: &str, data: &[u8]) {
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(data);
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn reads_a_hand_made_file() {
+        let dir = TestDir::new("format_hand_made");
+        let path = dir.join("a.safetensors");
+        let header = r#"{"__metadata__":{"step":"3"},"x":{"dtype":"I16","shape":[2],"data_offsets":[0,4]}}"#;
+        write_raw(&path, header, &[1, 0, 0xff, 0xff]);
+        let file = ParsedFile::read(&path).unwrap();
+        assert_eq!(file.names().collect::<Vec<_>>(), ["x"]);
+        assert_eq!(file.metadata().get("step").map(String::as_str), Some("3"));
+        let x = file.tensor("x").unwrap();
+        assert_eq!(x.kind(), Kind::Int16);
+        assert_eq!(Vec::<i64>::try_from(x).unwrap(), [1, -1]);
+    }
+
+    #[test]
+    fn writes_sorted_padded_layout() {
+        let dir = TestDir::new("format_layout");
+        let path = dir.join("a.safetensors");
+        let tensors = vec![
+            ("b".to_string(), Tensor::from_slice(&[1.0f32, 2.0])),
+            ("a".to_string(), Tensor::from_slice(&[7i16])),
+            ("c".to_string(), Tensor::from_slice(&[0.5f64])),
+        ];
+        write_file(&path, &tensors, &BTreeMap::new()).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        assert_eq!(n % 8, 0);
+        let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+        // Largest elements first: c (8 bytes), b (4), a (2).
+        assert_eq!(header["c"]["data_offsets"], serde_json::json!([0, 8]));
+        assert_eq!(header["b"]["data_offsets"], serde_json::json!([8, 16]));
+        assert_eq!(header["a"]["data_offsets"], serde_json::json!([16, 18]));
+        assert!(header.get(METADATA_KEY).is_none());
+        assert_eq!(bytes.len(), 8 + n + 18);
+        assert_eq!(&bytes[8 + n + 8..8 + n + 12], 1.0f32.to_le_bytes());
+    }
+
+    #[test]
+    fn invalid_files_are_described() {
+        let dir = TestDir::new("format_invalid");
+        let path = dir.join("a.safetensors");
+        let cases: [(&[u8], &str); 4] = [
+            (b"abc", "shorter than the 8-byte header length"),
+            (&[200, 0, 0, 0, 0, 0, 0, 0, b'{', b'}'], "header length runs past the end"),
+            (&[2, 0, 0, 0, 0, 0, 0, 0, b'x', b'}'], "not valid safetensors JSON"),
+            (&[0xff; 64], "header length runs past the end"),
+        ];
+        for (bytes, expected) in cases {
+            std::fs::write(&path, bytes).unwrap();
+            let e = ParsedFile::read(&path).err().unwrap();
+            assert!(matches!(&e, Error::Checkpoint { path: p, .. } if p == &path), "{e}");
+            assert!(e.to_string().contains(expected), "{e}");
+        }
+        let header = r#"{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+        write_raw(&path, header, &[0; 4]);
+        let e = ParsedFile::read(&path).err().unwrap();
+        assert!(e.to_string().contains("does not match the header's offsets"), "{e}");
+        write_raw(&path, r#"{"x":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, &[0; 8]);
+        let e = ParsedFile::read(&path).err().unwrap();
+        assert!(e.to_string().contains("do not match its data size"), "{e}");
+    }
+
+    #[test]
+    fn unsupported_dtypes_are_errors_when_decoded() {
+        let dir = TestDir::new("format_dtype");
+        let path = dir.join("a.safetensors");
+        write_raw(&path, r#"{"x":{"dtype":"U32","shape":[1],"data_offsets":[0,4]}}"#, &[0; 4]);
+        let file = ParsedFile::read(&path).unwrap();
+        let e = file.tensor("x").unwrap_err();
+        assert!(e.to_string().ends_with("x: dtype U32 is not supported by libtorch"), "{e}");
+    }
+}
