@@ -21,22 +21,40 @@
 
 pub mod batch_norm;
 pub mod checkpoint;
+pub mod activation;
+pub mod add_bias;
+pub mod dropout;
+pub mod embed;
 pub mod error;
 pub mod init;
 pub mod layer_norm;
 pub mod linear;
+pub mod mlp;
 pub mod module;
 pub mod regularizer;
+pub mod reshape;
+pub mod select_input;
+pub mod sequential;
 pub mod store;
+pub mod trainable_variable;
 
 pub use batch_norm::{BatchNorm, BatchNormConfig, DataFormat};
 pub use checkpoint::{
     CheckpointManager, CheckpointManagerConfig, Checkpointable, RestoreOptions, RestoreReport,
 };
+pub use activation::Activation;
+pub use add_bias::{AddBias, AddBiasConfig};
+pub use dropout::{Dropout, DropoutConfig};
+pub use embed::{Embed, EmbedConfig};
 pub use error::{Error, Result, TorchContext};
 pub use init::{Distribution, FanMode, Fans, Initializer};
 pub use layer_norm::{LayerNorm, LayerNormConfig};
 pub use linear::{Linear, LinearConfig};
+pub use mlp::{Mlp, MlpConfig};
 pub use module::{build_once, check_keys, check_kind, check_rank, shape_str, Forward, Mode, Module};
 pub use regularizer::Regularizer;
+pub use reshape::{BatchFlatten, BatchFlattenConfig, BatchReshape, BatchReshapeConfig};
+pub use select_input::{SelectInput, SelectInputConfig, Selection};
+pub use sequential::Sequential;
 pub use store::{Scope, Store, VarBuilder, Variable};
+pub use trainable_variable::{TrainableVariable, TrainableVariableConfig};
