@@ -19,6 +19,7 @@
 //! # }
 //! ```
 
+pub mod conv;
 pub mod error;
 pub mod init;
 pub mod linear;
@@ -26,6 +27,10 @@ pub mod module;
 pub mod regularizer;
 pub mod store;
 
+pub use conv::{
+    Conv1d, Conv1dConfig, Conv2d, Conv2dConfig, Conv2dTranspose, Conv2dTransposeConfig, DataFormat1d,
+    DataFormat2d, IntoDims2, Padding,
+};
 pub use error::{Error, Result, TorchContext};
 pub use init::{Distribution, FanMode, Fans, Initializer};
 pub use linear::{Linear, LinearConfig};
