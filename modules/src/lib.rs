@@ -19,10 +19,11 @@
 //! # }
 //! ```
 
-pub mod batch_norm;
-pub mod checkpoint;
 pub mod activation;
 pub mod add_bias;
+pub mod batch_norm;
+pub mod checkpoint;
+pub mod conv;
 pub mod dropout;
 pub mod embed;
 pub mod error;
@@ -38,12 +39,16 @@ pub mod sequential;
 pub mod store;
 pub mod trainable_variable;
 
+pub use activation::Activation;
+pub use add_bias::{AddBias, AddBiasConfig};
 pub use batch_norm::{BatchNorm, BatchNormConfig, DataFormat};
 pub use checkpoint::{
     CheckpointManager, CheckpointManagerConfig, Checkpointable, RestoreOptions, RestoreReport,
 };
-pub use activation::Activation;
-pub use add_bias::{AddBias, AddBiasConfig};
+pub use conv::{
+    Conv1d, Conv1dConfig, Conv2d, Conv2dConfig, Conv2dTranspose, Conv2dTransposeConfig, DataFormat1d,
+    DataFormat2d, IntoDims2, Padding,
+};
 pub use dropout::{Dropout, DropoutConfig};
 pub use embed::{Embed, EmbedConfig};
 pub use error::{Error, Result, TorchContext};

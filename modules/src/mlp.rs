@@ -29,8 +29,8 @@ pub struct MlpConfig {
     pub activate_final: bool,
     /// Whether every layer has a bias. Default `true`.
     pub with_bias: bool,
-    /// Dropout rate in `[0, 1)` applied, in [`Mode::Train`] only, to the activated output of
-    /// every hidden layer (every layer followed by another one). Default 0 (no dropout).
+    /// Dropout rate in `[0, 1)` applied, in [`Mode::Train`] only, to the pre-activation of
+    /// every activated layer (dropout before the activation, as Sonnet v2). Default 0.
     pub dropout_rate: f64,
     /// Initializers by variable name (`"w"`, `"b"`), given to every layer. Defaults as in
     /// [`LinearConfig`].
@@ -100,8 +100,9 @@ impl MlpConfig {
 ///
 /// Layer `i` is a [`Linear`] in scope `{mlp}/linear_{i}`, so its variables are
 /// `mlp/linear_0/w`, `mlp/linear_0/b`, `mlp/linear_1/w`, … exactly as in Sonnet.
-/// Each hidden layer computes `h = dropout(act(h W + b))` (dropout in training only), the
-/// last one `y = h W + b`, activated too with `activate_final` (never dropped).
+/// Each hidden layer computes `h = act(dropout(h W + b))` (dropout in training only), the
+/// last one `y = h W + b`, or `act(dropout(h W + b))` with `activate_final` — Sonnet v2's
+/// order: dropout precedes the activation and applies wherever the activation does.
 pub struct Mlp {
     scope: Scope,
     config: MlpConfig,
@@ -191,10 +192,8 @@ impl Mlp {
         for (i, layer) in self.layers.iter().enumerate() {
             h = layer.forward(&h)?;
             if i < last || self.config.activate_final {
-                h = self.config.activation.apply(&h)?;
-            }
-            if i < last {
                 h = dropout(self.scope.path(), &h, self.config.dropout_rate, mode)?;
+                h = self.config.activation.apply(&h)?;
             }
         }
         Ok(h)
@@ -326,14 +325,21 @@ mod tests {
         // 2000 Bernoulli(0.5) draws: standard error 0.011.
         assert!((zeros - 0.5).abs() < 0.05, "zeroed fraction {zeros}");
         assert_eq!(zeros + twos, 1.0, "kept units are scaled by 1 / (1 - 0.5)");
-        // The output layer is never dropped: with activate_final and a single layer,
-        // training equals evaluation.
-        let single = Mlp::new(
+        // The output layer is dropped only when it is activated (Sonnet v2).
+        let plain =
+            Mlp::new(&store.root(), MlpConfig::new(&[n]).with_input_size(1).with_dropout_rate(0.5)).unwrap();
+        assert!(plain.forward(&x, Mode::Train).unwrap().equal(&plain.forward(&x, Mode::Eval).unwrap()));
+        let activated = Mlp::new(
             &store.root(),
-            MlpConfig::new(&[n]).with_input_size(1).with_dropout_rate(0.5).with_activate_final(true),
+            MlpConfig::new(&[n])
+                .with_input_size(1)
+                .with_dropout_rate(0.5)
+                .with_activate_final(true)
+                .with_initializer("w", Initializer::Ones),
         )
         .unwrap();
-        assert!(single.forward(&x, Mode::Train).unwrap().equal(&single.forward(&x, Mode::Eval).unwrap()));
+        let dropped = activated.forward(&x, Mode::Train).unwrap().eq(0.0).to_kind(Kind::Double);
+        assert!((dropped.mean(Kind::Double).double_value(&[]) - 0.5).abs() < 0.05);
     }
 
     #[test]
