@@ -23,6 +23,7 @@ pub mod error;
 pub mod init;
 pub mod linear;
 pub mod module;
+pub mod optim;
 pub mod regularizer;
 pub mod store;
 
@@ -30,5 +31,9 @@ pub use error::{Error, Result, TorchContext};
 pub use init::{Distribution, FanMode, Fans, Initializer};
 pub use linear::{Linear, LinearConfig};
 pub use module::{build_once, check_keys, check_kind, check_rank, shape_str, Forward, Mode, Module};
+pub use optim::{
+    clip_grad_norm, clip_grad_value, Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, RmsProp, RmsPropConfig,
+    Sgd, SgdConfig,
+};
 pub use regularizer::Regularizer;
 pub use store::{Scope, Store, VarBuilder, Variable};
