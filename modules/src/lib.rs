@@ -32,6 +32,7 @@ pub mod layer_norm;
 pub mod linear;
 pub mod mlp;
 pub mod module;
+pub mod optim;
 pub mod regularizer;
 pub mod reshape;
 pub mod select_input;
@@ -57,6 +58,10 @@ pub use layer_norm::{LayerNorm, LayerNormConfig};
 pub use linear::{Linear, LinearConfig};
 pub use mlp::{Mlp, MlpConfig};
 pub use module::{build_once, check_keys, check_kind, check_rank, shape_str, Forward, Mode, Module};
+pub use optim::{
+    clip_grad_norm, clip_grad_value, Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, RmsProp, RmsPropConfig,
+    Sgd, SgdConfig,
+};
 pub use regularizer::Regularizer;
 pub use reshape::{BatchFlatten, BatchFlattenConfig, BatchReshape, BatchReshapeConfig};
 pub use select_input::{SelectInput, SelectInputConfig, Selection};
