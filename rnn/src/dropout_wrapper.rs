@@ -1,0 +1,661 @@
+//! `DropoutWrapper`: dropout on a core's input, new state and output (TF `DropoutWrapper`),
+//! with per-row variational masks (Gal & Ghahramani 2016, Keras).
+
+use crate::core::RnnCore;
+use crate::state::{State, StateSize};
+use crate::wrapped::{merged_variables, regularization_loss};
+use couplet_modules::{Error, Mode, Module, Result, Scope, TorchContext, Variable};
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+/// Configuration of a [`DropoutWrapper`]. Keep probabilities are in `(0, 1]`; `1` disables
+/// that dropout.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DropoutWrapperConfig {
+    /// Probability of keeping each input element. Default 1.
+    pub input_keep_prob: f64,
+    /// Probability of keeping each element of the new state passed to the next step (not of
+    /// the output, even when the output equals the state, e.g. an LSTM's `h`). LSTM `c` is
+    /// only dropped with `drop_cell_state`. Default 1.
+    pub state_keep_prob: f64,
+    /// Probability of keeping each output element. Default 1.
+    pub output_keep_prob: f64,
+    /// One mask per batch row per unrolled sequence, reused at every step (drawn by
+    /// `initial_state` and carried in the state), instead of fresh masks at every step.
+    /// Default `false`.
+    pub variational: bool,
+    /// Input size `I`, required by variational input dropout (its mask `[B, I]` is drawn
+    /// before the first input is seen, as TF requires). Default `None`.
+    pub input_size: Option<i64>,
+    /// Whether state dropout also applies to the `c` of LSTM states (TF's default filter and
+    /// Gal & Ghahramani never drop it). Default `false`.
+    pub drop_cell_state: bool,
+}
+
+impl Default for DropoutWrapperConfig {
+    fn default() -> Self {
+        DropoutWrapperConfig {
+            input_keep_prob: 1.0,
+            state_keep_prob: 1.0,
+            output_keep_prob: 1.0,
+            variational: false,
+            input_size: None,
+            drop_cell_state: false,
+        }
+    }
+}
+
+impl DropoutWrapperConfig {
+    /// The default configuration (every keep probability 1: no dropout).
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets the input keep probability.
+    pub fn with_input_keep_prob(mut self, keep: f64) -> Self {
+        self.input_keep_prob = keep;
+        self
+    }
+    /// Sets the state keep probability.
+    pub fn with_state_keep_prob(mut self, keep: f64) -> Self {
+        self.state_keep_prob = keep;
+        self
+    }
+    /// Sets the output keep probability.
+    pub fn with_output_keep_prob(mut self, keep: f64) -> Self {
+        self.output_keep_prob = keep;
+        self
+    }
+    /// Sets whether masks are variational (one per row per sequence).
+    pub fn with_variational(mut self, variational: bool) -> Self {
+        self.variational = variational;
+        self
+    }
+    /// Sets the input size (needed by variational input dropout).
+    pub fn with_input_size(mut self, input_size: i64) -> Self {
+        self.input_size = Some(input_size);
+        self
+    }
+    /// Sets whether state dropout also drops LSTM `c`.
+    pub fn with_drop_cell_state(mut self, drop_cell_state: bool) -> Self {
+        self.drop_cell_state = drop_cell_state;
+        self
+    }
+}
+
+/// Dropout around a core: input → core → new state → output, each with its own keep
+/// probability. Inverted dropout (`x / keep ⊙ mask`, mask ~ Bernoulli(keep)), active only in
+/// [`Mode::Train`]; [`Mode::Eval`] is the exact identity (the core's own result).
+///
+/// State layout:
+/// - not variational: the core's state, unchanged in structure (fresh masks every step);
+/// - variational: `State::Tuple([core state, masks])` with
+///   `masks = State::Tuple([input mask [B, I], state masks, output mask [B, O]])`, each
+///   `State::Empty` where that keep probability is 1. The state masks mirror the core's state,
+///   except that an LSTM's masks are a single `State::Tensor` for `h` unless
+///   `drop_cell_state`. Masks are 0/1 values of the store's kind, drawn by
+///   [`RnnCore::initial_state`] (or [`DropoutWrapper::wrap_state`]), carried unchanged by
+///   every step, and ignored in [`Mode::Eval`]. A state of zeros built from
+///   [`RnnCore::state_size`] would hold all-zero masks (dropping everything): start
+///   sequences from `initial_state` or `wrap_state`.
+///
+/// Variables: the core's (the wrapper has none).
+pub struct DropoutWrapper<C = Box<dyn RnnCore>> {
+    scope: Scope,
+    config: DropoutWrapperConfig,
+    core: C,
+}
+
+impl<C: RnnCore> std::fmt::Debug for DropoutWrapper<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DropoutWrapper")
+            .field("scope", &self.scope.path())
+            .field("config", &self.config)
+            .field("core", &self.core.name())
+            .finish()
+    }
+}
+
+fn check_keep(module: &str, what: &str, keep: f64) -> Result<()> {
+    if keep > 0.0 && keep <= 1.0 {
+        Ok(())
+    } else {
+        Err(Error::config(module, format!("{what} must be in (0, 1], got {keep}")))
+    }
+}
+
+impl<C: RnnCore> DropoutWrapper<C> {
+    /// Wraps `core` in a new child scope `dropout_wrapper` (or `dropout_wrapper_1`, …) of
+    /// `parent`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if a keep probability is outside `(0, 1]` (naming it and its value),
+    /// `input_size` is not positive, or variational input dropout has no `input_size`.
+    pub fn new(parent: &Scope, core: C, config: DropoutWrapperConfig) -> Result<Self> {
+        Self::named(parent, "dropout_wrapper", core, config)
+    }
+
+    /// Like [`DropoutWrapper::new`] with the child scope named `name`.
+    pub fn named(parent: &Scope, name: &str, core: C, config: DropoutWrapperConfig) -> Result<Self> {
+        Self::in_scope(parent.child(name)?, core, config)
+    }
+
+    /// Like [`DropoutWrapper::new`] in an existing `scope`.
+    pub fn in_scope(scope: Scope, core: C, config: DropoutWrapperConfig) -> Result<Self> {
+        let module = scope.path();
+        check_keep(module, "input_keep_prob", config.input_keep_prob)?;
+        check_keep(module, "state_keep_prob", config.state_keep_prob)?;
+        check_keep(module, "output_keep_prob", config.output_keep_prob)?;
+        if let Some(i) = config.input_size.filter(|&i| i <= 0) {
+            return Err(Error::config(module, format!("input_size must be > 0, got {i}")));
+        }
+        if config.variational && config.input_keep_prob < 1.0 && config.input_size.is_none() {
+            return Err(Error::config(
+                module,
+                "variational input dropout needs input_size (its mask [B, I] is drawn by initial_state)",
+            ));
+        }
+        Ok(DropoutWrapper { scope, config, core })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DropoutWrapperConfig {
+        &self.config
+    }
+
+    /// The wrapped core.
+    pub fn core(&self) -> &C {
+        &self.core
+    }
+
+    /// The core's state inside a state of this wrapper (the state itself when not
+    /// variational).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if a variational wrapper's state is not
+    /// `State::Tuple([core state, masks])`.
+    pub fn inner_state<'a>(&self, state: &'a State) -> Result<&'a State> {
+        Ok(self.split(state)?.0)
+    }
+
+    /// A state of this wrapper around a core state `inner` of `batch_size` rows (e.g. an
+    /// encoder's final state): with fresh variational masks, or `inner` itself when not
+    /// variational.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if `inner`'s batch differs from `batch_size`.
+    pub fn wrap_state(&self, inner: State, batch_size: i64) -> Result<State> {
+        if let Some(b) = inner.batch_size().filter(|&b| b != batch_size) {
+            return Err(Error::invalid(
+                self.name(),
+                format!("wrap_state: the state has {b} rows, batch_size is {batch_size}"),
+            ));
+        }
+        if !self.config.variational {
+            return Ok(inner);
+        }
+        Ok(State::Tuple(vec![inner, self.draw_masks(batch_size)?]))
+    }
+
+    fn state_mask_size(&self, size: &StateSize) -> StateSize {
+        match size {
+            StateSize::Lstm { h, .. } if !self.config.drop_cell_state => StateSize::Tensor(*h),
+            StateSize::Tuple(v) => StateSize::Tuple(v.iter().map(|s| self.state_mask_size(s)).collect()),
+            other => other.clone(),
+        }
+    }
+
+    /// Sizes of the input, state and output mask slots.
+    fn mask_sizes(&self) -> [StateSize; 3] {
+        let c = &self.config;
+        let input = match c.input_size {
+            Some(i) if c.input_keep_prob < 1.0 => StateSize::Tensor(i),
+            _ => StateSize::Empty,
+        };
+        let state = if c.state_keep_prob < 1.0 {
+            self.state_mask_size(&self.core.state_size())
+        } else {
+            StateSize::Empty
+        };
+        let output = if c.output_keep_prob < 1.0 {
+            StateSize::Tensor(self.core.output_size())
+        } else {
+            StateSize::Empty
+        };
+        [input, state, output]
+    }
+
+    fn draw_masks(&self, batch_size: i64) -> Result<State> {
+        let c = &self.config;
+        let name = self.name();
+        let keeps = [c.input_keep_prob, c.state_keep_prob, c.output_keep_prob];
+        let options = (self.scope.kind(), self.scope.device());
+        let masks = self
+            .mask_sizes()
+            .iter()
+            .zip(keeps)
+            .map(|(size, keep)| {
+                State::zeros(size, batch_size, options)?.try_map(&mut |z| z.f_bernoulli_p(keep).ctx(name))
+            })
+            .collect::<Result<_>>()?;
+        Ok(State::Tuple(masks))
+    }
+
+    /// The core's state and, when variational, the three mask slots.
+    fn split<'a>(&self, state: &'a State) -> Result<(&'a State, Option<&'a [State]>)> {
+        if !self.config.variational {
+            return Ok((state, None));
+        }
+        match state.as_tuple() {
+            Some([inner, State::Tuple(masks)]) if masks.len() == 3 => Ok((inner, Some(masks))),
+            _ => Err(Error::invalid(
+                self.name(),
+                "a variational state must be State::Tuple([core state, masks]) from initial_state or wrap_state",
+            )),
+        }
+    }
+
+    fn mask_leaf<'a>(&self, masks: Option<&'a [State]>, slot: usize) -> Result<Option<&'a Tensor>> {
+        match masks.map(|m| &m[slot]) {
+            None => Ok(None),
+            Some(State::Tensor(t)) => Ok(Some(t)),
+            Some(_) => Err(Error::invalid(self.name(), "the state's dropout masks do not match the wrapper")),
+        }
+    }
+
+    /// `x / keep ⊙ mask`, with `mask` the given variational mask or a fresh one.
+    fn drop(&self, what: &str, x: &Tensor, keep: f64, mask: Option<&Tensor>) -> Result<Tensor> {
+        let name = self.name();
+        let mask = match mask {
+            Some(m) if m.size() != x.size() => {
+                let expected = format!("{:?} (the shape of its variational mask)", m.size());
+                return Err(Error::shape(name, what, expected, x.size()));
+            }
+            Some(m) => m.shallow_clone(),
+            None => x.f_empty_like().ctx(name)?.f_bernoulli_float_(keep).ctx(name)?,
+        };
+        x.f_div_scalar(keep).ctx(name)?.f_mul(&mask).ctx(name)
+    }
+
+    fn drop_state(&self, state: &State, masks: Option<&State>) -> Result<State> {
+        let keep = self.config.state_keep_prob;
+        let drop_c = self.config.drop_cell_state;
+        let d = |t: &Tensor, m: Option<&Tensor>| self.drop("state", t, keep, m);
+        Ok(match (state, masks) {
+            (State::Empty, None | Some(State::Empty)) => State::Empty,
+            (State::Tensor(t), None) => State::Tensor(d(t, None)?),
+            (State::Tensor(t), Some(State::Tensor(m))) => State::Tensor(d(t, Some(m))?),
+            (State::Lstm { h, c }, None) => {
+                State::Lstm { h: d(h, None)?, c: if drop_c { d(c, None)? } else { c.shallow_clone() } }
+            }
+            (State::Lstm { h, c }, Some(State::Tensor(m))) if !drop_c => {
+                State::Lstm { h: d(h, Some(m))?, c: c.shallow_clone() }
+            }
+            (State::Lstm { h, c }, Some(State::Lstm { h: mh, c: mc })) if drop_c => {
+                State::Lstm { h: d(h, Some(mh))?, c: d(c, Some(mc))? }
+            }
+            (State::Tuple(v), None) => {
+                State::Tuple(v.iter().map(|s| self.drop_state(s, None)).collect::<Result<_>>()?)
+            }
+            (State::Tuple(v), Some(State::Tuple(m))) if v.len() == m.len() => State::Tuple(
+                v.iter().zip(m).map(|(s, m)| self.drop_state(s, Some(m))).collect::<Result<_>>()?,
+            ),
+            _ => {
+                return Err(Error::invalid(
+                    self.name(),
+                    "the core's new state does not match the state dropout masks",
+                ))
+            }
+        })
+    }
+
+    /// State and output dropout after the core's step, and the masks carried along.
+    fn finish(
+        &self,
+        result: (Tensor, State),
+        masks: Option<&[State]>,
+        mode: Mode,
+    ) -> Result<(Tensor, State)> {
+        let (mut output, mut state) = result;
+        let c = &self.config;
+        if mode.is_training() && c.state_keep_prob < 1.0 {
+            state = self.drop_state(&state, masks.map(|m| &m[1]))?;
+        }
+        if mode.is_training() && c.output_keep_prob < 1.0 {
+            output = self.drop("output", &output, c.output_keep_prob, self.mask_leaf(masks, 2)?)?;
+        }
+        if let Some(masks) = masks {
+            state = State::Tuple(vec![state, State::Tuple(masks.to_vec())]);
+        }
+        Ok((output, state))
+    }
+}
+
+impl<C: RnnCore> Module for DropoutWrapper<C> {
+    fn scope(&self) -> &Scope {
+        &self.scope
+    }
+    /// Built when the core is.
+    fn is_built(&self) -> bool {
+        self.core.is_built()
+    }
+    /// The core's variables (and any other of the wrapper's scope), each once.
+    fn variables(&self) -> Result<Vec<Variable>> {
+        merged_variables(&self.scope, &[&self.core])
+    }
+    fn regularization_loss(&self) -> Result<Tensor> {
+        regularization_loss(self)
+    }
+}
+
+impl<C: RnnCore> RnnCore for DropoutWrapper<C> {
+    /// Input dropout, the core's step, then state and output dropout (in [`Mode::Train`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if a variational state is not the wrapper's
+    /// `Tuple([core state, masks])`; [`Error::Shape`] if the input, the core's new state or
+    /// its output does not have its variational mask's shape
+    /// (`"dropout_wrapper: input must be [4, 3] (the shape of its variational mask), got [4, 5]"`);
+    /// the core's errors.
+    fn step(&self, input: &Tensor, state: &State, mode: Mode) -> Result<(Tensor, State)> {
+        let (inner, masks) = self.split(state)?;
+        let keep = self.config.input_keep_prob;
+        let x = if mode.is_training() && keep < 1.0 {
+            self.drop("input", input, keep, self.mask_leaf(masks, 0)?)?
+        } else {
+            input.shallow_clone()
+        };
+        let result = self.core.step(&x, inner, mode)?;
+        self.finish(result, masks, mode)
+    }
+
+    /// The core's output size.
+    fn output_size(&self) -> i64 {
+        self.core.output_size()
+    }
+
+    /// The core's state size, or when variational `Tuple([core state size, mask sizes])`.
+    fn state_size(&self) -> StateSize {
+        if self.config.variational {
+            StateSize::Tuple(vec![self.core.state_size(), StateSize::Tuple(self.mask_sizes().to_vec())])
+        } else {
+            self.core.state_size()
+        }
+    }
+
+    /// The core's initial state, with freshly drawn masks when variational.
+    fn initial_state(&self, batch_size: i64) -> Result<State> {
+        self.wrap_state(self.core.initial_state(batch_size)?, batch_size)
+    }
+
+    /// The core's projection when `input_keep_prob == 1`; `None` with input dropout (the
+    /// input must be dropped before the core's projection).
+    fn project_inputs(&self, inputs: &Tensor) -> Result<Option<Tensor>> {
+        if self.config.input_keep_prob < 1.0 {
+            return Ok(None);
+        }
+        self.core.project_inputs(inputs)
+    }
+
+    /// The core's `step_projected`, then state and output dropout.
+    ///
+    /// # Errors
+    /// [`Error::Config`] with input dropout; otherwise as [`DropoutWrapper::step`].
+    fn step_projected(&self, projected: &Tensor, state: &State, mode: Mode) -> Result<(Tensor, State)> {
+        if self.config.input_keep_prob < 1.0 {
+            return Err(Error::config(self.name(), "input dropout has no input projection; call step"));
+        }
+        let (inner, masks) = self.split(state)?;
+        let result = self.core.step_projected(projected, inner, mode)?;
+        self.finish(result, masks, mode)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_cores::{leaves, v, Accum, LstmLike};
+    use couplet_modules::Store;
+    use tch::{Device, Kind};
+
+    fn ones(rows: i64, cols: i64) -> Tensor {
+        Tensor::ones([rows, cols], (Kind::Float, Device::Cpu))
+    }
+
+    fn wrap<C: RnnCore>(store: &Store, core: C, config: DropoutWrapperConfig) -> DropoutWrapper<C> {
+        DropoutWrapper::new(&store.root(), core, config).unwrap()
+    }
+
+    /// Asserts every element of `dropped` is 0 or `full / keep`; returns the kept fraction.
+    fn kept_fraction(dropped: &Tensor, full: &Tensor, keep: f64) -> f64 {
+        let (d, f) = (v(dropped), v(&(full / keep)));
+        assert_eq!(d.len(), f.len());
+        assert!(d.iter().zip(&f).all(|(d, f)| *d == 0.0 || d == f), "{d:?} vs {f:?}");
+        d.iter().filter(|x| **x != 0.0).count() as f64 / d.len() as f64
+    }
+
+    #[test]
+    fn eval_is_the_exact_identity() {
+        tch::manual_seed(1);
+        let store = Store::cpu();
+        let all = DropoutWrapperConfig::new()
+            .with_input_keep_prob(0.5)
+            .with_state_keep_prob(0.5)
+            .with_output_keep_prob(0.5)
+            .with_drop_cell_state(true);
+        for variational in [false, true] {
+            let config = all.clone().with_variational(variational).with_input_size(3);
+            let w = wrap(&store, LstmLike::new(&store.root(), 3), config);
+            let x = Tensor::randn([4, 3], (Kind::Float, Device::Cpu));
+            let s = w.initial_state(4).unwrap();
+            let (o, s2) = w.step(&x, &s, Mode::Eval).unwrap();
+            let (o_core, s_core) = w.core().step(&x, w.inner_state(&s).unwrap(), Mode::Eval).unwrap();
+            assert_eq!(v(&o), v(&o_core));
+            assert_eq!(leaves(w.inner_state(&s2).unwrap()), leaves(&s_core));
+            // Variational masks are carried unchanged.
+            let n = leaves(&s_core).len();
+            assert_eq!(leaves(&s2)[n..], leaves(&s)[n..]);
+        }
+    }
+
+    #[test]
+    fn keep_probabilities_outside_zero_one_are_config_errors() {
+        let store = Store::cpu();
+        type WithKeep = fn(f64) -> DropoutWrapperConfig;
+        let cases: [(&str, WithKeep); 3] = [
+            ("input_keep_prob", |k| DropoutWrapperConfig::new().with_input_keep_prob(k)),
+            ("state_keep_prob", |k| DropoutWrapperConfig::new().with_state_keep_prob(k)),
+            ("output_keep_prob", |k| DropoutWrapperConfig::new().with_output_keep_prob(k)),
+        ];
+        for (name, config) in cases {
+            for bad in [0.0, -0.5, 1.5, f64::NAN] {
+                let e = DropoutWrapper::new(&store.root(), Accum::new(&store.root(), 2, 1.0), config(bad))
+                    .unwrap_err();
+                assert!(matches!(e, Error::Config { .. }), "{e}");
+                assert!(e.to_string().contains(&format!("{name} must be in (0, 1], got {bad}")), "{e}");
+            }
+            assert!(
+                DropoutWrapper::new(&store.root(), Accum::new(&store.root(), 2, 1.0), config(1.0)).is_ok()
+            );
+        }
+        let needs_size = DropoutWrapperConfig::new().with_input_keep_prob(0.5).with_variational(true);
+        let e =
+            DropoutWrapper::new(&store.root(), Accum::new(&store.root(), 2, 1.0), needs_size).unwrap_err();
+        assert!(e.to_string().contains("needs input_size"), "{e}");
+        let no_input_dropout = DropoutWrapperConfig::new().with_output_keep_prob(0.5).with_variational(true);
+        assert!(
+            DropoutWrapper::new(&store.root(), Accum::new(&store.root(), 2, 1.0), no_input_dropout).is_ok()
+        );
+    }
+
+    #[test]
+    fn inverted_dropout_keeps_zero_or_scaled_values_with_fresh_masks() {
+        tch::manual_seed(2);
+        let store = Store::cpu();
+        let config = DropoutWrapperConfig::new().with_output_keep_prob(0.25);
+        let w = wrap(&store, Accum::new(&store.root(), 16, 1.0), config);
+        let x = Tensor::rand([32, 16], (Kind::Float, Device::Cpu)) + 0.5;
+        let s = w.initial_state(32).unwrap();
+        let (o1, s1) = w.step(&x, &s, Mode::Train).unwrap();
+        let (o2, _) = w.step(&x, &s, Mode::Train).unwrap();
+        // The state (s' = x) is not dropped; the output is 0 or 4x, about a quarter kept.
+        assert_eq!(leaves(&s1), [v(&x)]);
+        let kept = kept_fraction(&o1, &x, 0.25);
+        assert!((0.15..0.35).contains(&kept), "{kept}");
+        kept_fraction(&o2, &x, 0.25);
+        assert_ne!(v(&o1), v(&o2), "fresh masks at every step");
+        // Input dropout: s' = x / 0.5 ⊙ mask.
+        let w = wrap(
+            &store,
+            Accum::new(&store.root(), 16, 1.0),
+            DropoutWrapperConfig::new().with_input_keep_prob(0.5),
+        );
+        let (o, s1) = w.step(&x, &s, Mode::Train).unwrap();
+        let kept = kept_fraction(&o, &x, 0.5);
+        assert!((0.4..0.6).contains(&kept), "{kept}");
+        assert_eq!(leaves(&s1), [v(&o)]);
+    }
+
+    #[test]
+    fn variational_masks_are_constant_in_time_and_differ_across_rows() {
+        tch::manual_seed(3);
+        let store = Store::cpu();
+        let config =
+            DropoutWrapperConfig::new().with_input_keep_prob(0.5).with_variational(true).with_input_size(8);
+        let w = wrap(&store, Accum::new(&store.root(), 8, 1.0), config);
+        let s0 = w.initial_state(64).unwrap();
+        assert_eq!(
+            w.state_size(),
+            StateSize::Tuple(vec![
+                StateSize::Tensor(8),
+                StateSize::Tuple(vec![StateSize::Tensor(8), StateSize::Empty, StateSize::Empty])
+            ])
+        );
+        let mut s = s0.clone();
+        let mut increments = Vec::new();
+        for _ in 0..3 {
+            let before = w.inner_state(&s).unwrap().h().unwrap().shallow_clone();
+            let (_, next) = w.step(&ones(64, 8), &s, Mode::Train).unwrap();
+            increments.push(w.inner_state(&next).unwrap().h().unwrap() - before);
+            s = next;
+        }
+        // Each increment is the same 0-or-2 pattern at every step.
+        kept_fraction(&increments[0], &ones(64, 8), 0.5);
+        assert_eq!(v(&increments[0]), v(&increments[1]));
+        assert_eq!(v(&increments[0]), v(&increments[2]));
+        // One mask per row: with 64 rows of 8 fair coins, rows differ (TF shared one mask).
+        let rows: std::collections::BTreeSet<Vec<u32>> =
+            (0..64).map(|r| v(&increments[0].get(r)).iter().map(|x| x.to_bits()).collect()).collect();
+        assert!(rows.len() > 10, "{} distinct rows", rows.len());
+        // The masks are carried unchanged.
+        assert_eq!(leaves(&s)[1..], leaves(&s0)[1..]);
+        // A fresh sequence draws new masks.
+        assert_ne!(leaves(&w.initial_state(64).unwrap())[1], leaves(&s0)[1]);
+    }
+
+    #[test]
+    fn state_dropout_drops_h_not_c_and_output_separately() {
+        tch::manual_seed(4);
+        let store = Store::cpu();
+        let config = DropoutWrapperConfig::new().with_state_keep_prob(0.5).with_variational(true);
+        let w = wrap(&store, LstmLike::new(&store.root(), 8), config);
+        assert_eq!(
+            w.state_size(),
+            StateSize::Tuple(vec![
+                StateSize::Lstm { h: 8, c: 8 },
+                StateSize::Tuple(vec![StateSize::Empty, StateSize::Tensor(8), StateSize::Empty])
+            ])
+        );
+        let x = Tensor::rand([16, 8], (Kind::Float, Device::Cpu)) + 0.5;
+        let s = w.initial_state(16).unwrap();
+        let (o, s1) = w.step(&x, &s, Mode::Train).unwrap();
+        let State::Lstm { h, c } = w.inner_state(&s1).unwrap() else { panic!("not an LSTM state") };
+        // From zeros: c' = x (untouched), h' = 2x, dropped in the state only.
+        assert_eq!(v(c), v(&x));
+        assert_eq!(v(&o), v(&(&x * 2.0)));
+        let kept = kept_fraction(h, &(&x * 2.0), 0.5);
+        assert!((0.3..0.7).contains(&kept), "{kept}");
+        // The next step reuses the same h mask: zeros in the same places.
+        let (_, s2) = w.step(&x, &s1, Mode::Train).unwrap();
+        let zeros = |t: &Tensor| v(t).iter().map(|x| *x == 0.0).collect::<Vec<_>>();
+        assert_eq!(zeros(w.inner_state(&s2).unwrap().h().unwrap()), zeros(h));
+
+        // With drop_cell_state, c is dropped too (fresh masks here).
+        let config = DropoutWrapperConfig::new().with_state_keep_prob(0.5).with_drop_cell_state(true);
+        let w = wrap(&store, LstmLike::new(&store.root(), 8), config);
+        let (_, s1) = w.step(&x, &w.initial_state(16).unwrap(), Mode::Train).unwrap();
+        let State::Lstm { c, .. } = &s1 else { panic!("not an LSTM state") };
+        let kept = kept_fraction(c, &x, 0.5);
+        assert!((0.3..0.7).contains(&kept), "{kept}");
+    }
+
+    #[test]
+    fn variational_output_mask_is_reused() {
+        tch::manual_seed(5);
+        let store = Store::cpu();
+        let config = DropoutWrapperConfig::new().with_output_keep_prob(0.5).with_variational(true);
+        let w = wrap(&store, Accum::new(&store.root(), 8, 1.0), config);
+        let x = ones(16, 8);
+        let s = w.initial_state(16).unwrap();
+        let (o1, s1) = w.step(&x, &s, Mode::Train).unwrap();
+        let (o2, _) = w.step(&x, &s1, Mode::Train).unwrap();
+        // Accum's outputs are x then 2x: the same mask gives o2 = 2 o1.
+        kept_fraction(&o1, &x, 0.5);
+        assert_eq!(v(&o2), v(&(&o1 * 2.0)));
+    }
+
+    #[test]
+    fn mismatched_masks_and_states_are_errors() {
+        let store = Store::cpu();
+        let config =
+            DropoutWrapperConfig::new().with_input_keep_prob(0.5).with_variational(true).with_input_size(3);
+        let w = wrap(&store, Accum::new(&store.root(), 2, 1.0), config);
+        let e = w.step(&ones(4, 2), &w.initial_state(4).unwrap(), Mode::Train).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "dropout_wrapper: input must be [4, 3] (the shape of its variational mask), got [4, 2]"
+        );
+        let plain = w.core().initial_state(4).unwrap();
+        let e = w.step(&ones(4, 2), &plain, Mode::Eval).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
+        let e = w.wrap_state(plain.clone(), 5).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
+        let wrapped = w.wrap_state(plain, 4).unwrap();
+        assert_eq!(wrapped.size(), w.initial_state(4).unwrap().size());
+    }
+
+    #[test]
+    fn projection_only_without_input_dropout() {
+        tch::manual_seed(6);
+        let store = Store::cpu();
+        let with_input = DropoutWrapperConfig::new().with_input_keep_prob(0.5);
+        let w = wrap(&store, Accum::new(&store.root(), 2, 0.5), with_input);
+        let xs = Tensor::rand([3, 4, 2], (Kind::Float, Device::Cpu));
+        assert!(w.project_inputs(&xs).unwrap().is_none());
+        let e = w.step_projected(&xs.get(0), &w.initial_state(4).unwrap(), Mode::Eval).unwrap_err();
+        assert!(matches!(e, Error::Config { .. }), "{e}");
+
+        let config = DropoutWrapperConfig::new().with_output_keep_prob(0.5).with_state_keep_prob(0.5);
+        let w = wrap(&store, Accum::new(&store.root(), 2, 0.5), config);
+        let p = w.project_inputs(&xs).unwrap().unwrap();
+        let s = w.initial_state(4).unwrap();
+        let (a, sa) = w.step(&xs.get(0), &s, Mode::Eval).unwrap();
+        let (b, sb) = w.step_projected(&p.get(0), &s, Mode::Eval).unwrap();
+        assert_eq!((v(&a), leaves(&sa)), (v(&b), leaves(&sb)));
+        let (b, _) = w.step_projected(&p.get(0), &s, Mode::Train).unwrap();
+        kept_fraction(&b, &a, 0.5);
+    }
+
+    #[test]
+    fn variables_are_the_cores_and_wrapper_is_send() {
+        let store = Store::cpu();
+        let w = wrap(&store, Accum::boxed(&store.root(), 3), DropoutWrapperConfig::new());
+        let names: Vec<_> = w.variables().unwrap().iter().map(|v| v.name().to_string()).collect();
+        assert_eq!(names, ["accum/w"]);
+        assert_eq!(w.regularization_loss().unwrap().double_value(&[]), 3.0);
+        assert_eq!(w.name(), "dropout_wrapper");
+        fn send<T: Send>() {}
+        send::<DropoutWrapper>();
+        send::<DropoutWrapper<Accum>>();
+    }
+}
