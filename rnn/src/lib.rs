@@ -3,6 +3,7 @@
 //! Recurrent cores stepped one time step at a time, wrappers that compose freely, and
 //! length-aware unrolls with TensorFlow's `dynamic_rnn` semantics.
 
+pub mod cell;
 pub mod core;
 pub mod dropout_wrapper;
 pub mod residual;
@@ -19,3 +20,14 @@ pub use residual::ResidualWrapper;
 pub use stack::{from_torch_layout, to_torch_layout, StackedRnn, StackedRnnConfig};
 pub use state::{State, StateSize};
 pub use zoneout::{ZoneoutConfig, ZoneoutWrapper};
+pub mod gru;
+pub mod lstm;
+pub mod state;
+pub mod vanilla;
+
+pub use crate::core::RnnCore;
+pub use cell::StateDict;
+pub use gru::{Gru, GruConfig};
+pub use lstm::{Lstm, LstmConfig};
+pub use state::{State, StateSize};
+pub use vanilla::{Nonlinearity, VanillaRnn, VanillaRnnConfig};
