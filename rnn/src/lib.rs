@@ -3,27 +3,38 @@
 //! Recurrent cores stepped one time step at a time, wrappers that compose freely, and
 //! length-aware unrolls with TensorFlow's `dynamic_rnn` semantics.
 
+pub mod bidirectional;
 pub mod cell;
 pub mod core;
 pub mod dropout_wrapper;
 pub mod gru;
+pub mod lengths;
+pub mod loss;
 pub mod lstm;
+mod plan;
 pub mod residual;
+pub mod sequence;
 pub mod stack;
 pub mod state;
 #[cfg(test)]
 mod test_cores;
+pub mod unroll;
 pub mod vanilla;
 mod wrapped;
 pub mod zoneout;
 
 pub use crate::core::RnnCore;
+pub use bidirectional::{bidirectional_dynamic_rnn, BiRnnOptions, BiRnnOutput, MergeMode, Merged};
 pub use cell::StateDict;
 pub use dropout_wrapper::{DropoutWrapper, DropoutWrapperConfig};
 pub use gru::{Gru, GruConfig};
+pub use lengths::Lengths;
+pub use loss::{sequence_loss, SequenceLossOptions};
 pub use lstm::{Lstm, LstmConfig};
 pub use residual::ResidualWrapper;
+pub use sequence::{last_relevant, lengths_from_padding, masked_mean, reverse_sequence, sequence_mask};
 pub use stack::{from_torch_layout, to_torch_layout, StackedRnn, StackedRnnConfig};
 pub use state::{State, StateSize};
+pub use unroll::{dynamic_rnn, UnrollOptions};
 pub use vanilla::{Nonlinearity, VanillaRnn, VanillaRnnConfig};
 pub use zoneout::{ZoneoutConfig, ZoneoutWrapper};
