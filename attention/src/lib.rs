@@ -10,8 +10,8 @@ pub mod softmax;
 
 pub use attentive_read::{AttentionOutput, AttentiveRead};
 pub use mechanism::{
-    AttentionMechanism, AttentionMemory, BahdanauAttention, BahdanauConfig, DotAttention, LuongAttention,
-    LuongConfig,
+    memory_mask, AttentionMechanism, AttentionMemory, BahdanauAttention, BahdanauConfig, DotAttention,
+    LuongAttention, LuongConfig,
 };
 pub use multi_head::{AttentionMasks, MultiHeadAttention, MultiHeadAttentionConfig};
 pub use softmax::{lowest_finite, masked_softmax};
