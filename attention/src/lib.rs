@@ -1,14 +1,19 @@
 //! # couplet-attention
 //!
 //! Attention for sequence models: Sonnet's [`AttentiveRead`], dot, Luong and Bahdanau
-//! mechanisms over a memory prepared once, and multi-head attention.
+//! mechanisms over a memory prepared once, the attention decoder core (TF's
+//! `AttentionWrapper`), and multi-head attention.
 
 pub mod attentive_read;
+pub mod decoder_core;
+pub mod decoder_state;
 pub mod mechanism;
 pub mod multi_head;
 pub mod softmax;
 
 pub use attentive_read::{AttentionOutput, AttentiveRead};
+pub use decoder_core::{AttentionDecoderConfig, AttentionDecoderCore};
+pub use decoder_state::{AlignmentHistory, DecoderState};
 pub use mechanism::{
     memory_mask, AttentionMechanism, AttentionMemory, BahdanauAttention, BahdanauConfig, DotAttention,
     LuongAttention, LuongConfig,

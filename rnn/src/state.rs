@@ -53,6 +53,10 @@ pub enum StateSize {
     },
     /// A sequence of sizes.
     Tuple(Vec<StateSize>),
+    /// One tensor `[B, ..]` whose other sizes depend on the data the state was built from
+    /// (e.g. an attention decoder's memory): unrolls check only its batch size, and
+    /// [`State::zeros`] cannot build it (the core's own constructor does).
+    Dynamic,
 }
 
 fn structure_error(what: &str) -> Error {
@@ -61,6 +65,9 @@ fn structure_error(what: &str) -> Error {
 
 impl State {
     /// A state of zeros with the structure of `size` for `batch_size` rows.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if `size` has a [`StateSize::Dynamic`] leaf.
     pub fn zeros(size: &StateSize, batch_size: i64, options: (Kind, Device)) -> Result<State> {
         let z = |n: i64| Tensor::f_zeros([batch_size, n], options).ctx("state");
         Ok(match size {
@@ -70,6 +77,10 @@ impl State {
             StateSize::Tuple(v) => {
                 State::Tuple(v.iter().map(|s| State::zeros(s, batch_size, options)).collect::<Result<_>>()?)
             }
+            StateSize::Dynamic => return Err(Error::invalid(
+                "state",
+                "a StateSize::Dynamic leaf depends on data: build the state with the core's own constructor",
+            )),
         })
     }
 
@@ -255,6 +266,13 @@ mod tests {
         let e = z.where_rows(&Tensor::from_slice(&[true; 4]), &other).unwrap_err();
         assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
         assert!(State::cat_rows(&[]).is_err());
+    }
+
+    #[test]
+    fn dynamic_sizes_cannot_be_zeroed() {
+        let size = StateSize::Tuple(vec![StateSize::Tensor(2), StateSize::Dynamic]);
+        let e = State::zeros(&size, 4, (Kind::Float, Device::Cpu)).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
     }
 
     #[test]
