@@ -73,7 +73,10 @@ fn main() -> couplet::Result<()> {
             let val = tch::no_grad(|| mlp.forward(&x_val, Mode::Eval))?;
             last = (val - &y_val).square().mean(Kind::Float).double_value(&[]);
             let start = *first.get_or_insert(last);
-            println!("step {step:5}  validation mse {last:.6}  ({:.1}× below the start)", start / last.max(1e-12));
+            println!(
+                "step {step:5}  validation mse {last:.6}  ({:.1}× below the start)",
+                start / last.max(1e-12)
+            );
         }
     }
     let path = std::env::temp_dir().join("couplet-mlp.safetensors");
