@@ -578,7 +578,8 @@ impl TorchRnn {
         self.load_torch(&checkpoint::load(path)?)
     }
 
-    /// Writes [`TorchRnn::torch_state_dict`] to the safetensors file `path` (replacing it),
+    /// Writes [`TorchRnn::torch_state_dict`] to the safetensors file `path` (replacing it
+    /// atomically),
     /// which Python loads with
     /// `module.load_state_dict(safetensors.torch.load_file(path))`.
     ///
@@ -587,7 +588,7 @@ impl TorchRnn {
     pub fn save_torch_file(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let dict = self.torch_state_dict()?;
-        Tensor::write_safetensors(&dict, path).map_err(|e| Error::checkpoint(path, e.to_string()))
+        couplet_modules::checkpoint::save_tensors(&dict, path, &Default::default())
     }
 }
 
