@@ -1,14 +1,20 @@
 //! # couplet-attention
 //!
 //! Attention for sequence models: Sonnet's [`AttentiveRead`], dot, Luong and Bahdanau
-//! mechanisms over a memory prepared once, and multi-head attention.
+//! mechanisms over a memory prepared once, multi-head attention, and greedy and beam-search
+//! decoding over any step-wise token model.
 
 pub mod attentive_read;
+pub mod decoding;
 pub mod mechanism;
 pub mod multi_head;
 pub mod softmax;
 
 pub use attentive_read::{AttentionOutput, AttentiveRead};
+pub use decoding::{
+    beam_search, greedy_decode, BeamOutput, BeamSearchConfig, CoreDecoder, DecodeOutput, GreedyOptions,
+    TokenDecoder,
+};
 pub use mechanism::{
     AttentionMechanism, AttentionMemory, BahdanauAttention, BahdanauConfig, DotAttention, LuongAttention,
     LuongConfig,
