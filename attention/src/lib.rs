@@ -5,8 +5,12 @@
 //! `AttentionWrapper`), and multi-head attention.
 
 pub mod attentive_read;
+//! mechanisms over a memory prepared once, multi-head attention, and greedy and beam-search
+//! decoding over any step-wise token model.
+pub mod attentive_read;
 pub mod decoder_core;
 pub mod decoder_state;
+pub mod decoding;
 pub mod mechanism;
 pub mod multi_head;
 pub mod softmax;
@@ -14,6 +18,10 @@ pub mod softmax;
 pub use attentive_read::{AttentionOutput, AttentiveRead};
 pub use decoder_core::{AttentionDecoderConfig, AttentionDecoderCore};
 pub use decoder_state::{AlignmentHistory, DecoderState};
+pub use decoding::{
+    beam_search, greedy_decode, BeamOutput, BeamSearchConfig, CoreDecoder, DecodeOutput, GreedyOptions,
+    TokenDecoder,
+};
 pub use mechanism::{
     memory_mask, AttentionMechanism, AttentionMemory, BahdanauAttention, BahdanauConfig, DotAttention,
     LuongAttention, LuongConfig,

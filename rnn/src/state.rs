@@ -173,7 +173,10 @@ impl State {
     /// Used to carry the state of rows past their length.
     pub fn where_rows(&self, mask: &Tensor, other: &State) -> Result<State> {
         self.try_zip_map(other, &mut |a, b| {
-            let m = mask.f_view([-1, 1]).ctx("state")?;
+            // Broadcast the row mask over every other dimension of the leaf, whatever its rank.
+            let mut shape = vec![1i64; a.dim().max(1)];
+            shape[0] = -1;
+            let m = mask.f_view(shape.as_slice()).ctx("state")?;
             a.f_where_self(&m, b).ctx("state")
         })
     }
@@ -250,6 +253,10 @@ mod tests {
             values(&s.where_rows(&mask, &zeros).unwrap()),
             [vec![1.0, 0.0, 3.0], vec![10.0, 0.0, 30.0], vec![5.0, 0.0, 7.0]]
         );
+        // Leaves of any rank: a [B, 2, 2] leaf takes whole rows too.
+        let cube = State::Tensor(Tensor::arange(12, (Kind::Float, Device::Cpu)).view([3, 2, 2]));
+        let chosen = cube.where_rows(&mask, &cube.try_map(&mut |x| Ok(x.zeros_like())).unwrap()).unwrap();
+        assert_eq!(values(&chosen), [vec![0.0, 1.0, 2.0, 3.0, 0.0, 0.0, 0.0, 0.0, 8.0, 9.0, 10.0, 11.0]]);
         let parts = [s.narrow_rows(0, 1).unwrap(), s.narrow_rows(1, 2).unwrap()];
         assert_eq!(values(&State::cat_rows(&parts).unwrap()), values(&s));
         assert_eq!(s.batch_size(), Some(3));
