@@ -2,11 +2,9 @@
 //!
 //! Attention for sequence models: Sonnet's [`AttentiveRead`], dot, Luong and Bahdanau
 //! mechanisms over a memory prepared once, the attention decoder core (TF's
-//! `AttentionWrapper`), and multi-head attention.
+//! `AttentionWrapper`), multi-head attention, and greedy and beam-search decoding over any
+//! step-wise token model.
 
-pub mod attentive_read;
-//! mechanisms over a memory prepared once, multi-head attention, and greedy and beam-search
-//! decoding over any step-wise token model.
 pub mod attentive_read;
 pub mod decoder_core;
 pub mod decoder_state;
