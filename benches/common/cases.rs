@@ -4,8 +4,13 @@
 //! `scripts/bench/pytorch_bench.py`.
 
 use super::*;
-use couplet::attention::AttentionMasks;
+use couplet::attention::{
+    beam_search, AttentionMasks, AttentionMechanism, BahdanauAttention, BahdanauConfig, BeamSearchConfig,
+    CoreDecoder, LuongAttention, LuongConfig,
+};
 use couplet::rnn::RnnCore;
+use couplet::rnn::{Lstm, LstmConfig};
+use couplet::{Embed, EmbedConfig, Linear, LinearConfig};
 
 /// Runs one iteration of a case.
 pub type Runner = Box<dyn FnMut()>;
@@ -229,5 +234,57 @@ pub fn attention_cases() -> Vec<Case> {
             })
         }));
     }
+    cases.extend(mechanism_cases(&label));
+    cases.push(beam_search_case());
     cases
+}
+
+/// Luong and Bahdanau attention over a memory prepared once: one decoder step's scoring,
+/// softmax and context (`attend`), forward only, as inside a decoder.
+fn mechanism_cases(label: &str) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for kind in ["luong", "bahdanau"] {
+        cases.push(Case::new(
+            "attention",
+            format!("{kind}_attend/forward/{label}"),
+            false,
+            false,
+            move || {
+                let root = store().root();
+                let mechanism: Box<dyn AttentionMechanism> = if kind == "luong" {
+                    Box::new(LuongAttention::new(&root, LuongConfig::new(ATTN_MODEL)).expect("luong"))
+                } else {
+                    Box::new(
+                        BahdanauAttention::new(&root, BahdanauConfig::new(ATTN_MODEL)).expect("bahdanau"),
+                    )
+                };
+                let memory = randn(&[ATTN_BATCH, ATTN_LEN, ATTN_MODEL]);
+                let prepared = tch::no_grad(|| mechanism.prepare(&memory, None)).expect("prepare");
+                let query = randn(&[ATTN_BATCH, ATTN_MODEL]);
+                Box::new(move || {
+                    let _ = tch::no_grad(|| mechanism.attend(&query, &prepared)).expect("attend");
+                })
+            },
+        ));
+    }
+    cases
+}
+
+/// One beam-search step (`max_len` 1) of an embedding + LSTM + projection decoder: batch 32,
+/// beam width 8, vocabulary 64, hidden 256 — the top-k over `K·V` candidates, the state rows
+/// reordered by beam parents, and the bookkeeping.
+fn beam_search_case() -> Case {
+    Case::new("attention", "beam_search_step/32x8x64x256".to_string(), false, false, || {
+        let root = store().root();
+        let embed = Embed::new(&root, EmbedConfig::new(64, 64)).expect("embed");
+        let lstm = Lstm::new(&root, LstmConfig::new(256).with_input_size(64)).expect("lstm");
+        let projection = Linear::new(&root, LinearConfig::new(64).with_input_size(256)).expect("linear");
+        let state = lstm.initial_state(ATTN_BATCH).expect("state");
+        let start = Tensor::zeros([ATTN_BATCH], (Kind::Int64, tch::Device::Cpu));
+        let config = BeamSearchConfig::new(8, 1, 1);
+        Box::new(move || {
+            let decoder = CoreDecoder::new(&embed, &lstm, &projection);
+            tch::no_grad(|| beam_search(&decoder, &state, &start, &config)).expect("beam search");
+        })
+    })
 }
