@@ -119,9 +119,12 @@ fn unflatten(module: &str, t: &Tensor, n: i64) -> Result<Tensor> {
     t.f_view([s[0], n, s[1] / n]).ctx(module)
 }
 
-/// Flattens `[B, N, D]` to `[B, N·D]` (copying only if not contiguous).
-fn flatten(module: &str, t: &Tensor) -> Result<State> {
+/// Flattens `what`, `[B, N, D]`, to `[B, N·D]` (copying only if not contiguous).
+fn flatten(module: &str, what: &str, t: &Tensor) -> Result<State> {
     let s = t.size();
+    if s.len() != 3 {
+        return Err(Error::shape(module, what, "[B, N, D]", s));
+    }
     Ok(State::Tensor(t.f_reshape([s[0], s[1] * s[2]]).ctx(module)?))
 }
 
@@ -208,21 +211,16 @@ impl DecoderState {
     /// The [`State`] this view describes (the layout of [`DecoderState`]'s documentation).
     ///
     /// # Errors
-    /// [`Error::Shape`] naming `decoder_state` if the memory's values or keys are not rank 3,
-    /// or its mask is missing.
+    /// [`Error::Shape`] naming `decoder_state` if the memory's values or keys or the alignment
+    /// history are not rank 3, or the memory's mask is missing.
     pub fn into_state(self) -> Result<State> {
         const MODULE: &str = "decoder_state";
         let memory = self.memory;
-        for (what, t) in [("memory values", &memory.values), ("memory keys", &memory.keys)] {
-            if t.dim() != 3 {
-                return Err(Error::shape(MODULE, what, "[B, N, D]", t.size()));
-            }
-        }
         let Some(mask) = memory.mask else {
             return Err(Error::shape(MODULE, "memory mask", "Some(bool [B, N])", "None"));
         };
         let (history, steps) = match self.history {
-            Some(h) => (flatten(MODULE, &h.alignments)?, State::Tensor(h.steps)),
+            Some(h) => (flatten(MODULE, "alignment history", &h.alignments)?, State::Tensor(h.steps)),
             None => (State::Empty, State::Empty),
         };
         Ok(State::Tuple(vec![
@@ -231,8 +229,8 @@ impl DecoderState {
             State::Tensor(self.alignments),
             history,
             steps,
-            flatten(MODULE, &memory.values)?,
-            flatten(MODULE, &memory.keys)?,
+            flatten(MODULE, "memory values", &memory.values)?,
+            flatten(MODULE, "memory keys", &memory.keys)?,
             State::Tensor(mask),
         ]))
     }
@@ -285,5 +283,43 @@ impl AlignmentHistory {
             ));
         }
         self.alignments.f_narrow(1, 0, taken).and_then(|h| h.f_transpose(0, 1)).ctx(module)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::AttentionMemory;
+    use tch::Device;
+
+    fn zeros(shape: &[i64]) -> Tensor {
+        Tensor::zeros(shape, (Kind::Float, Device::Cpu))
+    }
+
+    #[test]
+    fn into_state_refuses_a_history_or_memory_that_is_not_rank_3() {
+        let state = |history: Tensor, values: Tensor| DecoderState {
+            cell: State::Empty,
+            attention: zeros(&[2, 3]),
+            alignments: zeros(&[2, 4]),
+            history: Some(AlignmentHistory {
+                alignments: history,
+                steps: Tensor::zeros([2, 1], (Kind::Int64, Device::Cpu)),
+            }),
+            memory: AttentionMemory {
+                values,
+                keys: zeros(&[2, 4, 5]),
+                mask: Some(Tensor::ones([2, 4], (Kind::Bool, Device::Cpu))),
+            },
+        };
+        // A rank-2 history used to index its missing third dimension and panic.
+        let e = state(zeros(&[2, 4]), zeros(&[2, 4, 5])).into_state().unwrap_err();
+        assert!(matches!(e, Error::Shape { .. }));
+        assert_eq!(e.to_string(), "decoder_state: alignment history must be [B, N, D], got [2, 4]");
+        let e = state(zeros(&[2, 3, 4]), zeros(&[])).into_state().unwrap_err();
+        assert_eq!(e.to_string(), "decoder_state: memory values must be [B, N, D], got []");
+        let ok = state(zeros(&[2, 3, 4]), zeros(&[2, 4, 5])).into_state().unwrap();
+        assert!(matches!(&ok, State::Tuple(v) if v.len() == SLOTS));
+        assert_eq!(ok.leaves()[2].size(), [2, 12], "the history, flattened");
     }
 }

@@ -31,7 +31,17 @@ pub fn check_mask(module: &str, mask: &Tensor, batch: i64, n: i64) -> Result<()>
 /// rows with no allowed slot get all-zero weights instead of a uniform or NaN row.
 ///
 /// Returns `(weights, masked_logits)`.
+///
+/// # Errors
+/// [`Error::Shape`] naming `module` if `logits` is not floating point or `mask` is not bool;
+/// [`Error::Torch`] naming `module` if `mask` does not broadcast to `logits`.
 pub fn masked_softmax(module: &str, logits: &Tensor, mask: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+    if !logits.is_floating_point() {
+        return Err(Error::shape(module, "logits kind", "a floating-point kind", logits.kind()));
+    }
+    if let Some(mask) = mask.filter(|m| m.kind() != Kind::Bool) {
+        return Err(Error::shape(module, "mask kind", "Bool", mask.kind()));
+    }
     let Some(mask) = mask else {
         let weights = logits.f_softmax(-1, logits.kind()).ctx(module)?;
         return Ok((weights, logits.shallow_clone()));
@@ -48,6 +58,19 @@ pub fn masked_softmax(module: &str, logits: &Tensor, mask: Option<&Tensor>) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integer_logits_and_non_bool_masks_are_shape_errors() {
+        // Int64 logits used to panic in tch: lowest_finite(Int64) overflows an int64 scalar.
+        let logits = Tensor::from_slice(&[1i64, 2, 3]).view([1, 3]);
+        let mask = Tensor::from_slice(&[true, false, true]).view([1, 3]);
+        let e = masked_softmax("attn", &logits, Some(&mask)).unwrap_err();
+        assert_eq!(e.to_string(), "attn: logits kind must be a floating-point kind, got Int64");
+        assert!(masked_softmax("attn", &logits, None).is_err());
+        let float_mask = mask.to_kind(Kind::Float);
+        let e = masked_softmax("attn", &logits.to_kind(Kind::Float), Some(&float_mask)).unwrap_err();
+        assert_eq!(e.to_string(), "attn: mask kind must be Bool, got Float");
+    }
 
     #[test]
     fn masked_slots_get_zero_weight_and_empty_rows_are_zero() {

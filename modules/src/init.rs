@@ -144,7 +144,8 @@ impl Initializer {
     ///
     /// # Errors
     /// [`Error::Config`] naming `module` for invalid parameters (a negative standard
-    /// deviation, `low > high`, a non-positive scale, orthogonal of rank < 2).
+    /// deviation, `low > high`, a non-positive scale, orthogonal of rank < 2, a constant
+    /// beyond the kind's finite range).
     // The negated comparisons reject NaN parameters too.
     #[allow(clippy::neg_cmp_op_on_partial_ord)]
     pub fn create(&self, module: &str, shape: &[i64], fans: Fans, options: (Kind, Device)) -> Result<Tensor> {
@@ -152,7 +153,12 @@ impl Initializer {
         match *self {
             Initializer::Zeros => Tensor::f_zeros(shape, options).ctx(module),
             Initializer::Ones => Tensor::f_ones(shape, options).ctx(module),
-            Initializer::Constant { value } => Tensor::f_full(shape, value, options).ctx(module),
+            Initializer::Constant { value } => {
+                if !crate::module::scalar_fits(value, options.0) {
+                    return bad(format!("constant initializer value {value:e} overflows {:?}", options.0));
+                }
+                Tensor::f_full(shape, value, options).ctx(module)
+            }
             Initializer::Uniform { low, high } => {
                 if !(low <= high) {
                     return bad(format!("uniform initializer needs low <= high, got [{low}, {high})"));
@@ -256,6 +262,26 @@ mod tests {
     fn draw(init: Initializer, shape: &[i64]) -> Tensor {
         tch::manual_seed(0);
         init.create("test", shape, Fans::from_shape(shape), CPU).unwrap()
+    }
+
+    #[test]
+    fn a_constant_beyond_the_kind_is_a_config_error() {
+        // tch 0.26's f_full panics (in Scalar's drop) when libtorch reports the overflow.
+        let e = Initializer::Constant { value: 1e300 }.create("m", &[2], Fans::from_shape(&[2]), CPU);
+        assert_eq!(
+            e.unwrap_err().to_string(),
+            "m: bad configuration: constant initializer value 1e300 overflows Float"
+        );
+        let half = (Kind::Half, Device::Cpu);
+        let e = Initializer::Constant { value: 7e4 }.create("m", &[2], Fans::from_shape(&[2]), half);
+        assert!(matches!(e, Err(Error::Config { .. })));
+        let ok =
+            Initializer::Constant { value: 6e4 }.create("m", &[2], Fans::from_shape(&[2]), half).unwrap();
+        assert_eq!(ok.kind(), Kind::Half);
+        let inf =
+            Initializer::Constant { value: f64::INFINITY }.create("m", &[1], Fans::from_shape(&[1]), half);
+        assert!(inf.unwrap().double_value(&[0]).is_infinite());
+        assert!(draw(Initializer::Constant { value: 1e30 }, &[1]).double_value(&[0]) > 9.9e29);
     }
 
     fn stats(t: &Tensor) -> (f64, f64, f64, f64) {

@@ -148,6 +148,20 @@ pub fn check_kind(scope: &Scope, what: &str, x: &Tensor) -> Result<()> {
     }
 }
 
+/// Whether libtorch can store `value` in a tensor of `kind` (`full`, `clamp`, `masked_fill`,
+/// …): false for a finite value beyond the largest finite `Half`, `BFloat16` or `Float`,
+/// which libtorch refuses with an overflow error (that tch 0.26 turns into a panic even in
+/// its `f_` ops that take a scalar). NaN, infinities and other kinds are accepted.
+pub fn scalar_fits(value: f64, kind: tch::Kind) -> bool {
+    let max = match kind {
+        tch::Kind::Half => 65504.0,
+        tch::Kind::BFloat16 => 3.389_531_389_251_535_5e38,
+        tch::Kind::Float => f32::MAX as f64,
+        _ => return true,
+    };
+    !value.is_finite() || value.abs() <= max
+}
+
 impl<M: Module + ?Sized> Module for Box<M> {
     fn scope(&self) -> &Scope {
         (**self).scope()

@@ -3,7 +3,7 @@
 //! interchange reads from, and crate-private helpers for variables, input/state checks and
 //! state-dict copies.
 
-use crate::state::State;
+use crate::state::{State, StateSize};
 use couplet_modules::{check_kind, Error, Fans, Initializer, Regularizer, Result, Scope, TorchContext};
 use std::collections::{BTreeMap, HashMap};
 use tch::Tensor;
@@ -168,10 +168,22 @@ pub(crate) fn lstm_state<'s>(
 
 /// A learned `[1, n]` initial state repeated to `[batch, n]`.
 pub(crate) fn tile(scope: &Scope, var: &Tensor, batch_size: i64) -> Result<Tensor> {
+    check_batch_size(scope, batch_size)?;
+    var.f_repeat([batch_size, 1]).ctx(scope.path())
+}
+
+/// Zeros of `size` for `batch_size` rows in `scope`'s kind and device; a negative
+/// `batch_size` is an [`Error::InvalidArgument`] naming the scope.
+pub(crate) fn zero_state(scope: &Scope, size: &StateSize, batch_size: i64) -> Result<State> {
+    check_batch_size(scope, batch_size)?;
+    State::zeros(size, batch_size, (scope.kind(), scope.device()))
+}
+
+fn check_batch_size(scope: &Scope, batch_size: i64) -> Result<()> {
     if batch_size < 0 {
         return Err(Error::invalid(scope.path(), format!("batch_size must be >= 0, got {batch_size}")));
     }
-    var.f_repeat([batch_size, 1]).ctx(scope.path())
+    Ok(())
 }
 
 /// Copies `dict[name + suffix]` into each `(name, variable)` under `no_grad`, after checking
@@ -304,5 +316,33 @@ impl TorchWeights {
     /// The input size `I`.
     pub fn input_size(&self) -> i64 {
         self.weight_ih.size()[1]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::test_cores::Accum;
+    use crate::{Gru, GruConfig, Lstm, LstmConfig, RnnCore, VanillaRnn, VanillaRnnConfig};
+    use couplet_modules::{Error, Store};
+
+    #[test]
+    fn a_negative_batch_size_is_an_error_naming_the_core() {
+        let store = Store::cpu();
+        let root = store.root();
+        let cores: Vec<Box<dyn RnnCore>> = vec![
+            Box::new(Lstm::new(&root, LstmConfig::new(3)).unwrap()),
+            Box::new(Lstm::new(&root, LstmConfig::new(3).with_trainable_initial_state(true)).unwrap()),
+            Box::new(Gru::new(&root, GruConfig::new(3)).unwrap()),
+            Box::new(VanillaRnn::new(&root, VanillaRnnConfig::new(3)).unwrap()),
+            Box::new(Accum::new(&root, 2, 1.0)),
+        ];
+        for core in &cores {
+            // Zero-state cores used to report libtorch's "zeros: Dimension size must be
+            // non-negative" under the name "state".
+            let e = core.initial_state(-1).unwrap_err();
+            assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
+            assert_eq!(e.to_string(), format!("{}: batch_size must be >= 0, got -1", core.name()));
+            assert_eq!(core.initial_state(0).unwrap().leaves()[0].size()[0], 0);
+        }
     }
 }

@@ -30,9 +30,11 @@ pub trait RnnCore: Module {
     /// The state before the first step for `batch_size` rows: zeros by default, on the
     /// store's device; cores with a trainable initial state tile their learned `[1, ..]`
     /// variables to the batch.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the core for a negative `batch_size`.
     fn initial_state(&self, batch_size: i64) -> Result<State> {
-        let scope = self.scope();
-        State::zeros(&self.state_size(), batch_size, (scope.kind(), scope.device()))
+        crate::cell::zero_state(self.scope(), &self.state_size(), batch_size)
     }
 
     /// The input-only part of the step for many steps at once: `inputs [.., I]` →

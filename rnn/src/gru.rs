@@ -3,7 +3,7 @@
 
 use crate::cell::{
     affine, check_many_inputs, check_projected, check_step_input, export_params, input_size_from_dict,
-    load_params, tensor_state, tile, yes, StateDict, TorchWeights, VarMaker,
+    load_params, tensor_state, tile, yes, zero_state, StateDict, TorchWeights, VarMaker,
 };
 use crate::core::RnnCore;
 use crate::state::{State, StateSize};
@@ -287,7 +287,7 @@ impl RnnCore for Gru {
     fn initial_state(&self, batch_size: i64) -> Result<State> {
         match &self.initial {
             Some(h0) => Ok(State::Tensor(tile(&self.scope, h0, batch_size)?)),
-            None => State::zeros(&self.state_size(), batch_size, (self.scope.kind(), self.scope.device())),
+            None => zero_state(&self.scope, &self.state_size(), batch_size),
         }
     }
 

@@ -3,14 +3,15 @@
 
 use crate::cell::{
     add_to_rows, affine, assign, check_many_inputs, check_projected, check_step_input, export_params,
-    input_size_from_dict, load_params, lstm_state, tile, torch_default, yes, StateDict, TorchWeights,
-    VarMaker,
+    input_size_from_dict, load_params, lstm_state, tile, torch_default, yes, zero_state, StateDict,
+    TorchWeights, VarMaker,
 };
 use crate::core::RnnCore;
 use crate::state::{State, StateSize};
 use crate::torch_cell::{TorchCellKind, TorchCellWeights};
 use couplet_modules::{
-    build_once, check_keys, Error, Initializer, Mode, Module, Regularizer, Result, Scope, TorchContext,
+    build_once, check_keys, scalar_fits, Error, Initializer, Mode, Module, Regularizer, Result, Scope,
+    TorchContext,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -237,7 +238,8 @@ impl Lstm {
     ///
     /// # Errors
     /// [`Error::Config`] for `hidden_size <= 0`, `input_size <= 0`, a `proj_size` outside
-    /// `1..H`, a `cell_clip <= 0`, a `layer_norm_epsilon < 0`, or an initializer/regularizer
+    /// `1..H`, a `cell_clip <= 0` (or beyond the store kind's finite range), a
+    /// `layer_norm_epsilon < 0`, or an initializer/regularizer
     /// key that is not one of [`LstmConfig::variable_names`].
     pub fn new(parent: &Scope, config: LstmConfig) -> Result<Self> {
         Self::named(parent, "lstm", config)
@@ -260,6 +262,9 @@ impl Lstm {
         }
         if let Some(clip) = config.cell_clip.filter(|&c| c.is_nan() || c <= 0.0) {
             return bad(format!("cell_clip must be > 0, got {clip}"));
+        }
+        if let Some(clip) = config.cell_clip.filter(|&c| !scalar_fits(c, scope.kind())) {
+            return bad(format!("cell_clip {clip:e} overflows the store's kind {:?}", scope.kind()));
         }
         if config.layer_norm_epsilon.is_nan() || config.layer_norm_epsilon < 0.0 {
             return bad(format!("layer_norm_epsilon must be >= 0, got {}", config.layer_norm_epsilon));
@@ -489,7 +494,7 @@ impl RnnCore for Lstm {
                 h: tile(&self.scope, h0, batch_size)?,
                 c: tile(&self.scope, c0, batch_size)?,
             }),
-            None => State::zeros(&self.state_size(), batch_size, (self.scope.kind(), self.scope.device())),
+            None => zero_state(&self.scope, &self.state_size(), batch_size),
         }
     }
 
@@ -578,6 +583,16 @@ mod tests {
 
     fn vals(t: &Tensor) -> Vec<f32> {
         Vec::<f32>::try_from(t.flatten(0, -1)).unwrap()
+    }
+
+    #[test]
+    fn a_cell_clip_beyond_the_store_kind_is_a_config_error() {
+        // At the first step, clamping a Half c by 1e10 used to panic inside tch's f_clamp.
+        let half = Store::with_kind(Device::Cpu, Kind::Half);
+        let e = Lstm::new(&half.root(), LstmConfig::new(2).with_cell_clip(1e10)).unwrap_err();
+        assert_eq!(e.to_string(), "lstm: bad configuration: cell_clip 1e10 overflows the store's kind Half");
+        assert!(Lstm::new(&half.root(), LstmConfig::new(2).with_cell_clip(100.0)).is_ok());
+        assert!(Lstm::new(&Store::cpu().root(), LstmConfig::new(2).with_cell_clip(1e10)).is_ok());
     }
 
     #[test]

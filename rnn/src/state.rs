@@ -201,8 +201,12 @@ impl State {
     }
 
     /// The same state on `device`.
-    pub fn to_device(&self, device: Device) -> State {
-        self.try_map(&mut |t| Ok(t.to_device(device))).unwrap_or(State::Empty)
+    ///
+    /// # Errors
+    /// [`Error::Torch`] naming `state` if a leaf cannot be moved there (e.g. a CUDA device on a
+    /// machine without one).
+    pub fn to_device(&self, device: Device) -> Result<State> {
+        self.try_map(&mut |t| t.f_to_device(device).ctx("state"))
     }
 
     /// The LSTM `h`, or the single tensor of a vanilla/GRU state.
@@ -280,6 +284,20 @@ mod tests {
         let size = StateSize::Tuple(vec![StateSize::Tensor(2), StateSize::Dynamic]);
         let e = State::zeros(&size, 4, (Kind::Float, Device::Cpu)).unwrap_err();
         assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
+    }
+
+    #[test]
+    fn to_device_is_fallible() {
+        let s = lstm();
+        assert_eq!(s.to_device(Device::Cpu).unwrap().leaves()[1].device(), Device::Cpu);
+        // An absent device used to panic inside tch's infallible `to_device`.
+        let cuda = s.to_device(Device::Cuda(0));
+        if tch::Cuda::is_available() {
+            assert_eq!(cuda.unwrap().leaves()[0].device(), Device::Cuda(0));
+        } else {
+            let e = cuda.unwrap_err();
+            assert!(matches!(&e, Error::Torch { module, .. } if module == "state"), "{e}");
+        }
     }
 
     #[test]

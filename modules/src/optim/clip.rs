@@ -69,6 +69,10 @@ pub fn clip_grad_value(variables: &[Variable], clip_value: f64) -> Result<()> {
     }
     tch::no_grad(|| {
         for g in defined_grads(variables) {
+            // Beyond the kind's range the clamp is a no-op, and libtorch would refuse the bound.
+            if !crate::module::scalar_fits(clip_value, g.kind()) {
+                continue;
+            }
             let _ = g.shallow_clone().f_clamp_(-clip_value, clip_value).ctx(NAME)?;
         }
         Ok(())
@@ -92,6 +96,20 @@ mod tests {
 
     fn grad(v: &Variable) -> Vec<f64> {
         Vec::<f64>::try_from(v.tensor().grad().to_kind(tch::Kind::Double)).unwrap()
+    }
+
+    #[test]
+    fn clip_values_beyond_the_kind_leave_half_gradients_alone() {
+        // A bound that overflows Half used to panic inside tch's f_clamp_.
+        let store = Store::with_kind(tch::Device::Cpu, tch::Kind::Half);
+        let v =
+            store.root().child("m").unwrap().var("a", &[2]).init(crate::Initializer::Ones).create().unwrap();
+        (&v * 3.0).sum(tch::Kind::Float).backward();
+        let vars = store.variables();
+        clip_grad_value(&vars, 1e10).unwrap();
+        assert_eq!(grad(&vars[0]), [3.0, 3.0]);
+        clip_grad_value(&vars, 2.0).unwrap();
+        assert_eq!(grad(&vars[0]), [2.0, 2.0]);
     }
 
     #[test]
