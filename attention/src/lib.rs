@@ -1,17 +1,28 @@
 //! # couplet-attention
 //!
 //! Attention for sequence models: Sonnet's [`AttentiveRead`], dot, Luong and Bahdanau
-//! mechanisms over a memory prepared once, and multi-head attention.
+//! mechanisms over a memory prepared once, the attention decoder core (TF's
+//! `AttentionWrapper`), multi-head attention, and greedy and beam-search decoding over any
+//! step-wise token model.
 
 pub mod attentive_read;
+pub mod decoder_core;
+pub mod decoder_state;
+pub mod decoding;
 pub mod mechanism;
 pub mod multi_head;
 pub mod softmax;
 
 pub use attentive_read::{AttentionOutput, AttentiveRead};
+pub use decoder_core::{AttentionDecoderConfig, AttentionDecoderCore};
+pub use decoder_state::{AlignmentHistory, DecoderState};
+pub use decoding::{
+    beam_search, greedy_decode, BeamOutput, BeamSearchConfig, CoreDecoder, DecodeOutput, GreedyOptions,
+    TokenDecoder,
+};
 pub use mechanism::{
-    AttentionMechanism, AttentionMemory, BahdanauAttention, BahdanauConfig, DotAttention, LuongAttention,
-    LuongConfig,
+    memory_mask, AttentionMechanism, AttentionMemory, BahdanauAttention, BahdanauConfig, DotAttention,
+    LuongAttention, LuongConfig,
 };
 pub use multi_head::{AttentionMasks, MultiHeadAttention, MultiHeadAttentionConfig};
 pub use softmax::{lowest_finite, masked_softmax};

@@ -3,6 +3,7 @@
 
 use crate::softmax::{check_mask, masked_softmax};
 use couplet_modules::{Error, Initializer, Linear, LinearConfig, Module, Result, Scope, TorchContext};
+use couplet_rnn::{sequence_mask, Lengths};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
@@ -28,22 +29,74 @@ impl Clone for AttentionMemory {
 }
 
 /// Scores a query against a prepared memory.
+///
+/// A decoder prepares the memory once ([`AttentionMechanism::prepare`] or
+/// [`AttentionMechanism::prepare_with_lengths`]) and then scores one query per step against
+/// the keys computed there.
+///
+/// ```
+/// use couplet_attention::{AttentionMechanism, LuongAttention, LuongConfig};
+/// use couplet_modules::Store;
+/// use tch::{Device, Kind, Tensor};
+/// # fn main() -> couplet_modules::Result<()> {
+/// let store = Store::cpu();
+/// let luong = LuongAttention::new(&store.root(), LuongConfig::new(4))?;
+/// let memory = Tensor::randn([2, 5, 6], (Kind::Float, Device::Cpu));
+/// let prepared = luong.prepare_with_lengths(&memory, &[5i64, 3])?; // keys [2, 5, 4], once
+/// for _step in 0..3 {
+///     let query = Tensor::randn([2, 4], (Kind::Float, Device::Cpu));
+///     let (context, alignments) = luong.attend(&query, &prepared)?;
+///     assert_eq!(context.size(), [2, 6]);
+///     assert_eq!(alignments.double_value(&[1, 4]), 0.0); // past row 1's length
+/// }
+/// # Ok(())
+/// # }
+/// ```
 pub trait AttentionMechanism: Module {
-    /// Zeroes `memory [B, N, Dm]` past the mask (bool `[B, N]`, true = valid) and computes the
-    /// keys once.
+    /// Zeroes `memory [B, N, Dm]` where the mask (bool `[B, N]`, true = valid) is false and
+    /// computes the keys `[B, N, U]` once. Without a mask, `values` is `memory` itself (it
+    /// shares its storage).
     ///
     /// # Errors
-    /// [`Error::Shape`] when the memory is not rank 3 or the mask is not bool `[B, N]`.
+    /// [`Error::Shape`] when the memory is not rank 3 or the mask is not bool `[B, N]`; errors
+    /// of the key layer (a memory size other than the first call's) pass through.
     fn prepare(&self, memory: &Tensor, mask: Option<&Tensor>) -> Result<AttentionMemory>;
 
-    /// Raw scores `[B, N]` of `query [B, Dq]` against the memory's keys (masking is applied
-    /// by [`AttentionMechanism::attend`]).
+    /// Like [`AttentionMechanism::prepare`] with the mask `n < lengths[b]` (TF's
+    /// `memory_sequence_length`): rows past each length are zeroed in the values and the keys,
+    /// and get zero alignment. `lengths` is a `[B]` integer tensor or a slice of `i64`.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] naming the mechanism when the memory is not rank 3 or there are not `B`
+    /// lengths; [`Error::InvalidArgument`] for a length outside `0..=N`.
+    fn prepare_with_lengths<'a>(
+        &self,
+        memory: &Tensor,
+        lengths: impl Into<Lengths<'a>>,
+    ) -> Result<AttentionMemory>
+    where
+        Self: Sized,
+    {
+        let mask = lengths_mask(self.name(), memory, lengths.into())?;
+        self.prepare(memory, Some(&mask))
+    }
+
+    /// Raw scores `[B, N]` of `query [B, Dq]` against the memory's keys, which are not
+    /// recomputed (masking is applied by [`AttentionMechanism::attend`]).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] naming the mechanism when the query is not `[B, Dq]` for this
+    /// mechanism's `Dq`, or the memory's tensors disagree in rank, batch or slots.
     fn score(&self, query: &Tensor, memory: &AttentionMemory) -> Result<Tensor>;
 
     /// Alignments (softmax of the masked scores) and the context `Σ α v`:
     /// returns `(context [B, Dm], alignments [B, N])`. Rows with no valid slot give zeros.
+    ///
+    /// # Errors
+    /// As [`AttentionMechanism::score`].
     fn attend(&self, query: &Tensor, memory: &AttentionMemory) -> Result<(Tensor, Tensor)> {
         let module = self.name();
+        check_memory(module, memory)?;
         let scores = self.score(query, memory)?;
         let (alignments, _) = masked_softmax(module, &scores, memory.mask.as_ref())?;
         let context = alignments
@@ -52,6 +105,43 @@ pub trait AttentionMechanism: Module {
             .and_then(|c| c.f_squeeze_dim(1))
             .ctx(module)?;
         Ok((context, alignments))
+    }
+}
+
+/// The mask `[B, N]` (bool, on `memory`'s device, true = `n < lengths[b]`) of a memory
+/// `[B, N, Dm]` with the given lengths, for [`AttentionMechanism::prepare`] (the free form of
+/// [`AttentionMechanism::prepare_with_lengths`], usable through `dyn AttentionMechanism`).
+///
+/// # Errors
+/// [`Error::Shape`] naming `memory_mask` when the memory is not rank 3 or there are not `B`
+/// lengths; [`Error::InvalidArgument`] for a length outside `0..=N`.
+pub fn memory_mask<'a>(memory: &Tensor, lengths: impl Into<Lengths<'a>>) -> Result<Tensor> {
+    lengths_mask("memory_mask", memory, lengths.into())
+}
+
+fn lengths_mask(module: &str, memory: &Tensor, lengths: Lengths) -> Result<Tensor> {
+    let m = memory.size();
+    if m.len() != 3 {
+        return Err(Error::shape(module, "memory", "[B, N, Dm]", m));
+    }
+    let values = lengths.validate(module, m[0], m[1])?;
+    sequence_mask(&values, Some(m[1]))?.f_to_device(memory.device()).ctx(module)
+}
+
+/// Checks that a prepared memory's values `[B, N, Dm]`, keys `[B, N, U]` and mask
+/// (bool `[B, N]`) agree.
+fn check_memory(module: &str, memory: &AttentionMemory) -> Result<()> {
+    let v = memory.values.size();
+    if v.len() != 3 {
+        return Err(Error::shape(module, "memory values", "[B, N, Dm]", v));
+    }
+    let k = memory.keys.size();
+    if k.len() != 3 || k[..2] != v[..2] {
+        return Err(Error::shape(module, "memory keys", format!("[{}, {}, U]", v[0], v[1]), k));
+    }
+    match &memory.mask {
+        Some(mask) => check_mask(module, mask, v[0], v[1]),
+        None => Ok(()),
     }
 }
 
@@ -68,11 +158,24 @@ fn zero_masked(module: &str, memory: &Tensor, mask: Option<&Tensor>) -> Result<(
     Ok((values, Some(mask.shallow_clone())))
 }
 
-/// Checks `query [B, size]` against a memory of batch `B`.
+/// Checks `query [B, size]` against a memory of batch `B` and the keys' kind.
 fn check_query(module: &str, query: &Tensor, memory: &AttentionMemory, size: i64) -> Result<()> {
+    check_memory(module, memory)?;
     let b = memory.values.size()[0];
     if query.size() != [b, size] {
         return Err(Error::shape(module, "query", format!("[{b}, {size}]"), query.size()));
+    }
+    if query.kind() != memory.keys.kind() {
+        return Err(Error::shape(module, "query kind", format!("{:?}", memory.keys.kind()), query.kind()));
+    }
+    Ok(())
+}
+
+/// Checks that the keys have `units` features.
+fn check_keys_size(module: &str, memory: &AttentionMemory, units: i64) -> Result<()> {
+    let k = memory.keys.size();
+    if k[2] != units {
+        return Err(Error::shape(module, "memory keys", format!("[{}, {}, {units}]", k[0], k[1]), k));
     }
     Ok(())
 }
@@ -102,6 +205,7 @@ impl AttentionMechanism for DotAttention {
         Ok(AttentionMemory { keys: values.shallow_clone(), values, mask })
     }
     fn score(&self, query: &Tensor, memory: &AttentionMemory) -> Result<Tensor> {
+        check_memory(self.name(), memory)?;
         check_query(self.name(), query, memory, memory.keys.size()[2])?;
         memory
             .keys
@@ -147,6 +251,15 @@ pub struct LuongAttention {
     config: LuongConfig,
     memory_layer: Linear,
     g: Option<Tensor>,
+}
+
+impl std::fmt::Debug for LuongAttention {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LuongAttention")
+            .field("scope", &self.scope.path())
+            .field("config", &self.config)
+            .finish()
+    }
 }
 
 impl LuongAttention {
@@ -196,6 +309,7 @@ impl AttentionMechanism for LuongAttention {
     fn score(&self, query: &Tensor, memory: &AttentionMemory) -> Result<Tensor> {
         let module = self.name();
         check_query(module, query, memory, self.config.num_units)?;
+        check_keys_size(module, memory, self.config.num_units)?;
         let s = memory
             .keys
             .f_bmm(&query.f_unsqueeze(2).ctx(module)?)
@@ -257,6 +371,15 @@ pub struct BahdanauAttention {
     norm: Option<BahdanauNorm>,
 }
 
+impl std::fmt::Debug for BahdanauAttention {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BahdanauAttention")
+            .field("scope", &self.scope.path())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
 impl BahdanauAttention {
     /// A Bahdanau mechanism in a child scope `bahdanau_attention` of `parent`.
     ///
@@ -307,6 +430,8 @@ impl AttentionMechanism for BahdanauAttention {
     }
     fn score(&self, query: &Tensor, memory: &AttentionMemory) -> Result<Tensor> {
         let module = self.name();
+        check_memory(module, memory)?;
+        check_keys_size(module, memory, self.config.num_units)?;
         let b = memory.values.size()[0];
         if query.dim() != 2 || query.size()[0] != b {
             return Err(Error::shape(module, "query", format!("[{b}, Dq]"), query.size()));

@@ -68,7 +68,8 @@ impl MultiHeadAttentionConfig {
 #[derive(Debug, Default)]
 pub struct AttentionMasks<'a> {
     /// Bool `[B, Lk]`, **true = attend** (couplet's convention everywhere; PyTorch's
-    /// `key_padding_mask` is the negation).
+    /// `key_padding_mask` is the negation). It may live on any device (it is moved to the
+    /// query's).
     pub key_mask: Option<&'a Tensor>,
     /// Query `i` attends only keys `j <= i` (top-left aligned, as PyTorch's `is_causal`).
     pub causal: bool,
@@ -84,6 +85,9 @@ pub struct AttentionMasks<'a> {
 ///
 /// A query row that may attend no key (every key masked) gives a zero output row and zero
 /// weights, where PyTorch returns NaN.
+///
+/// Variables: `multi_head_attention/{query,key,value,output}/w` (`[E, E]`, `[Ek, E]`,
+/// `[Ev, E]`, `[E, E]`) and, with biases, `…/b [E]`.
 pub struct MultiHeadAttention {
     scope: Scope,
     config: MultiHeadAttentionConfig,
@@ -138,13 +142,16 @@ impl MultiHeadAttention {
         &self.config
     }
 
-    /// Copies PyTorch `nn.MultiheadAttention` weights in: `q_weight`, `k_weight`, `v_weight`
-    /// `[E, E*]` (PyTorch's `in_proj_weight` split in three, or `q_proj_weight`, …),
-    /// `in_bias` `[3E]` (`in_proj_bias`), `out_weight [E, E]`, `out_bias [E]`.
+    /// Copies PyTorch `nn.MultiheadAttention` weights in: `q_weight [E, E]`, `k_weight [E, Ek]`,
+    /// `v_weight [E, Ev]` (PyTorch's `in_proj_weight [3E, E]` split in three along dim 0, or
+    /// `q_proj_weight`, `k_proj_weight`, `v_proj_weight` when `kdim`/`vdim` differ from `E`),
+    /// `in_bias [3E]` (`in_proj_bias`), `out_weight [E, E]` and `out_bias [E]`
+    /// (`out_proj.weight`, `out_proj.bias`). PyTorch's weights are `[out, in]`; they are stored
+    /// transposed (`[in, out]`). Nothing is copied unless every tensor fits.
     ///
     /// # Errors
-    /// [`Error::Shape`] if a tensor's shape differs from the module's, or a bias is given to a
-    /// module without biases (or missing from one with them).
+    /// [`Error::Shape`] naming the projection if a tensor's shape differs from the module's,
+    /// or a bias is given to a module without biases (or missing from one with them).
     pub fn load_torch(
         &self,
         q_weight: &Tensor,
@@ -163,34 +170,35 @@ impl MultiHeadAttention {
         };
         let layers = [&self.query, &self.key, &self.value, &self.output];
         let weights = [q_weight, k_weight, v_weight, out_weight];
-        let biases = in_biases.into_iter().chain([out_bias.map(Tensor::shallow_clone)]);
-        for ((layer, w), b) in layers.into_iter().zip(weights).zip(biases) {
-            let mut dst = layer.w()?.shallow_clone();
-            let want = dst.size();
-            if w.size() != [want[1], want[0]] {
-                return Err(Error::shape(
-                    layer.name(),
-                    "PyTorch weight",
-                    format!("[{}, {}]", want[1], want[0]),
-                    w.size(),
-                ));
+        let biases: Vec<Option<Tensor>> =
+            in_biases.into_iter().chain([out_bias.map(Tensor::shallow_clone)]).collect();
+        let mut copies = Vec::with_capacity(8);
+        for ((layer, w), b) in layers.into_iter().zip(weights).zip(&biases) {
+            let dst = layer.w()?;
+            let (i, o) = (dst.size()[0], dst.size()[1]);
+            if w.size() != [o, i] {
+                return Err(Error::shape(layer.name(), "PyTorch weight", format!("[{o}, {i}]"), w.size()));
             }
-            tch::no_grad(|| dst.f_copy_(&w.tr())).ctx(module)?;
+            copies.push((dst, w.f_tr().ctx(module)?));
             match (layer.b()?, b) {
-                (Some(dst), Some(b)) if b.size() == dst.size() => {
-                    tch::no_grad(|| dst.shallow_clone().f_copy_(&b)).ctx(module)?
-                }
+                (Some(dst), Some(b)) if b.size() == dst.size() => copies.push((dst, b.shallow_clone())),
+                (None, None) => {}
                 (dst, b) => {
-                    if dst.is_some() || b.is_some() {
-                        return Err(Error::shape(
-                            layer.name(),
-                            "PyTorch bias",
-                            format!("{:?}", dst.map(|d| d.size())),
-                            b.map(|b| b.size()),
-                        ));
-                    }
+                    let expected = dst.map_or("absent (the module has no biases)".to_string(), |d| {
+                        format!("{:?}", d.size())
+                    });
+                    let actual = b.as_ref().map_or("absent".to_string(), |b| format!("{:?}", b.size()));
+                    return Err(Error::Shape {
+                        module: layer.name().to_string(),
+                        what: "PyTorch bias".into(),
+                        expected,
+                        actual,
+                    });
                 }
             }
+        }
+        for (dst, src) in copies {
+            tch::no_grad(|| dst.shallow_clone().f_copy_(&src)).ctx(module)?;
         }
         Ok(())
     }
@@ -204,8 +212,10 @@ impl MultiHeadAttention {
         size: i64,
     ) -> Result<()> {
         let s = x.size();
-        let ok =
-            s.len() == 3 && batch.is_none_or(|b| s[0] == b) && len.is_none_or(|l| s[1] == l) && s[2] == size;
+        let ok = s.len() == 3
+            && batch.map_or(true, |b| s[0] == b)
+            && len.map_or(true, |l| s[1] == l)
+            && s[2] == size;
         if !ok {
             let b = batch.map_or("B".to_string(), |b| b.to_string());
             let l = len.map_or("L".to_string(), |l| l.to_string());
@@ -222,11 +232,19 @@ impl MultiHeadAttention {
 
     /// Attends `query [B, Lq, E]` over `key [B, Lk, Ek]` / `value [B, Lk, Ev]`: returns
     /// `(output [B, Lq, E], weights)` with `weights [B, Lq, Lk]` (mean over heads) when
-    /// `masks.need_weights`.
+    /// `masks.need_weights`, else `None`. Scores are `q kᵀ / √(E / h)` per head (PyTorch's).
+    ///
+    /// In [`Mode::Train`] the attention weights are dropped out with the configured rate
+    /// (libtorch's RNG); [`Mode::Eval`] is deterministic. The returned weights are those
+    /// before dropout (Keras's choice; PyTorch returns the dropped-out ones).
+    ///
+    /// A query row with no key to attend (every key masked, or `Lk = 0`) gives a zero output
+    /// row and zero weights, and zero gradients; PyTorch gives NaN there.
     ///
     /// # Errors
-    /// [`Error::Shape`] naming the module when a rank, batch, length or feature size differs,
-    /// or the key mask is not a bool `[B, Lk]`.
+    /// [`Error::Shape`] naming the module when a rank, batch, length, feature size or kind
+    /// differs (`"multi_head_attention: key must be [2, L, 8], got [3, 4, 8]"`), or the key
+    /// mask is not a bool `[B, Lk]`.
     pub fn forward(
         &self,
         query: &Tensor,
@@ -254,9 +272,12 @@ impl MultiHeadAttention {
                     actual: format!("{:?} {:?}", km.kind(), km.size()),
                 });
             }
-            mask = Some(km.f_view([b, 1, 1, lk]).ctx(module)?);
+            mask = Some(km.f_to_device(device).and_then(|m| m.f_view([b, 1, 1, lk])).ctx(module)?);
         }
-        if masks.causal {
+        // A causal mask alone leaves every query at least key 0: the fused kernel applies it
+        // itself (`is_causal`, which also lets it pick the flash kernel on GPU).
+        let fused_causal = masks.causal && mask.is_none() && lk > 0 && !masks.need_weights;
+        if masks.causal && !fused_causal {
             let causal =
                 Tensor::f_ones([lq, lk], (Kind::Bool, device)).and_then(|t| t.f_tril(0)).ctx(module)?;
             mask = Some(match mask {
@@ -264,6 +285,12 @@ impl MultiHeadAttention {
                 None => causal.f_view([1, 1, lq, lk]).ctx(module)?,
             });
         }
+        if lk == 0 && mask.is_none() {
+            // No key at all: every query row is fully masked.
+            mask = Some(Tensor::f_zeros([1, 1, 1, 0], (Kind::Bool, device)).ctx(module)?);
+        }
+        // Whether each query row may attend some key, [B | 1, 1, Lq | 1, 1].
+        let attends = mask.as_ref().map(|m| m.f_any_dim(-1, true)).transpose().ctx(module)?;
         let q = self.heads(&self.query.forward(query)?)?;
         let k = self.heads(&self.key.forward(key)?)?;
         let v = self.heads(&self.value.forward(value)?)?;
@@ -275,24 +302,37 @@ impl MultiHeadAttention {
                 .ctx(module)?
                 .f_div_scalar(d.sqrt())
                 .ctx(module)?;
+            // Fully masked rows get zero weights here (never NaN).
             let (w, _) = masked_softmax(module, &scores, mask.as_ref())?;
             let dropped = w.f_dropout(p, mode.is_training()).ctx(module)?;
             (dropped.f_matmul(&v).ctx(module)?, Some(w.f_mean_dim(1, false, w.kind()).ctx(module)?))
         } else {
-            let out =
-                Tensor::f_scaled_dot_product_attention(&q, &k, &v, mask.as_ref(), p, false, None, false)
-                    .ctx(module)?;
+            // Fully masked rows attend every key inside the kernel (and are zeroed below), so
+            // no kernel ever sees a row without keys: no NaN forward or backward.
+            let safe = match (&mask, &attends) {
+                (Some(m), Some(a)) => Some(m.f_logical_or(&a.f_logical_not().ctx(module)?).ctx(module)?),
+                _ => None,
+            };
+            let out = Tensor::f_scaled_dot_product_attention(
+                &q,
+                &k,
+                &v,
+                safe.as_ref(),
+                p,
+                fused_causal,
+                None,
+                false,
+            )
+            .ctx(module)?;
             (out, None)
         };
         let context =
             context.f_transpose(1, 2).and_then(|t| t.f_reshape([b, lq, c.embed_dim])).ctx(module)?;
         let mut out = self.output.forward(&context)?;
-        if let Some(m) = &mask {
-            // Rows with no key to attend: zeros (the fused kernel leaves NaN there).
-            let any = m.f_any_dim(-1, false).and_then(|a| a.f_expand([b, 1, lq], false)).ctx(module)?;
-            let any = any.f_view([b, lq, 1]).ctx(module)?;
+        if let Some(a) = &attends {
+            // Rows with no key to attend: a zero output row (after the output projection).
             let zero = Tensor::f_zeros([], (out.kind(), device)).ctx(module)?;
-            out = out.f_where_self(&any, &zero).ctx(module)?;
+            out = a.f_squeeze_dim(1).and_then(|a| out.f_where_self(&a, &zero)).ctx(module)?;
         }
         Ok((out, weights))
     }

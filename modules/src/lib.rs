@@ -44,7 +44,7 @@ pub use activation::Activation;
 pub use add_bias::{AddBias, AddBiasConfig};
 pub use batch_norm::{BatchNorm, BatchNormConfig, DataFormat};
 pub use checkpoint::{
-    CheckpointManager, CheckpointManagerConfig, Checkpointable, RestoreOptions, RestoreReport,
+    save_tensors, CheckpointManager, CheckpointManagerConfig, Checkpointable, RestoreOptions, RestoreReport,
 };
 pub use conv::{
     Conv1d, Conv1dConfig, Conv2d, Conv2dConfig, Conv2dTranspose, Conv2dTransposeConfig, DataFormat1d,

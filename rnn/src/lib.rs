@@ -18,6 +18,7 @@ pub mod stack;
 pub mod state;
 #[cfg(test)]
 mod test_cores;
+pub mod torch_rnn;
 pub mod unroll;
 pub mod vanilla;
 mod wrapped;
@@ -35,6 +36,7 @@ pub use residual::ResidualWrapper;
 pub use sequence::{last_relevant, lengths_from_padding, masked_mean, reverse_sequence, sequence_mask};
 pub use stack::{from_torch_layout, to_torch_layout, StackedRnn, StackedRnnConfig};
 pub use state::{State, StateSize};
+pub use torch_rnn::{StateDictKeys, TorchRnn, TorchRnnConfig, TorchRnnKind};
 pub use unroll::{dynamic_rnn, UnrollOptions};
 pub use vanilla::{Nonlinearity, VanillaRnn, VanillaRnnConfig};
 pub use zoneout::{ZoneoutConfig, ZoneoutWrapper};

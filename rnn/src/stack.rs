@@ -36,6 +36,12 @@ impl StackedRnnConfig {
 /// concatenated). The state is `State::Tuple` of the layers' states, bottom-to-top (TF
 /// `MultiRNNCell`, Keras).
 ///
+/// Two stacks given to [`bidirectional_dynamic_rnn`](crate::bidirectional_dynamic_rnn)
+/// (one per direction) are **not** PyTorch's multi-layer bidirectional model: there each
+/// direction's upper layers read only that direction's outputs, while in `torch.nn.LSTM(..,
+/// bidirectional=True)` layer `k + 1` reads both directions of layer `k`. For PyTorch's
+/// model use [`TorchRnn`](crate::TorchRnn) (or one `bidirectional_dynamic_rnn` per layer).
+///
 /// The stack has no variables of its own; [`Module::variables`] lists its cores' variables
 /// in layer order (each once, wherever the cores were built), then any other variable
 /// created in the stack's scope.

@@ -53,6 +53,10 @@ pub enum StateSize {
     },
     /// A sequence of sizes.
     Tuple(Vec<StateSize>),
+    /// One tensor `[B, ..]` whose other sizes depend on the data the state was built from
+    /// (e.g. an attention decoder's memory): unrolls check only its batch size, and
+    /// [`State::zeros`] cannot build it (the core's own constructor does).
+    Dynamic,
 }
 
 fn structure_error(what: &str) -> Error {
@@ -61,6 +65,9 @@ fn structure_error(what: &str) -> Error {
 
 impl State {
     /// A state of zeros with the structure of `size` for `batch_size` rows.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if `size` has a [`StateSize::Dynamic`] leaf.
     pub fn zeros(size: &StateSize, batch_size: i64, options: (Kind, Device)) -> Result<State> {
         let z = |n: i64| Tensor::f_zeros([batch_size, n], options).ctx("state");
         Ok(match size {
@@ -70,6 +77,10 @@ impl State {
             StateSize::Tuple(v) => {
                 State::Tuple(v.iter().map(|s| State::zeros(s, batch_size, options)).collect::<Result<_>>()?)
             }
+            StateSize::Dynamic => return Err(Error::invalid(
+                "state",
+                "a StateSize::Dynamic leaf depends on data: build the state with the core's own constructor",
+            )),
         })
     }
 
@@ -162,7 +173,10 @@ impl State {
     /// Used to carry the state of rows past their length.
     pub fn where_rows(&self, mask: &Tensor, other: &State) -> Result<State> {
         self.try_zip_map(other, &mut |a, b| {
-            let m = mask.f_view([-1, 1]).ctx("state")?;
+            // Broadcast the row mask over every other dimension of the leaf, whatever its rank.
+            let mut shape = vec![1i64; a.dim().max(1)];
+            shape[0] = -1;
+            let m = mask.f_view(shape.as_slice()).ctx("state")?;
             a.f_where_self(&m, b).ctx("state")
         })
     }
@@ -239,6 +253,10 @@ mod tests {
             values(&s.where_rows(&mask, &zeros).unwrap()),
             [vec![1.0, 0.0, 3.0], vec![10.0, 0.0, 30.0], vec![5.0, 0.0, 7.0]]
         );
+        // Leaves of any rank: a [B, 2, 2] leaf takes whole rows too.
+        let cube = State::Tensor(Tensor::arange(12, (Kind::Float, Device::Cpu)).view([3, 2, 2]));
+        let chosen = cube.where_rows(&mask, &cube.try_map(&mut |x| Ok(x.zeros_like())).unwrap()).unwrap();
+        assert_eq!(values(&chosen), [vec![0.0, 1.0, 2.0, 3.0, 0.0, 0.0, 0.0, 0.0, 8.0, 9.0, 10.0, 11.0]]);
         let parts = [s.narrow_rows(0, 1).unwrap(), s.narrow_rows(1, 2).unwrap()];
         assert_eq!(values(&State::cat_rows(&parts).unwrap()), values(&s));
         assert_eq!(s.batch_size(), Some(3));
@@ -255,6 +273,13 @@ mod tests {
         let e = z.where_rows(&Tensor::from_slice(&[true; 4]), &other).unwrap_err();
         assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
         assert!(State::cat_rows(&[]).is_err());
+    }
+
+    #[test]
+    fn dynamic_sizes_cannot_be_zeroed() {
+        let size = StateSize::Tuple(vec![StateSize::Tensor(2), StateSize::Dynamic]);
+        let e = State::zeros(&size, 4, (Kind::Float, Device::Cpu)).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
     }
 
     #[test]

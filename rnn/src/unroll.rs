@@ -218,7 +218,8 @@ fn run<C: RnnCore + ?Sized>(
     Ok((outputs, state))
 }
 
-/// Checks that `state` has the structure of `size` and every leaf is `[batch, n]`.
+/// Checks that `state` has the structure of `size` and every leaf is `[batch, n]` (`[batch, ..]`
+/// for a [`StateSize::Dynamic`] leaf).
 pub(crate) fn check_state(func: &str, state: &State, size: &StateSize, batch: i64) -> Result<()> {
     let leaf = |t: &Tensor, n: i64| {
         if t.size() == [batch, n] {
@@ -231,6 +232,10 @@ pub(crate) fn check_state(func: &str, state: &State, size: &StateSize, batch: i6
         (State::Empty, StateSize::Empty) => Ok(()),
         (State::Tensor(t), StateSize::Tensor(n)) => leaf(t, *n),
         (State::Lstm { h, c }, StateSize::Lstm { h: nh, c: nc }) => leaf(h, *nh).and_then(|()| leaf(c, *nc)),
+        (State::Tensor(t), StateSize::Dynamic) if t.size().first() == Some(&batch) => Ok(()),
+        (State::Tensor(t), StateSize::Dynamic) => {
+            Err(Error::shape(func, "initial_state leaf", format!("[{batch}, ..]"), t.size()))
+        }
         (State::Tuple(states), StateSize::Tuple(sizes)) if states.len() == sizes.len() => {
             states.iter().zip(sizes).try_for_each(|(s, n)| check_state(func, s, n, batch))
         }

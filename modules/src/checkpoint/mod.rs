@@ -123,6 +123,25 @@ pub fn save_with_metadata(
     format::write_file(path, &tensors, metadata)
 }
 
+/// Saves named tensors (e.g. a PyTorch-named state dict) to the safetensors file `path`,
+/// atomically, with optional string `metadata`.
+///
+/// # Errors
+/// [`Error::Checkpoint`] naming `path` if two tensors share a name, a kind has no safetensors
+/// dtype, or the file cannot be written.
+pub fn save_tensors(
+    tensors: &[(String, Tensor)],
+    path: impl AsRef<Path>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
+    let path = path.as_ref();
+    let mut names = std::collections::BTreeSet::new();
+    if let Some((name, _)) = tensors.iter().find(|(name, _)| !names.insert(name)) {
+        return Err(crate::Error::checkpoint(path, format!("the tensor name {name:?} appears twice")));
+    }
+    format::write_file(path, tensors, metadata)
+}
+
 /// Restores every variable of `target` from `path`, strictly: the file must hold exactly
 /// these names, with the same shapes. Values are copied in place (under `no_grad`), converted
 /// to each variable's kind and device.

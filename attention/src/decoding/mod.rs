@@ -1,0 +1,57 @@
+//! Decoding token sequences from any step-wise model: [`greedy_decode`] and [`beam_search`]
+//! (GNMT length normalisation), over the [`TokenDecoder`] abstraction.
+//!
+//! A [`TokenDecoder`] maps the previous token of each row and a [`State`] to the next
+//! token's logits and the new state. [`CoreDecoder`] composes one from an embedding, any
+//! [`RnnCore`](couplet_rnn::RnnCore) (e.g. an attention decoder core whose state holds the
+//! encoder memory) and an output projection.
+//!
+//! Conventions shared by both decoders (TF's `dynamic_decode`):
+//! - `max_len` bounds the number of generated tokens, the end token included;
+//! - a sequence's length counts its end token; a sequence that reaches `max_len` without
+//!   the end token has length `max_len`;
+//! - tokens after a sequence's end are padded with the end token;
+//! - a sequence's final state is the state returned by the step that produced the logits of
+//!   its last token (the end token itself is never fed back);
+//! - the start tokens, the state and the logits live on one device.
+
+mod adapter;
+mod beam;
+mod check;
+mod greedy;
+#[cfg(test)]
+mod toy;
+
+pub use adapter::CoreDecoder;
+pub use beam::{beam_search, BeamOutput, BeamSearchConfig};
+pub use greedy::{greedy_decode, DecodeOutput, GreedyOptions};
+
+use couplet_modules::Result;
+use couplet_rnn::State;
+use tch::Tensor;
+
+/// One decoding step over token ids.
+///
+/// Decoders step on fewer rows as rows finish, and beam search reorders rows by their
+/// parents, so an implementation must keep every per-row tensor in its [`State`] (whose
+/// leaves are all batch-major), never in itself.
+pub trait TokenDecoder {
+    /// Maps `tokens [B]` (int64, the previous token of each row) and `state` (`B` rows) to
+    /// `(logits [B, V], new state of B rows)`. `V` must be the same at every step.
+    ///
+    /// # Errors
+    /// Whatever the model reports (a typed [`Error`](couplet_modules::Error) naming it).
+    fn step(&self, tokens: &Tensor, state: &State) -> Result<(Tensor, State)>;
+}
+
+impl<T: TokenDecoder + ?Sized> TokenDecoder for &T {
+    fn step(&self, tokens: &Tensor, state: &State) -> Result<(Tensor, State)> {
+        (**self).step(tokens, state)
+    }
+}
+
+impl<T: TokenDecoder + ?Sized> TokenDecoder for Box<T> {
+    fn step(&self, tokens: &Tensor, state: &State) -> Result<(Tensor, State)> {
+        (**self).step(tokens, state)
+    }
+}
