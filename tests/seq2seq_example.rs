@@ -6,10 +6,10 @@
 mod seq2seq;
 
 use clap::{CommandFactory, Parser};
-use seq2seq::data::{days_in_month, is_leap, render, sample, Case, Dataset, Date, Vocab, END, FORMATS, PAD};
-use seq2seq::Args;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use seq2seq::data::{days_in_month, is_leap, render, sample, Case, Dataset, Date, Vocab, END, FORMATS, PAD};
+use seq2seq::Args;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
@@ -147,7 +147,8 @@ fn february_29th_appears_only_in_leap_years() {
 fn splits_are_disjoint_deterministic_and_varied() {
     let data = Dataset::generate(11, 5000, 500, 500).unwrap();
     assert_eq!((data.train.len(), data.valid.len(), data.test.len()), (5000, 500, 500));
-    let set = |split: &[seq2seq::data::Example]| split.iter().map(|e| e.input.clone()).collect::<HashSet<_>>();
+    let set =
+        |split: &[seq2seq::data::Example]| split.iter().map(|e| e.input.clone()).collect::<HashSet<_>>();
     let (train, valid, test) = (set(&data.train), set(&data.valid), set(&data.test));
     assert_eq!((train.len(), valid.len(), test.len()), (5000, 500, 500), "no duplicate within a split");
     assert!(train.is_disjoint(&valid) && train.is_disjoint(&test) && valid.is_disjoint(&test));
@@ -158,7 +159,10 @@ fn splits_are_disjoint_deterministic_and_varied() {
     // Every format and all three cases occur; input lengths vary widely.
     let formats: HashSet<usize> = data.train.iter().map(|e| e.format).collect();
     assert_eq!(formats.len(), FORMATS.len());
-    assert!(data.train.iter().any(|e| e.input.chars().any(|c| c.is_ascii_uppercase()) && e.input.contains("DAY")));
+    assert!(data
+        .train
+        .iter()
+        .any(|e| e.input.chars().any(|c| c.is_ascii_uppercase()) && e.input.contains("DAY")));
     assert!(data.train.iter().any(|e| e.input.starts_with("the ")));
     let lengths: Vec<usize> = data.train.iter().map(|e| e.input.len()).collect();
     assert!(*lengths.iter().min().unwrap() <= 8 && *lengths.iter().max().unwrap() >= 28);
@@ -185,19 +189,22 @@ fn every_input_string_has_one_meaning() {
 fn vocabularies_round_trip_and_mark_specials() {
     let source = Vocab::input();
     let target = Vocab::target();
-    assert_eq!(target.len(), 4 + 11);
+    assert_eq!(target.size(), 4 + 11);
     let mut rng = StdRng::seed_from_u64(1);
     for _ in 0..500 {
         let e = sample(&mut rng);
         let ids = source.encode(&e.input);
-        assert!(ids.iter().all(|&i| i >= 4 && i < source.len()), "{:?} has unknown characters", e.input);
+        assert!(ids.iter().all(|&i| i >= 4 && i < source.size()), "{:?} has unknown characters", e.input);
         assert_eq!(source.decode(&ids), e.input);
         let mut t = target.encode(&e.target);
         t.extend([END, PAD, 7]);
         assert_eq!(target.decode(&t), e.target, "decoding stops at the end token");
     }
     assert_eq!(source.encode("é"), [3]);
-    assert_eq!((target.label(0), target.label(1), target.label(2)), ("<pad>".into(), "<s>".into(), "</s>".into()));
+    assert_eq!(
+        (target.label(0), target.label(1), target.label(2)),
+        ("<pad>".into(), "<s>".into(), "</s>".into())
+    );
 }
 
 #[test]
@@ -210,7 +217,11 @@ fn short_training_run_learns_and_resumes_from_its_checkpoints() {
     let last = report.validations.last().unwrap();
     assert_eq!((first.step, last.step), (0, 200));
     assert!(first.loss > 2.0, "an untrained model is near ln(15) = 2.7: {first:?}");
-    assert!(last.loss < 0.3 * first.loss, "validation loss must fall well below its start: {:?}", report.validations);
+    assert!(
+        last.loss < 0.3 * first.loss,
+        "validation loss must fall well below its start: {:?}",
+        report.validations
+    );
     // Chance is 1/15 per character, and ~0 for a whole date (one in 36525 dates).
     assert!(last.token_accuracy > 0.8 && last.exact_match > 0.1, "{last:?}");
     let test = report.test.as_ref().unwrap();
@@ -237,13 +248,15 @@ fn short_training_run_learns_and_resumes_from_its_checkpoints() {
     assert_eq!(again.exact_match, last.exact_match);
 
     // Resuming with steps left continues the step count and writes later checkpoints.
-    let more = seq2seq::run(&short_args(&dir, &["--steps", "230", "--eval-every", "10", "--resume"])).unwrap();
+    let more =
+        seq2seq::run(&short_args(&dir, &["--steps", "230", "--eval-every", "10", "--resume"])).unwrap();
     assert_eq!((more.start_step, more.step), (200, 230));
     assert_eq!(more.validations.iter().map(|v| v.step).collect::<Vec<_>>(), [200, 210, 220, 230]);
     assert!(more.checkpoint.unwrap().ends_with("ckpt-00000230.safetensors"));
 
     // --translate decodes with the latest checkpoint.
-    let translated = seq2seq::run(&short_args(&dir, &["--translate", "4 Mar 17", "--beam-width", "3"])).unwrap();
+    let translated =
+        seq2seq::run(&short_args(&dir, &["--translate", "4 Mar 17", "--beam-width", "3"])).unwrap();
     assert_eq!(translated.step, 230);
     assert_eq!(translated.translations.len(), 1);
     assert_eq!(translated.translations[0].beams.len(), 3);

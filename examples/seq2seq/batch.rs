@@ -78,9 +78,4 @@ impl Batch {
             target_weights,
         })
     }
-
-    /// The number of examples `B`.
-    pub fn len(&self) -> usize {
-        self.source_lengths.len()
-    }
 }

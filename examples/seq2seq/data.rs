@@ -70,8 +70,11 @@ pub struct Date {
 impl Date {
     /// The date `year-month-day`, or `None` if it does not exist.
     pub fn new(year: i32, month: u32, day: u32) -> Option<Date> {
-        ((1..=12).contains(&month) && (1..=days_in_month(year, month)).contains(&day))
-            .then_some(Date { year, month, day })
+        ((1..=12).contains(&month) && (1..=days_in_month(year, month)).contains(&day)).then_some(Date {
+            year,
+            month,
+            day,
+        })
     }
 
     /// The date `days` days after 1970-01-01 (H. Hinnant's `civil_from_days`).
@@ -179,7 +182,10 @@ pub const FORMATS: [Format; 20] = [
         example: "the 4th of March, 2017",
         render: |d| format!("the {} of {}, {}", d.ordinal(), d.month_name(), d.year),
     },
-    Format { example: "4th March 2017", render: |d| format!("{} {} {}", d.ordinal(), d.month_name(), d.year) },
+    Format {
+        example: "4th March 2017",
+        render: |d| format!("{} {} {}", d.ordinal(), d.month_name(), d.year),
+    },
     Format {
         example: "Sat, 04 Mar 2017",
         render: |d| format!("{}, {:02} {} {}", d.weekday_abbr(), d.day, d.month_abbr(), d.year),
@@ -189,7 +195,10 @@ pub const FORMATS: [Format; 20] = [
         example: "March the 4th, 2017",
         render: |d| format!("{} the {}, {}", d.month_name(), d.ordinal(), d.year),
     },
-    Format { example: "Mar. 4th, 17", render: |d| format!("{}. {}, {:02}", d.month_abbr(), d.ordinal(), d.yy()) },
+    Format {
+        example: "Mar. 4th, 17",
+        render: |d| format!("{}. {}, {:02}", d.month_abbr(), d.ordinal(), d.yy()),
+    },
 ];
 
 /// The letter case an example is written in.
@@ -268,7 +277,10 @@ impl Dataset {
     pub fn generate(seed: u64, train: usize, valid: usize, test: usize) -> Result<Dataset> {
         let total = train + valid + test;
         if total > 1_000_000 {
-            return Err(Error::invalid("seq2seq data", format!("at most 1000000 examples, asked for {total}")));
+            return Err(Error::invalid(
+                "seq2seq data",
+                format!("at most 1000000 examples, asked for {total}"),
+            ));
         }
         let mut rng = StdRng::seed_from_u64(seed);
         let mut seen = HashSet::new();
@@ -353,7 +365,7 @@ impl Vocab {
     }
 
     /// The number of ids, specials included.
-    pub fn len(&self) -> i64 {
+    pub fn size(&self) -> i64 {
         self.chars.len() as i64 + 4
     }
 
@@ -379,4 +391,3 @@ impl Vocab {
         }
     }
 }
-

@@ -67,7 +67,9 @@ impl DeviceArg {
             DeviceArg::Cpu => Ok(Device::Cpu),
             DeviceArg::Auto => Ok(Device::cuda_if_available()),
             DeviceArg::Cuda if couplet::tch::Cuda::is_available() => Ok(Device::Cuda(0)),
-            DeviceArg::Cuda => Err(couplet::Error::invalid("seq2seq", "--device cuda: no CUDA device is available")),
+            DeviceArg::Cuda => {
+                Err(couplet::Error::invalid("seq2seq", "--device cuda: no CUDA device is available"))
+            }
         }
     }
 }

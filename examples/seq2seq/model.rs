@@ -34,6 +34,9 @@ pub struct ModelConfig {
     pub attention: AttentionKind,
 }
 
+/// The beams of one input, best first: `(tokens, score)`.
+pub type Beams = Vec<(Vec<i64>, f64)>;
+
 /// Greedy decoding results.
 #[derive(Debug)]
 pub struct Greedy {
@@ -70,7 +73,9 @@ impl Seq2Seq {
         // Input feeding: the decoder LSTM reads [embedding, previous attention (d)].
         let cell = Lstm::named(&scope, "decoder_lstm", LstmConfig::new(d).with_input_size(e + d))?;
         let mechanism: Box<dyn AttentionMechanism> = match config.attention {
-            AttentionKind::Luong => Box::new(LuongAttention::new(&scope, LuongConfig::new(d).with_scale(true))?),
+            AttentionKind::Luong => {
+                Box::new(LuongAttention::new(&scope, LuongConfig::new(d).with_scale(true))?)
+            }
             AttentionKind::Bahdanau => {
                 Box::new(BahdanauAttention::new(&scope, BahdanauConfig::new(d).with_normalize(true))?)
             }
@@ -78,7 +83,8 @@ impl Seq2Seq {
         let decoder_config =
             AttentionDecoderConfig::new(d).with_memory_size(Some(2 * h)).with_alignment_history(true);
         let decoder = AttentionDecoderCore::new(&scope, Box::new(cell), mechanism, decoder_config)?;
-        let output = Linear::named(&scope, "output", LinearConfig::new(config.target_vocab).with_input_size(d))?;
+        let output =
+            Linear::named(&scope, "output", LinearConfig::new(config.target_vocab).with_input_size(d))?;
         Ok(Seq2Seq { source_embed, encoder_fw, encoder_bw, target_embed, decoder, output })
     }
 
@@ -96,7 +102,12 @@ impl Seq2Seq {
 
     /// The decoder's first state: the memory (masked past the source lengths) and, with
     /// `history_steps`, room for that many steps of alignments.
-    fn initial_state(&self, batch_source: (&Tensor, &[i64], &Tensor), mode: Mode, steps: i64) -> Result<State> {
+    fn initial_state(
+        &self,
+        batch_source: (&Tensor, &[i64], &Tensor),
+        mode: Mode,
+        steps: i64,
+    ) -> Result<State> {
         let (source, lengths, mask) = batch_source;
         let memory = self.encode(source, lengths, mode)?;
         self.decoder.initial_state_with_memory(&memory, Some(mask), Some(steps))
@@ -108,7 +119,8 @@ impl Seq2Seq {
     /// # Errors
     /// Shape errors of the modules (a bug), libtorch errors.
     pub fn logits(&self, batch: &Batch, mode: Mode) -> Result<Tensor> {
-        let state = self.initial_state((&batch.source, &batch.source_lengths, &batch.source_mask), mode, 0)?;
+        let state =
+            self.initial_state((&batch.source, &batch.source_lengths, &batch.source_mask), mode, 0)?;
         let inputs = self.target_embed.forward(&batch.decoder_inputs)?;
         let options = UnrollOptions::new(mode).with_lengths(&batch.target_lengths).with_initial_state(&state);
         let (outputs, _) = dynamic_rnn(&self.decoder, &inputs, &options)?;
@@ -145,16 +157,18 @@ impl Seq2Seq {
         mask: &Tensor,
         width: i64,
         max_len: i64,
-    ) -> Result<Vec<Vec<(Vec<i64>, f64)>>> {
+    ) -> Result<Vec<Beams>> {
         let state = self.initial_state((source, lengths, mask), Mode::Eval, max_len)?;
         let decoder = CoreDecoder::new(&self.target_embed, &self.decoder, &self.output);
         let config = BeamSearchConfig::new(width, END, max_len);
         let out = beam_search(&decoder, &state, &self.starts(source)?, &config)?;
         let (b, k) = (out.tokens.size()[0], out.tokens.size()[1]);
         let tokens = rows(&out.tokens.f_reshape([b * k, -1]).ctx(MODULE)?)?;
-        let scores = Vec::<f64>::try_from(out.scores.f_to_kind(Kind::Double).ctx(MODULE)?.f_reshape([-1]).ctx(MODULE)?)
-            .map_err(|e| Error::Torch { module: MODULE.into(), source: e })?;
-        let beams: Vec<(Vec<i64>, f64)> = tokens.into_iter().zip(scores).collect();
+        let scores = Vec::<f64>::try_from(
+            out.scores.f_to_kind(Kind::Double).ctx(MODULE)?.f_reshape([-1]).ctx(MODULE)?,
+        )
+        .map_err(|e| Error::Torch { module: MODULE.into(), source: e })?;
+        let beams: Beams = tokens.into_iter().zip(scores).collect();
         Ok(beams.chunks(k as usize).map(<[_]>::to_vec).collect())
     }
 }

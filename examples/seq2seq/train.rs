@@ -100,8 +100,8 @@ pub fn run(args: &Args) -> Result<Report> {
     let (source_vocab, target_vocab) = (Vocab::input(), Vocab::target());
     let store = Store::new(device);
     let config = ModelConfig {
-        source_vocab: source_vocab.len(),
-        target_vocab: target_vocab.len(),
+        source_vocab: source_vocab.size(),
+        target_vocab: target_vocab.size(),
         embed_dim: args.embed_dim,
         encoder_hidden: args.encoder_hidden,
         decoder_hidden: args.decoder_hidden,
@@ -126,16 +126,24 @@ pub fn run(args: &Args) -> Result<Report> {
 
     let mut report = Report::default();
     if args.resume {
-        report.start_step = manager.restore_latest(&store)?.unwrap_or(0);
+        report.start_step = restore(&manager, &store)?.unwrap_or(0);
         report.checkpoint = manager.latest()?;
         out.line(None, &format!("resuming from step {}", report.start_step));
     } else {
         let old = manager.checkpoints()?;
         if !old.is_empty() {
-            out.line(None, &format!("starting afresh: deleting {} checkpoints in {}", old.len(), args.checkpoint_dir.display()));
+            out.line(
+                None,
+                &format!(
+                    "starting afresh: deleting {} checkpoints in {}",
+                    old.len(),
+                    args.checkpoint_dir.display()
+                ),
+            );
         }
         for (_, path) in old {
-            std::fs::remove_file(&path).map_err(|e| Error::checkpoint(&path, format!("cannot delete: {e}")))?;
+            std::fs::remove_file(&path)
+                .map_err(|e| Error::checkpoint(&path, format!("cannot delete: {e}")))?;
         }
     }
 
@@ -173,7 +181,10 @@ pub fn run(args: &Args) -> Result<Report> {
         ),
     );
     report.test = Some(test);
-    out.line(None, &format!("trained {} steps in {:.1} s", report.step - report.start_step, report.train_seconds));
+    out.line(
+        None,
+        &format!("trained {} steps in {:.1} s", report.step - report.start_step, report.train_seconds),
+    );
     if let Some(path) = &report.checkpoint {
         out.line(None, &format!("checkpoint: {}", path.display()));
     }
@@ -183,8 +194,26 @@ pub fn run(args: &Args) -> Result<Report> {
     Ok(report)
 }
 
+/// Restores the latest checkpoint into `store`, if there is one, and returns its step; a
+/// checkpoint of another model says which flags must match.
+fn restore(manager: &CheckpointManager, store: &Store) -> Result<Option<u64>> {
+    manager.restore_latest(store).map_err(|e| match e {
+        Error::Checkpoint { path, message } => Error::checkpoint(
+            path,
+            format!(
+                "{message} (the model flags must match the checkpoint's: --attention, --embed-dim, \
+                 --encoder-hidden, --decoder-hidden)"
+            ),
+        ),
+        other => other,
+    })
+}
+
 fn check_args(args: &Args) -> Result<()> {
     let bad = |msg: &str| Err(Error::invalid(MODULE, msg));
+    if args.translate.iter().any(|t| t.chars().count() == 0) {
+        return bad("--translate needs a non-empty text");
+    }
     if args.batch_size == 0 || args.eval_every == 0 {
         return bad("--batch-size and --eval-every must be > 0");
     }
@@ -194,7 +223,7 @@ fn check_args(args: &Args) -> Result<()> {
     if args.beam_width < 1 || args.threads < 1 {
         return bad("--beam-width and --threads must be >= 1");
     }
-    if !(args.max_minutes > 0.0) {
+    if args.max_minutes.is_nan() || args.max_minutes <= 0.0 {
         return bad("--max-minutes must be > 0");
     }
     Ok(())
@@ -219,8 +248,12 @@ impl Vocabs<'_> {
 /// The teacher-forced loss (scalar tensor) of a batch.
 fn loss(model: &Seq2Seq, batch: &Batch, mode: Mode) -> Result<(Tensor, Tensor)> {
     let logits = model.logits(batch, mode)?;
-    let loss =
-        sequence_loss(&logits, &batch.decoder_targets, &batch.target_weights, &SequenceLossOptions::default())?;
+    let loss = sequence_loss(
+        &logits,
+        &batch.decoder_targets,
+        &batch.target_weights,
+        &SequenceLossOptions::default(),
+    )?;
     Ok((loss, logits))
 }
 
@@ -362,7 +395,8 @@ pub fn evaluate(model: &Seq2Seq, vocabs: &Vocabs, examples: &[Example], step: u6
             loss_sum += loss.f_double_value(&[]).ctx(MODULE)? * n;
             correct += c;
             tokens += n;
-            let decoded = model.greedy(&batch.source, &batch.source_lengths, &batch.source_mask, MAX_DECODE)?;
+            let decoded =
+                model.greedy(&batch.source, &batch.source_lengths, &batch.source_mask, MAX_DECODE)?;
             exact += decoded
                 .tokens
                 .iter()
@@ -381,7 +415,12 @@ pub fn evaluate(model: &Seq2Seq, vocabs: &Vocabs, examples: &[Example], step: u6
 }
 
 /// Beam search over `examples`.
-fn beam_translate(model: &Seq2Seq, vocabs: &Vocabs, width: i64, examples: &[&Example]) -> Result<Vec<Translation>> {
+fn beam_translate(
+    model: &Seq2Seq,
+    vocabs: &Vocabs,
+    width: i64,
+    examples: &[&Example],
+) -> Result<Vec<Translation>> {
     let texts: Vec<&str> = examples.iter().map(|e| e.input.as_str()).collect();
     let mut translations = beam_texts(model, vocabs, width, &texts)?;
     for (t, e) in translations.iter_mut().zip(examples) {
@@ -434,10 +473,13 @@ fn translate(
     vocabs: &Vocabs,
     out: &Out,
 ) -> Result<Report> {
-    let step = manager.restore_latest(store)?.ok_or_else(|| {
+    let step = restore(manager, store)?.ok_or_else(|| {
         Error::invalid(
             MODULE,
-            format!("--translate needs a checkpoint, and {} has none: train first", args.checkpoint_dir.display()),
+            format!(
+                "--translate needs a checkpoint, and {} has none: train first",
+                args.checkpoint_dir.display()
+            ),
         )
     })?;
     let checkpoint = manager.latest()?;
@@ -451,7 +493,12 @@ fn translate(
 }
 
 /// Writes one heatmap per example: output characters (rows) against input characters (columns).
-fn plot_attention(args: &Args, model: &Seq2Seq, vocabs: &Vocabs, examples: &[Example]) -> Result<Vec<PathBuf>> {
+fn plot_attention(
+    args: &Args,
+    model: &Seq2Seq,
+    vocabs: &Vocabs,
+    examples: &[Example],
+) -> Result<Vec<PathBuf>> {
     let dir = &args.plot_dir;
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::Io { context: format!("creating {}", dir.display()), source: e })?;
@@ -464,13 +511,19 @@ fn plot_attention(args: &Args, model: &Seq2Seq, vocabs: &Vocabs, examples: &[Exa
             let ids = &decoded.tokens[i];
             let out_len = ids.iter().position(|&t| t == super::data::END).map_or(ids.len(), |p| p + 1);
             let in_len = batch.source_lengths[i];
-            let weights = decoded.alignments.f_get(i as i64).ctx(MODULE)?.f_narrow(0, 0, out_len as i64).ctx(MODULE)?;
+            let weights =
+                decoded.alignments.f_get(i as i64).ctx(MODULE)?.f_narrow(0, 0, out_len as i64).ctx(MODULE)?;
             let weights = weights.f_narrow(1, 0, in_len).ctx(MODULE)?.f_to_kind(Kind::Float).ctx(MODULE)?;
             let matrix: Vec<Vec<f32>> = (0..out_len as i64)
-                .map(|r| Vec::<f32>::try_from(weights.get(r)).map_err(|e| Error::Torch { module: MODULE.into(), source: e }))
+                .map(|r| {
+                    Vec::<f32>::try_from(weights.get(r))
+                        .map_err(|e| Error::Torch { module: MODULE.into(), source: e })
+                })
                 .collect::<Result<_>>()?;
             let rows: Vec<String> = ids[..out_len].iter().map(|&t| vocabs.target.label(t)).collect();
-            let cols: Vec<String> = example.input.chars().map(|c| c.to_string()).collect();
+            // Spaces are drawn as `_` so that every column has a visible label.
+            let cols: Vec<String> =
+                example.input.chars().map(|c| if c == ' ' { "_".into() } else { c.to_string() }).collect();
             let path = dir.join(format!("attention_{}.png", i + 1));
             let title = format!("{} -> {}", example.input, vocabs.target.decode(ids));
             plot::heatmap(&matrix, &rows, &cols, &title, &path)
