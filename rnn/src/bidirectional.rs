@@ -2,6 +2,7 @@
 
 use crate::core::RnnCore;
 use crate::lengths::Lengths;
+use crate::route::Route;
 use crate::sequence::reverse_within;
 use crate::state::State;
 use crate::unroll::{unroll, UnrollOptions};
@@ -25,6 +26,9 @@ pub struct BiRnnOptions<'a> {
     pub bw_initial_state: Option<&'a State>,
     /// Inputs and outputs are `[T, B, ..]` instead of `[B, T, ..]`. Default `false`.
     pub time_major: bool,
+    /// Forces a [`Route`] for both directions. Default `None`: each direction takes the
+    /// fastest exact route for its core (see [`unroll_route`](crate::unroll_route)).
+    pub route: Option<Route>,
 }
 
 impl<'a> BiRnnOptions<'a> {
@@ -36,6 +40,7 @@ impl<'a> BiRnnOptions<'a> {
             fw_initial_state: None,
             bw_initial_state: None,
             time_major: false,
+            route: None,
         }
     }
 
@@ -70,6 +75,12 @@ impl<'a> BiRnnOptions<'a> {
     /// Sets whether inputs and outputs are time-major (`[T, B, ..]`).
     pub fn with_time_major(mut self, time_major: bool) -> Self {
         self.time_major = time_major;
+        self
+    }
+
+    /// Forces `route` for both directions instead of the automatic choice.
+    pub fn with_route(mut self, route: Route) -> Self {
+        self.route = Some(route);
         self
     }
 }
@@ -190,6 +201,7 @@ pub fn bidirectional_dynamic_rnn<F: RnnCore + ?Sized, B: RnnCore + ?Sized>(
         lengths: lengths.as_deref().map(Lengths::Slice),
         initial_state,
         time_major: options.time_major,
+        route: options.route,
     };
     let reverse = |x: &Tensor| match &lengths {
         Some(l) => reverse_within(FUNC, x, l, options.time_major),

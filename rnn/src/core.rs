@@ -1,6 +1,7 @@
 //! The [`RnnCore`] trait: one time step of a recurrent module.
 
 use crate::state::{State, StateSize};
+use crate::torch_cell::TorchCellWeights;
 use couplet_modules::{Error, Mode, Module, Result};
 use tch::Tensor;
 
@@ -48,6 +49,20 @@ pub trait RnnCore: Module {
     fn step_projected(&self, _projected: &Tensor, _state: &State, _mode: Mode) -> Result<(Tensor, State)> {
         Err(Error::config(self.name(), "this core has no input projection; call step"))
     }
+
+    /// The layers of a *plain* core, one that computes exactly what a stack of PyTorch's
+    /// `nn.LSTM` / `nn.GRU` / `nn.RNN` layers computes for inputs of size `input_size`
+    /// (a lazy core is built for that size), bottom first; `None` (the default) for any
+    /// other core. The core's state must then be the layer's state (`State::Lstm { h, c }`
+    /// for an LSTM, `State::Tensor(h)` otherwise) for one layer, or `State::Tuple` of the
+    /// layers' states, and its output the top layer's output.
+    /// [`dynamic_rnn`](crate::dynamic_rnn) uses them to run libtorch's fused kernels (see
+    /// [`Route`](crate::Route)) and never calls `step` then, so [`Mode`] must not change a
+    /// plain core's function. Cores return `None` for an `input_size` they cannot take, so the
+    /// step loop reports the error.
+    fn torch_layers(&self, _input_size: i64) -> Result<Option<Vec<TorchCellWeights>>> {
+        Ok(None)
+    }
 }
 
 impl<C: RnnCore + ?Sized> RnnCore for Box<C> {
@@ -68,5 +83,8 @@ impl<C: RnnCore + ?Sized> RnnCore for Box<C> {
     }
     fn step_projected(&self, projected: &Tensor, state: &State, mode: Mode) -> Result<(Tensor, State)> {
         (**self).step_projected(projected, state, mode)
+    }
+    fn torch_layers(&self, input_size: i64) -> Result<Option<Vec<TorchCellWeights>>> {
+        (**self).torch_layers(input_size)
     }
 }

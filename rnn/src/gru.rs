@@ -7,6 +7,7 @@ use crate::cell::{
 };
 use crate::core::RnnCore;
 use crate::state::{State, StateSize};
+use crate::torch_cell::{TorchCellKind, TorchCellWeights};
 use couplet_modules::{
     build_once, check_keys, Error, Initializer, Mode, Module, Regularizer, Result, Scope, TorchContext,
 };
@@ -295,6 +296,16 @@ impl RnnCore for Gru {
     fn project_inputs(&self, inputs: &Tensor) -> Result<Option<Tensor>> {
         let i = check_many_inputs(&self.scope, inputs, self.input_size())?;
         self.project(inputs, i).map(Some)
+    }
+
+    /// One `Gru` layer with `reset_after = true` (PyTorch's GRU); `None` with
+    /// `reset_after = false`, or for an `input_size` other than the cell's.
+    fn torch_layers(&self, input_size: i64) -> Result<Option<Vec<TorchCellWeights>>> {
+        if !self.config.reset_after || input_size <= 0 || self.input_size().is_some_and(|i| i != input_size) {
+            return Ok(None);
+        }
+        let v = self.build(input_size)?;
+        Ok(Some(vec![TorchCellWeights::new(TorchCellKind::Gru, v, None)]))
     }
 
     fn step_projected(&self, projected: &Tensor, state: &State, _mode: Mode) -> Result<(Tensor, State)> {

@@ -8,6 +8,7 @@ use crate::cell::{
 };
 use crate::core::RnnCore;
 use crate::state::{State, StateSize};
+use crate::torch_cell::{TorchCellKind, TorchCellWeights};
 use couplet_modules::{
     build_once, check_keys, Error, Initializer, Mode, Module, Regularizer, Result, Scope, TorchContext,
 };
@@ -498,6 +499,18 @@ impl RnnCore for Lstm {
         self.project(inputs, i).map(Some)
     }
 
+    /// One `Lstm` layer (with `weight_hr` for a projection) without peepholes, layer norm
+    /// or cell clip; `None` with any of them, or for an `input_size` other than the cell's.
+    fn torch_layers(&self, input_size: i64) -> Result<Option<Vec<TorchCellWeights>>> {
+        let c = &self.config;
+        let plain = !c.peepholes && !c.layer_norm && c.cell_clip.is_none();
+        if !plain || input_size <= 0 || self.input_size().is_some_and(|i| i != input_size) {
+            return Ok(None);
+        }
+        let v = self.build(input_size)?;
+        Ok(Some(vec![TorchCellWeights::new(TorchCellKind::Lstm, &v.torch, v.weight_hr.as_ref())]))
+    }
+
     fn step_projected(&self, projected: &Tensor, state: &State, _mode: Mode) -> Result<(Tensor, State)> {
         let module = self.scope.path();
         let v = self.vars()?;
@@ -518,28 +531,28 @@ impl RnnCore for Lstm {
                     .f_mul(&gamma)?
                     .f_add(&beta)?;
             }
+            // Without peepholes one sigmoid covers i, f and o (fewer ops per step).
             let chunks = gates.f_chunk(4, 1)?;
-            let (mut i, mut f, g, mut o) = (
-                chunks[0].shallow_clone(),
-                chunks[1].shallow_clone(),
-                chunks[2].shallow_clone(),
-                chunks[3].shallow_clone(),
-            );
-            if let Some([w_i, w_f, _]) = &v.peepholes {
-                i = i.f_add(&w_i.f_mul(c_prev)?)?;
-                f = f.f_add(&w_f.f_mul(c_prev)?)?;
-            }
-            let mut c = f.f_sigmoid()?.f_mul(c_prev)?.f_add(&i.f_sigmoid()?.f_mul(&g.f_tanh()?)?)?;
+            let sig = if v.peepholes.is_none() { gates.f_sigmoid()?.f_chunk(4, 1)? } else { Vec::new() };
+            let (i, f) = match &v.peepholes {
+                Some([w_i, w_f, _]) => (
+                    chunks[0].f_add(&w_i.f_mul(c_prev)?)?.f_sigmoid()?,
+                    chunks[1].f_add(&w_f.f_mul(c_prev)?)?.f_sigmoid()?,
+                ),
+                None => (sig[0].shallow_clone(), sig[1].shallow_clone()),
+            };
+            let mut c = f.f_mul(c_prev)?.f_addcmul(&i, &chunks[2].f_tanh()?)?;
             if let Some(ln) = &v.layer_norm {
                 c = c.f_layer_norm([h], Some(&ln.gammas[4]), Some(&ln.betas[4]), eps, true)?;
             }
             if let Some(clip) = clip {
                 c = c.f_clamp(-clip, clip)?;
             }
-            if let Some([_, _, w_o]) = &v.peepholes {
-                o = o.f_add(&w_o.f_mul(&c)?)?;
-            }
-            let h_raw = o.f_sigmoid()?.f_mul(&c.f_tanh()?)?;
+            let o = match &v.peepholes {
+                Some([_, _, w_o]) => chunks[3].f_add(&w_o.f_mul(&c)?)?.f_sigmoid()?,
+                None => sig[3].shallow_clone(),
+            };
+            let h_raw = o.f_mul(&c.f_tanh()?)?;
             let h_new = match &v.weight_hr {
                 Some(w) => h_raw.f_matmul(&w.f_tr()?)?,
                 None => h_raw,

@@ -75,6 +75,19 @@ impl Plan {
         (0..self.steps()).map(|t| self.sorted.iter().take_while(|&&l| l > t).count() as i64).collect()
     }
 
+    /// The runs of consecutive steps with the same running rows: `(steps, rows)` pairs in
+    /// time order, one per distinct nonzero length (their `steps` sum to [`Plan::steps`]).
+    pub(crate) fn segments(&self) -> Vec<(i64, i64)> {
+        let mut segments: Vec<(i64, i64)> = Vec::new();
+        for n in self.batch_sizes() {
+            match segments.last_mut() {
+                Some((steps, rows)) if *rows == n => *steps += 1,
+                _ => segments.push((1, n)),
+            }
+        }
+        segments
+    }
+
     /// The original row of sorted position `k`.
     fn row(&self, k: usize) -> i64 {
         self.perm.as_ref().map_or(k as i64, |p| p[k])
@@ -142,6 +155,8 @@ mod tests {
         assert_eq!(p.sorted, [3, 3, 2, 1, 0]);
         assert_eq!(p.inverse(&[1, 3, 4, 0, 2]), [3, 0, 4, 1, 2]);
         assert_eq!(p.steps(), 3);
+        assert_eq!(p.segments(), [(1, 4), (1, 3), (1, 2)]);
+        assert_eq!(Plan::new(4, 6, Some(&[5, 0, 2, 5])).segments(), [(2, 3), (3, 2)]);
         assert!(!p.is_full());
         let q = Plan::new(3, 4, Some(&[4, 2, 2]));
         assert!(q.perm.is_none());

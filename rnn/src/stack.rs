@@ -3,6 +3,7 @@
 
 use crate::core::RnnCore;
 use crate::state::{State, StateSize};
+use crate::torch_cell::TorchCellWeights;
 use crate::wrapped::{merged_variables, regularization_loss};
 use couplet_modules::{check_rank, Error, Mode, Module, Result, Scope, TorchContext, Variable};
 use serde::{Deserialize, Serialize};
@@ -214,6 +215,25 @@ impl RnnCore for StackedRnn {
             return Ok(None);
         }
         self.cores[0].project_inputs(inputs)
+    }
+
+    /// Every core's single plain layer, bottom first (layer `k > 0` for the input size of
+    /// layer `k − 1`'s output); `None` with skip connections or if any core is not plain
+    /// or is itself several layers.
+    fn torch_layers(&self, input_size: i64) -> Result<Option<Vec<TorchCellWeights>>> {
+        if self.config.skip_connections {
+            return Ok(None);
+        }
+        let mut layers = Vec::with_capacity(self.cores.len());
+        let mut size = input_size;
+        for core in &self.cores {
+            match core.torch_layers(size)? {
+                Some(mut one) if one.len() == 1 => layers.append(&mut one),
+                _ => return Ok(None),
+            }
+            size = core.output_size();
+        }
+        Ok(Some(layers))
     }
 
     /// The bottom layer's `step_projected`, then the upper layers' `step`.

@@ -26,6 +26,12 @@
 //! Without lengths (or when every length is `T` and the rows need no sorting), steps 2, 3 and 5
 //! reduce to one `unbind` of the (projected) time-major inputs and one `stack` of the outputs.
 //!
+//! This is [`Route::Loop`], which any core can take. Plain cores (stacks of PyTorch-style
+//! LSTM, GRU and vanilla layers, see [`RnnCore::torch_layers`]) can also take
+//! [`Route::Fused`], libtorch's fused kernels run once per layer over each segment of steps
+//! with the same running rows; [`dynamic_rnn`] takes whichever the measurements in
+//! [`unroll_route`](crate::unroll_route) found faster, and both compute the same function.
+//!
 //! Cores are stepped on fewer rows as rows end, so a core must keep every per-row tensor in
 //! its [`State`] (whose leaves are all batch-major), not in the core itself.
 //!
@@ -36,8 +42,10 @@
 //! initial state after [`State::detach`].
 
 use crate::core::RnnCore;
+use crate::fused;
 use crate::lengths::Lengths;
 use crate::plan::Plan;
+use crate::route::{select, Route};
 use crate::state::{State, StateSize};
 use couplet_modules::{check_rank, Error, Mode, Result, TorchContext};
 use tch::Tensor;
@@ -57,12 +65,15 @@ pub struct UnrollOptions<'a> {
     pub initial_state: Option<&'a State>,
     /// Inputs (and outputs) are `[T, B, ..]` instead of `[B, T, ..]`. Default `false`.
     pub time_major: bool,
+    /// Forces a [`Route`]. Default `None`: the fastest exact route for the core and inputs
+    /// (see [`unroll_route`](crate::unroll_route)).
+    pub route: Option<Route>,
 }
 
 impl<'a> UnrollOptions<'a> {
     /// Options for `mode`, without lengths or initial state, batch-major.
     pub fn new(mode: Mode) -> Self {
-        UnrollOptions { mode, lengths: None, initial_state: None, time_major: false }
+        UnrollOptions { mode, lengths: None, initial_state: None, time_major: false, route: None }
     }
 
     /// [`UnrollOptions::new`] in [`Mode::Train`].
@@ -92,6 +103,13 @@ impl<'a> UnrollOptions<'a> {
         self.time_major = time_major;
         self
     }
+
+    /// Forces `route` instead of the automatic choice (both compute the same function;
+    /// [`Route::Fused`] fails for cores it cannot take).
+    pub fn with_route(mut self, route: Route) -> Self {
+        self.route = Some(route);
+        self
+    }
 }
 
 const FUNC: &str = "dynamic_rnn";
@@ -104,13 +122,16 @@ const FUNC: &str = "dynamic_rnn";
 /// final state is the state after step `len[b] − 1`, and `len[b] = 0` gives zero outputs and
 /// the initial state. No gradient flows through padded steps. Without lengths every row runs
 /// `T` steps; `T = 0` gives empty outputs and the initial state. See the
-/// [module documentation](self) for the algorithm (rows that have ended cost nothing).
+/// [module documentation](self) for the algorithm (rows that have ended cost nothing);
+/// plain cores run libtorch's fused kernels where that is faster (see
+/// [`unroll_route`](crate::unroll_route); `options.route` forces a route).
 ///
 /// # Errors
 /// [`Error::Shape`] naming `dynamic_rnn` if `inputs` is not rank 3, the lengths are not
 /// `[B]` integers, or an initial-state leaf is not `[B, n]`; [`Error::InvalidArgument`] for
 /// a length outside `0..=T` (naming the row and value) or an initial state of another
-/// structure than the core's; any error of the core's step (naming the core).
+/// structure than the core's; [`Error::Config`] if [`Route::Fused`] is forced for a core
+/// that cannot take it; any error of the core's step (naming the core).
 pub fn dynamic_rnn<C: RnnCore + ?Sized>(
     core: &C,
     inputs: &Tensor,
@@ -126,6 +147,21 @@ pub(crate) fn unroll<C: RnnCore + ?Sized>(
     inputs: &Tensor,
     options: &UnrollOptions,
 ) -> Result<(Tensor, State)> {
+    let (initial, plan) = validate(func, core, inputs, options)?;
+    match select(func, core, inputs, &initial, &plan, options)? {
+        Some(layers) => fused::run(func, &layers, inputs, initial, &plan, options),
+        None => run(func, core, inputs, initial, &plan, options),
+    }
+}
+
+/// Step 1 of the module documentation: checks the inputs, lengths and initial state, and
+/// returns the initial state and the row plan.
+pub(crate) fn validate<C: RnnCore + ?Sized>(
+    func: &str,
+    core: &C,
+    inputs: &Tensor,
+    options: &UnrollOptions,
+) -> Result<(State, Plan)> {
     let expected = if options.time_major { "[T, B, I]" } else { "[B, T, I]" };
     check_rank(func, "inputs", inputs, 3, expected)?;
     let size = inputs.size();
@@ -138,8 +174,7 @@ pub(crate) fn unroll<C: RnnCore + ?Sized>(
         }
         None => core.initial_state(batch)?,
     };
-    let plan = Plan::new(batch, time, lengths.as_deref());
-    run(func, core, inputs, initial, &plan, options)
+    Ok((initial, Plan::new(batch, time, lengths.as_deref())))
 }
 
 /// Steps 2–5 of the module documentation.

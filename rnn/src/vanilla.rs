@@ -7,6 +7,7 @@ use crate::cell::{
 };
 use crate::core::RnnCore;
 use crate::state::{State, StateSize};
+use crate::torch_cell::{TorchCellKind, TorchCellWeights};
 use couplet_modules::{
     build_once, check_keys, Error, Initializer, Mode, Module, Regularizer, Result, Scope, TorchContext,
 };
@@ -286,6 +287,19 @@ impl RnnCore for VanillaRnn {
     fn project_inputs(&self, inputs: &Tensor) -> Result<Option<Tensor>> {
         let i = check_many_inputs(&self.scope, inputs, self.input_size())?;
         self.project(inputs, i).map(Some)
+    }
+
+    /// One `RnnTanh` or `RnnRelu` layer; `None` for an `input_size` other than the cell's.
+    fn torch_layers(&self, input_size: i64) -> Result<Option<Vec<TorchCellWeights>>> {
+        if input_size <= 0 || self.input_size().is_some_and(|i| i != input_size) {
+            return Ok(None);
+        }
+        let kind = match self.config.activation {
+            Nonlinearity::Tanh => TorchCellKind::RnnTanh,
+            Nonlinearity::Relu => TorchCellKind::RnnRelu,
+        };
+        let v = self.build(input_size)?;
+        Ok(Some(vec![TorchCellWeights::new(kind, v, None)]))
     }
 
     fn step_projected(&self, projected: &Tensor, state: &State, _mode: Mode) -> Result<(Tensor, State)> {

@@ -1,0 +1,158 @@
+//! [`Route`]: how [`dynamic_rnn`](crate::dynamic_rnn) computes an unroll, and the one place
+//! where it is chosen ([`unroll_route`] reports the choice).
+//!
+//! # Routes
+//! - [`Route::Loop`] steps the core one time step at a time (any core: wrappers, peepholes,
+//!   layer norm, zoneout, …), with the input projection of every step in one matrix product
+//!   and the batch shrinking as rows end.
+//! - [`Route::Fused`] runs libtorch's fused recurrent kernels (oneDNN's LSTM on CPU, cuDNN
+//!   on GPU) for *plain* cores, those whose [`RnnCore::torch_layers`] describes them as
+//!   PyTorch layers. Each layer runs once over the whole sequence when every row runs every
+//!   step; with lengths, the rows are sorted by length and the kernel runs once per layer
+//!   and per *segment*, a run of steps between two distinct lengths, on the rows still
+//!   running, carrying the state across segments: ended rows cost nothing and final states
+//!   are exact.
+//!
+//! Both routes compute the same function (to float rounding), with the same gradients.
+//!
+//! # Choice
+//! The fused route is taken for plain cores whose weights, inputs and initial state share
+//! one floating kind and device, where it was measured to be faster: `f32` on the CPU,
+//! stacks of LSTM layers without a projection (oneDNN); see [`unroll_route`] for the
+//! measurements.
+
+use crate::core::RnnCore;
+use crate::plan::Plan;
+use crate::state::State;
+use crate::torch_cell::{TorchCellKind, TorchCellWeights};
+use crate::unroll::{validate, UnrollOptions};
+use couplet_modules::{Error, Result};
+use tch::{Device, Kind, Tensor};
+
+/// How [`dynamic_rnn`](crate::dynamic_rnn) computes an unroll (see the
+/// [module documentation](self)). By default the unroll picks the fastest exact route
+/// itself; [`UnrollOptions::with_route`] forces one (e.g. to compare them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Route {
+    /// The core's own steps, one time step at a time (any core).
+    Loop,
+    /// libtorch's fused recurrent kernels over runs of steps (plain cores only).
+    Fused,
+}
+
+/// The route [`dynamic_rnn`](crate::dynamic_rnn) takes for `core`, `inputs` and `options`
+/// (without running it; a lazy plain core is built for the inputs). Benchmarks and tests
+/// call it to see the choice; [`UnrollOptions::with_route`] overrides it.
+///
+/// Automatic choice: [`Route::Fused`] on the CPU for plain cores (see
+/// [`RnnCore::torch_layers`]) that are stacks of LSTM layers without a projection, whose
+/// weights, inputs and initial state are all `f32`; [`Route::Loop`] otherwise.
+/// Measured on the CPU (1 libtorch thread, a loaded 2-core machine, medians of 7 in one
+/// run of `rnn/examples/route_timing.rs`), `B = 32, T = 100, I = 64, H = 256`,
+/// milliseconds; "variable" = lengths uniform in `[T/2, T]` (27 segments), "1..=T" = 100
+/// rows of lengths `1..=100` (a one-step segment per step, the fused route's worst case);
+/// "pytorch" = `nn.LSTM` / `nn.GRU` on the padded batch, or on `pack_padded_sequence` with
+/// lengths:
+///
+/// ```text
+///                        forward                forward + backward
+///                   loop   fused  pytorch     loop   fused  pytorch
+/// lstm     fixed    88.5    28.9     26.5    257.4   136.2    143.5
+/// lstm     variable 74.9    39.5     61.5    236.7   148.5    492.8
+/// lstm     1..=T   136.7   128.1    128.3    463.1   368.9   1299.6
+/// lstm P=128 fixed  63.3    61.0     65.6    211.4   190.2    197.6
+/// lstm P=128 var.   45.9    39.4     36.1    143.2   148.4    273.4
+/// lstm P=128 1..=T 107.1   111.5    101.2    344.8   425.0   1038.9
+/// gru      fixed    68.1    60.5     60.7    209.4   217.6    227.9
+/// gru      variable 56.1    56.2     55.5    196.4   191.2    340.4
+/// gru      1..=T    82.1    89.3     60.2    257.0   329.5    461.7
+/// rnn tanh fixed    16.4    16.7        -     50.1    54.5        -
+/// rnn tanh variable 15.4    15.8        -     40.5    55.5        -
+/// rnn tanh 1..=T    22.0    21.9        -     63.5    82.3        -
+/// ```
+///
+/// oneDNN's LSTM wins in every case, even with one-step segments (so there is no
+/// crossover to a loop for short segments). LSTMs with a projection (which oneDNN cannot
+/// take: libtorch runs its generic kernel and warns once), GRUs and vanilla RNNs run
+/// libtorch's step loops, which are no faster than ours forward and slower backward. Other devices (cuDNN) were not measured here:
+/// they take the loop unless [`Route::Fused`] is forced (libtorch's cuDNN path copies
+/// weights that are not one flat buffer at every call, and warns).
+///
+/// # Errors
+/// As [`dynamic_rnn`](crate::dynamic_rnn) for bad inputs, lengths or initial state;
+/// [`Error::Config`] naming `dynamic_rnn` if [`Route::Fused`] is forced for a core or
+/// tensors it cannot take.
+pub fn unroll_route<C: RnnCore + ?Sized>(
+    core: &C,
+    inputs: &Tensor,
+    options: &UnrollOptions,
+) -> Result<Route> {
+    const FUNC: &str = "dynamic_rnn";
+    let (initial, plan) = validate(FUNC, core, inputs, options)?;
+    Ok(match select(FUNC, core, inputs, &initial, &plan, options)? {
+        Some(_) => Route::Fused,
+        None => Route::Loop,
+    })
+}
+
+/// The layers to run fused, or `None` for the loop: the one place routes are chosen.
+pub(crate) fn select<C: RnnCore + ?Sized>(
+    func: &str,
+    core: &C,
+    inputs: &Tensor,
+    initial: &State,
+    plan: &Plan,
+    options: &UnrollOptions,
+) -> Result<Option<Vec<TorchCellWeights>>> {
+    if options.route == Some(Route::Loop) || plan.steps() == 0 {
+        return Ok(None);
+    }
+    let layers = core.torch_layers(inputs.size()[2])?.filter(|l| fits(l, inputs, initial));
+    match (options.route, layers) {
+        (Some(Route::Fused), None) => Err(Error::config(
+            func,
+            format!(
+                "Route::Fused needs a plain core (RnnCore::torch_layers) whose weights, inputs and \
+                 initial state share one floating kind and device; {} is not",
+                core.name()
+            ),
+        )),
+        (Some(Route::Fused), layers) => Ok(layers),
+        (_, layers) => Ok(layers.filter(|l| faster(l, inputs))),
+    }
+}
+
+/// Whether the fused route is the faster one for `layers` and `inputs` (measured; see
+/// [`unroll_route`]): `f32` on the CPU, LSTM layers without a projection (oneDNN).
+fn faster(layers: &[TorchCellWeights], inputs: &Tensor) -> bool {
+    inputs.device() == Device::Cpu
+        && inputs.kind() == Kind::Float
+        && layers.iter().all(|l| l.kind == TorchCellKind::Lstm && l.weight_hr.is_none())
+}
+
+/// Whether the fused kernels can take `layers` with `inputs` and `initial` as they are.
+fn fits(layers: &[TorchCellWeights], inputs: &Tensor, initial: &State) -> bool {
+    let (kind, device) = (inputs.kind(), inputs.device());
+    let floating = matches!(kind, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16);
+    let same = |t: &Tensor| t.kind() == kind && t.device() == device;
+    let weights_fit = layers.iter().all(|l| l.params().into_iter().all(same));
+    let states_fit = layer_states(initial, layers.len()).is_some_and(|states| {
+        states.iter().zip(layers).all(|(s, l)| match (s, l.kind) {
+            (State::Lstm { h, c }, TorchCellKind::Lstm) => same(h) && same(c),
+            (State::Tensor(h), k) => k != TorchCellKind::Lstm && same(h),
+            _ => false,
+        })
+    });
+    floating && weights_fit && states_fit
+}
+
+/// The layers' states within a plain core's state: the state itself for one layer, or the
+/// entries of a `State::Tuple` of one state per layer.
+pub(crate) fn layer_states(state: &State, layers: usize) -> Option<&[State]> {
+    match state {
+        State::Tuple(v) if v.len() == layers => Some(v),
+        State::Tuple(_) => None,
+        single if layers == 1 => Some(std::slice::from_ref(single)),
+        _ => None,
+    }
+}
