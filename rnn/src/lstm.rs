@@ -752,6 +752,8 @@ mod tests {
         let store = Store::cpu();
         let config = LstmConfig::new(4).with_peepholes(true).with_cell_clip(0.5).with_layer_norm(true);
         let lstm = Lstm::new(&store.root(), config).unwrap();
+        // Layer norm (eps 1e-12) amplifies float rounding, which differs between the two
+        // routes' order of additions: compare to 1e-5.
         let xs = Tensor::randn([3, 2, 5], CPU);
         let projected = lstm.project_inputs(&xs).unwrap().unwrap();
         assert_eq!(projected.size(), [3, 2, 16]);
@@ -759,7 +761,7 @@ mod tests {
         for t in 0..3 {
             let (ya, sa) = lstm.step(&xs.get(t), &a, Mode::Train).unwrap();
             let (yb, sb) = lstm.step_projected(&projected.get(t), &b, Mode::Train).unwrap();
-            assert!(ya.allclose(&yb, 1e-6, 1e-6, false));
+            assert!(ya.allclose(&yb, 1e-5, 1e-5, false), "{ya} vs {yb}");
             (a, b) = (sa, sb);
         }
         let State::Lstm { c, .. } = a else { panic!("LSTM state") };
