@@ -17,9 +17,9 @@
 //!
 //! # Choice
 //! The fused route is taken for plain cores whose weights, inputs and initial state share
-//! one floating kind and device, where it was measured to be faster: `f32` on the CPU,
-//! stacks of LSTM layers without a projection (oneDNN); see [`unroll_route`] for the
-//! measurements.
+//! one floating kind and device, where it is faster: `f32` on the CPU, stacks of LSTM
+//! layers without a projection (oneDNN; measured), and every plain core on CUDA (cuDNN);
+//! see [`unroll_route`] for the measurements.
 
 use crate::core::RnnCore;
 use crate::plan::Plan;
@@ -46,7 +46,8 @@ pub enum Route {
 ///
 /// Automatic choice: [`Route::Fused`] on the CPU for plain cores (see
 /// [`RnnCore::torch_layers`]) that are stacks of LSTM layers without a projection, whose
-/// weights, inputs and initial state are all `f32`; [`Route::Loop`] otherwise.
+/// weights, inputs and initial state are all `f32`, and on CUDA for every plain core whose
+/// tensors share one floating kind; [`Route::Loop`] otherwise.
 /// Measured on the CPU (1 libtorch thread, a loaded 2-core machine, medians of 7 in one
 /// run of `rnn/examples/route_timing.rs`), `B = 32, T = 100, I = 64, H = 256`,
 /// milliseconds; "variable" = lengths uniform in `[T/2, T]` (27 segments), "1..=T" = 100
@@ -74,9 +75,12 @@ pub enum Route {
 /// oneDNN's LSTM wins in every case, even with one-step segments (so there is no
 /// crossover to a loop for short segments). LSTMs with a projection (which oneDNN cannot
 /// take: libtorch runs its generic kernel and warns once), GRUs and vanilla RNNs run
-/// libtorch's step loops, which are no faster than ours forward and slower backward. Other devices (cuDNN) were not measured here:
-/// they take the loop unless [`Route::Fused`] is forced (libtorch's cuDNN path copies
-/// weights that are not one flat buffer at every call, and warns).
+/// libtorch's step loops, which are no faster than ours forward and slower backward.
+/// On CUDA every plain core takes the fused route: cuDNN's recurrent kernels are the
+/// standard fast path there (one launch per layer and segment instead of several per step).
+/// That choice was not measured here (no GPU on the development machines); libtorch's cuDNN
+/// path copies weights that are not one flat buffer at every call, and warns once.
+/// Other devices take the loop unless [`Route::Fused`] is forced.
 ///
 /// # Errors
 /// As [`dynamic_rnn`](crate::dynamic_rnn) for bad inputs, lengths or initial state;
@@ -122,12 +126,18 @@ pub(crate) fn select<C: RnnCore + ?Sized>(
     }
 }
 
-/// Whether the fused route is the faster one for `layers` and `inputs` (measured; see
-/// [`unroll_route`]): `f32` on the CPU, LSTM layers without a projection (oneDNN).
+/// Whether the fused route is the faster one for `layers` and `inputs` (see
+/// [`unroll_route`]): on the CPU (measured), `f32` LSTM layers without a projection
+/// (oneDNN); on CUDA, every plain core (cuDNN's kernels; not measured here, no GPU).
 fn faster(layers: &[TorchCellWeights], inputs: &Tensor) -> bool {
-    inputs.device() == Device::Cpu
-        && inputs.kind() == Kind::Float
-        && layers.iter().all(|l| l.kind == TorchCellKind::Lstm && l.weight_hr.is_none())
+    match inputs.device() {
+        Device::Cpu => {
+            inputs.kind() == Kind::Float
+                && layers.iter().all(|l| l.kind == TorchCellKind::Lstm && l.weight_hr.is_none())
+        }
+        Device::Cuda(_) => true,
+        _ => false,
+    }
 }
 
 /// Whether the fused kernels can take `layers` with `inputs` and `initial` as they are.
