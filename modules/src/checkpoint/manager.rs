@@ -132,6 +132,13 @@ impl CheckpointManager {
         let path = self.path_for(step);
         let metadata = BTreeMap::from([("step".to_string(), step.to_string())]);
         save_with_metadata(source, &path, &metadata)?;
+        self.prune(step)?;
+        Ok(path)
+    }
+
+    /// Deletes old checkpoints beyond `max_to_keep`, keeping the one for `step` (just written)
+    /// and deleting the lowest steps first.
+    pub(super) fn prune(&self, step: u64) -> Result<()> {
         if let Some(keep) = self.config.max_to_keep {
             let others: Vec<_> = self.checkpoints()?.into_iter().filter(|&(s, _)| s != step).collect();
             let excess = (others.len() + 1).saturating_sub(keep);
@@ -140,7 +147,7 @@ impl CheckpointManager {
                     .map_err(|e| Error::checkpoint(&old, format!("cannot delete an old checkpoint: {e}")))?;
             }
         }
-        Ok(path)
+        Ok(())
     }
 
     /// Every complete checkpoint in the folder as `(step, path)`, by increasing step.

@@ -15,6 +15,11 @@
 //!   one scope onto another.
 //! - [`CheckpointManager`] keeps numbered checkpoints in a folder, as TensorFlow's
 //!   `tf.train.CheckpointManager` does.
+//! - Optimizer state (moments, momentum buffers, step counts) is saved and restored with
+//!   [`save_optimizer`] and [`restore_optimizer`], or beside the model in the same numbered
+//!   checkpoint with [`CheckpointManager::save_with_optimizers`] and
+//!   [`CheckpointManager::restore_latest_with_optimizers`], so resumed training continues
+//!   exactly.
 //!
 //! ```
 //! use couplet_modules::{checkpoint, Linear, LinearConfig, Module, Store};
@@ -40,9 +45,11 @@
 mod atomic;
 mod format;
 mod manager;
+mod optimizer;
 mod restore;
 
 pub use manager::{CheckpointManager, CheckpointManagerConfig};
+pub use optimizer::{restore_optimizer, save_optimizer};
 pub use restore::{RestoreOptions, RestoreReport};
 
 #[cfg(doc)]
@@ -151,6 +158,10 @@ pub fn save_tensors(
 /// file is missing, truncated or not safetensors, or if it does not match: the message lists
 /// every variable missing in the file, every unexpected tensor and every shape mismatch with
 /// both shapes (`linear/w: variable [3, 2], file [2, 3]`). Nothing is written on error.
+///
+/// In a file written by [`CheckpointManager::save_with_optimizers`] the optimizer state
+/// (the keys under `optimizer/`) is not part of the model: it is ignored here and by
+/// [`restore_with`].
 pub fn restore(target: &(impl Checkpointable + ?Sized), path: impl AsRef<Path>) -> Result<RestoreReport> {
     restore_with(target, path, &RestoreOptions::strict())
 }

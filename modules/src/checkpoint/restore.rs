@@ -2,12 +2,14 @@
 //! [`RestoreOptions`], with an optional scope-prefix mapping between file and variables.
 
 use super::format::ParsedFile;
+use super::optimizer::{OPTIMIZERS_KEY, OPTIMIZER_SCOPE};
 use crate::error::{Error, Result};
 use crate::module::shape_str;
 use crate::store::Variable;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use tch::Tensor;
 
 /// How [`restore_with`](super::restore_with) matches a file's tensors to variables.
 ///
@@ -100,9 +102,33 @@ pub(crate) fn restore_vars(
 ) -> Result<RestoreReport> {
     check_unique(path, vars)?;
     let file = ParsedFile::read(path)?;
+    // Optimizer state saved beside the model is not part of it (see `optimizer.rs`).
+    let exclude = file.metadata().contains_key(OPTIMIZERS_KEY).then_some(OPTIMIZER_SCOPE);
+    plan(&file, path, vars, options, exclude)?.apply(path)
+}
+
+/// A checked restore, ready to be written by [`Plan::apply`]: the decoded values of the
+/// matched variables and the report.
+pub(crate) struct Plan<'a> {
+    values: Vec<(&'a Variable, Tensor)>,
+    report: RestoreReport,
+}
+
+/// Matches `vars` (with unique names) to the tensors of `file` as `options` allow, ignoring
+/// the keys under the scope `exclude` (another part of the file, e.g. optimizer state), and
+/// decodes the values, writing nothing.
+pub(crate) fn plan<'a>(
+    file: &ParsedFile,
+    path: &Path,
+    vars: &'a [Variable],
+    options: &RestoreOptions,
+    exclude: Option<&str>,
+) -> Result<Plan<'a>> {
     let mut by_variable = HashMap::new();
     let mut unexpected = Vec::new();
-    for key in file.names() {
+    let excluded =
+        |key: &str| exclude.is_some_and(|e| key.strip_prefix(e).is_some_and(|r| r.starts_with('/')));
+    for key in file.names().filter(|k| !excluded(k)) {
         match options.variable_name(key) {
             Some(name) => {
                 by_variable.insert(name, key);
@@ -151,24 +177,32 @@ pub(crate) fn restore_vars(
         ));
     }
 
-    let values = matched.iter().map(|&(_, key)| file.tensor(key)).collect::<Result<Vec<_>>>()?;
-    tch::no_grad(|| {
-        for ((v, _), value) in matched.iter().zip(&values) {
-            // `copy_` converts the file's kind and device to the variable's; the shallow clone
-            // shares the variable's storage.
-            v.tensor()
-                .shallow_clone()
-                .f_copy_(value)
-                .map_err(|e| Error::checkpoint(path, format!("{}: cannot copy: {e}", v.name())))?;
-        }
-        Ok::<_, Error>(())
-    })?;
-    Ok(RestoreReport {
+    let values = matched.iter().map(|&(v, key)| Ok((v, file.tensor(key)?))).collect::<Result<Vec<_>>>()?;
+    let report = RestoreReport {
         restored: matched.iter().map(|(v, _)| v.name().to_string()).collect(),
         missing,
         unexpected,
         metadata: file.metadata().clone(),
-    })
+    };
+    Ok(Plan { values, report })
+}
+
+impl Plan<'_> {
+    /// Copies the values into the variables, in place (under `no_grad`).
+    pub(crate) fn apply(self, path: &Path) -> Result<RestoreReport> {
+        tch::no_grad(|| {
+            for (v, value) in &self.values {
+                // `copy_` converts the file's kind and device to the variable's; the shallow
+                // clone shares the variable's storage.
+                v.tensor()
+                    .shallow_clone()
+                    .f_copy_(value)
+                    .map_err(|e| Error::checkpoint(path, format!("{}: cannot copy: {e}", v.name())))?;
+            }
+            Ok::<_, Error>(())
+        })?;
+        Ok(self.report)
+    }
 }
 
 #[cfg(test)]

@@ -1,11 +1,13 @@
 //! Adam with L2 weight decay and AMSGrad (`torch.optim.Adam`), and the update shared with
 //! [`AdamW`](super::AdamW).
 
+use super::state::{self, Loaded};
 use super::{check_lr, check_range, check_variables, for_each_grad, names, with_l2};
 use super::{GradReset, Optimizer, Range};
 use crate::error::Result;
 use crate::store::Variable;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use tch::{TchError, Tensor};
 
 const NAME: &str = "adam";
@@ -108,6 +110,52 @@ impl Moments {
             max_exp_avg_sq: if amsgrad { Some(p.f_zeros_like()?) } else { None },
         })
     }
+
+    /// A variable's state from loaded slots `exp_avg`, `exp_avg_sq` (and `max_exp_avg_sq`).
+    fn from_loaded(l: Loaded, amsgrad: bool) -> Self {
+        Moments {
+            step: l.step_i32(),
+            exp_avg: l.slot(0),
+            exp_avg_sq: l.slot(1),
+            max_exp_avg_sq: amsgrad.then(|| l.slot(2)),
+        }
+    }
+}
+
+/// The state slots of Adam/AdamW besides `step`, PyTorch's names.
+fn slot_names(amsgrad: bool) -> &'static [&'static str] {
+    if amsgrad {
+        &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
+    } else {
+        &["exp_avg", "exp_avg_sq"]
+    }
+}
+
+/// Adam/AdamW's [`Optimizer::state_tensors`].
+pub(super) fn adam_state(
+    optimizer: &str,
+    variables: &[Variable],
+    moments: &[Option<Moments>],
+) -> Result<Vec<(String, Tensor)>> {
+    let mut out = Vec::new();
+    for (v, m) in variables.iter().zip(moments) {
+        let Some(m) = m else { continue };
+        let mut slots = vec![("exp_avg", &m.exp_avg), ("exp_avg_sq", &m.exp_avg_sq)];
+        slots.extend(m.max_exp_avg_sq.as_ref().map(|t| ("max_exp_avg_sq", t)));
+        out.extend(state::entries(optimizer, v, Some(m.step.into()), &slots)?);
+    }
+    Ok(out)
+}
+
+/// Adam/AdamW's [`Optimizer::load_state_tensors`].
+pub(super) fn load_adam_state(
+    optimizer: &str,
+    amsgrad: bool,
+    variables: &[Variable],
+    tensors: &BTreeMap<String, Tensor>,
+) -> Result<Vec<Option<Moments>>> {
+    let loaded = state::load(optimizer, variables, true, slot_names(amsgrad), tensors)?;
+    Ok(loaded.into_iter().map(|l| l.map(|l| Moments::from_loaded(l, amsgrad))).collect())
 }
 
 /// One Adam/AdamW step over `variables`, PyTorch's `_single_tensor_adam`.
@@ -220,6 +268,15 @@ fn hyper(c: &AdamConfig) -> AdamHyper {
 }
 
 impl Optimizer for Adam {
+    fn state_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        adam_state(NAME, &self.variables, &self.state)
+    }
+
+    fn load_state_tensors(&mut self, tensors: &BTreeMap<String, Tensor>) -> Result<()> {
+        self.state = load_adam_state(NAME, self.config.amsgrad, &self.variables, tensors)?;
+        Ok(())
+    }
+
     fn step(&mut self) -> Result<()> {
         adam_step(NAME, &hyper(&self.config), &self.variables, &mut self.state)
     }

@@ -1,10 +1,12 @@
 //! Adam with decoupled weight decay (`torch.optim.AdamW`, Loshchilov & Hutter 2019).
 
-use super::adam::{adam_step, AdamHyper, Moments};
+use super::adam::{adam_state, adam_step, load_adam_state, AdamHyper, Moments};
 use super::{check_variables, names, GradReset, Optimizer};
 use crate::error::Result;
 use crate::store::Variable;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use tch::Tensor;
 
 const NAME: &str = "adamw";
 
@@ -128,6 +130,15 @@ impl AdamW {
 }
 
 impl Optimizer for AdamW {
+    fn state_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        adam_state(NAME, &self.variables, &self.state)
+    }
+
+    fn load_state_tensors(&mut self, tensors: &BTreeMap<String, Tensor>) -> Result<()> {
+        self.state = load_adam_state(NAME, self.config.amsgrad, &self.variables, tensors)?;
+        Ok(())
+    }
+
     fn step(&mut self) -> Result<()> {
         adam_step(NAME, &hyper(&self.config), &self.variables, &mut self.state)
     }

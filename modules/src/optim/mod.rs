@@ -21,7 +21,12 @@
 //!   `backward` calls until then.
 //! - State (momentum buffers, moment estimates, per-variable step counts) lives in the
 //!   optimizer, one slot per variable in list order, created lazily at the variable's first
-//!   update. It is never stored in the `Store`, so it is not part of model checkpoints.
+//!   update. It is never stored in the `Store`, so it is not part of model checkpoints;
+//!   [`Optimizer::state_tensors`] and [`Optimizer::load_state_tensors`] save and restore it
+//!   (PyTorch's `optimizer.state_dict()`), and
+//!   [`checkpoint::save_optimizer`](crate::checkpoint::save_optimizer) and
+//!   [`CheckpointManager::save_with_optimizers`](crate::CheckpointManager::save_with_optimizers)
+//!   write it to files, so training resumed from a checkpoint continues exactly.
 //! - An empty variable list is allowed: every step is then a no-op.
 //! - Learning rates are plain `f64`s; [`Optimizer::set_learning_rate`] changes them between
 //!   steps (schedules). A rate that is negative or not finite makes the next `step` fail.
@@ -48,6 +53,7 @@ mod adamw;
 mod clip;
 mod rmsprop;
 mod sgd;
+mod state;
 
 pub use adam::{Adam, AdamConfig};
 pub use adamw::{AdamW, AdamWConfig};
@@ -57,7 +63,7 @@ pub use sgd::{Sgd, SgdConfig};
 
 use crate::error::{Error, Result, TorchContext};
 use crate::store::Variable;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use tch::{COptimizer, TchError, Tensor};
 
 /// An optimizer over an explicit list of variables.
@@ -82,6 +88,44 @@ pub trait Optimizer: Send {
 
     /// The variables this optimizer updates, in the order given at construction.
     fn variables(&self) -> &[Variable];
+
+    /// Every piece of state, as copies keyed `{variable name}/{slot}` with PyTorch's state
+    /// keys as slots, in variable order, e.g. `gan/generator/linear/w/exp_avg`:
+    ///
+    /// | optimizer | slots per variable |
+    /// |---|---|
+    /// | [`Sgd`] | `momentum_buffer` (only with momentum) |
+    /// | [`Adam`], [`AdamW`] | `step`, `exp_avg`, `exp_avg_sq`, `max_exp_avg_sq` (only with AMSGrad) |
+    /// | [`RmsProp`] | `step`, `square_avg`, `momentum_buffer` (only with momentum), `grad_avg` (only centered) |
+    ///
+    /// `step` (the variable's update count) is an int64 scalar (shape `[]`) on the CPU; the
+    /// other slots have the variable's shape, kind and device. A variable that has not been
+    /// updated yet has no state and no keys. Hyper-parameters (learning rate, betas) are
+    /// configuration, not state, and are not included.
+    ///
+    /// # Errors
+    /// [`Error::Torch`] if libtorch fails to copy a tensor (out of memory).
+    fn state_tensors(&self) -> Result<Vec<(String, Tensor)>>;
+
+    /// Replaces the whole state with `tensors`, as returned by
+    /// [`Optimizer::state_tensors`] (for an optimizer of the same type and options over
+    /// variables with the same names and shapes), so the following steps continue exactly
+    /// where the saved optimizer left off.
+    ///
+    /// Strict: a variable with no key in `tensors` gets no state (it has not been updated
+    /// yet; its first update starts from zero moments); a variable with any key must have
+    /// every slot of the table above, each shaped like the variable, and `step` a scalar
+    /// holding an integer in `[0, 2^31 - 1]` of any integer or floating kind (PyTorch keeps
+    /// a float32 step). Every key must belong to a variable of this optimizer and a slot its
+    /// options use (`max_exp_avg_sq` without AMSGrad is unexpected). Values are copied,
+    /// converted to each variable's kind and device.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the optimizer (`"adam: state does not match the
+    /// variables: missing (1): m/w/exp_avg_sq; unexpected (1): m/w/max_exp_avg_sq"`) that
+    /// lists every missing key, unexpected key, shape mismatch and invalid step count; the
+    /// state is unchanged on error. [`Error::Torch`] if a copy fails.
+    fn load_state_tensors(&mut self, tensors: &BTreeMap<String, Tensor>) -> Result<()>;
 }
 
 /// Checks an optimizer's variable list: every variable trainable, none listed twice.
@@ -237,6 +281,9 @@ pub(crate) mod test_util {
         }
     }
 }
+
+#[cfg(test)]
+mod state_tests;
 
 #[cfg(test)]
 mod tests {

@@ -1,10 +1,12 @@
 //! RMSProp with momentum and the centered variant (`torch.optim.RMSprop`).
 
+use super::state::{self, Loaded};
 use super::{check_lr, check_range, check_variables, for_each_grad, names, with_l2};
 use super::{GradReset, Optimizer, Range};
 use crate::error::Result;
 use crate::store::Variable;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use tch::{TchError, Tensor};
 
 const NAME: &str = "rmsprop";
@@ -85,6 +87,8 @@ impl RmsPropConfig {
 
 /// One variable's RMSProp state.
 struct RmsState {
+    /// Update count: not used by the update, kept (as PyTorch does) so states interchange.
+    step: i64,
     square_avg: Tensor,
     grad_avg: Option<Tensor>,
     buffer: Option<Tensor>,
@@ -93,10 +97,38 @@ struct RmsState {
 impl RmsState {
     fn new(p: &Tensor, c: &RmsPropConfig) -> std::result::Result<Self, TchError> {
         Ok(RmsState {
+            step: 0,
             square_avg: p.f_zeros_like()?,
             grad_avg: if c.centered { Some(p.f_zeros_like()?) } else { None },
             buffer: if c.momentum > 0.0 { Some(p.f_zeros_like()?) } else { None },
         })
+    }
+
+    /// The state slots besides `step` for `c`, PyTorch's names, in the order of `slots()`.
+    fn slot_names(c: &RmsPropConfig) -> Vec<&'static str> {
+        let mut names = vec!["square_avg"];
+        if c.momentum > 0.0 {
+            names.push("momentum_buffer");
+        }
+        if c.centered {
+            names.push("grad_avg");
+        }
+        names
+    }
+
+    /// The state tensors with their slot names.
+    fn slots(&self) -> Vec<(&'static str, &Tensor)> {
+        let mut slots = vec![("square_avg", &self.square_avg)];
+        slots.extend(self.buffer.as_ref().map(|t| ("momentum_buffer", t)));
+        slots.extend(self.grad_avg.as_ref().map(|t| ("grad_avg", t)));
+        slots
+    }
+
+    /// A variable's state from the slots loaded for [`RmsState::slot_names`].
+    fn from_loaded(l: Loaded, c: &RmsPropConfig) -> Self {
+        let buffer = (c.momentum > 0.0).then(|| l.slot(1));
+        let grad_avg = c.centered.then(|| l.slot(1 + usize::from(buffer.is_some())));
+        RmsState { step: l.step, square_avg: l.slot(0), grad_avg, buffer }
     }
 }
 
@@ -113,7 +145,8 @@ impl RmsState {
 /// ```
 ///
 /// State per variable (from its first update, all zeros at first): `s`, and `a` when
-/// centered, and the buffer `b` with momentum.
+/// centered, and the buffer `b` with momentum (state keys `square_avg`, `grad_avg`,
+/// `momentum_buffer`), and an update count `step` as PyTorch keeps.
 ///
 /// TF/Keras differ: `ε` goes *inside* the square root (`√(s + ε)`), the defaults are
 /// `rho = 0.9` and `ε = 1e-10` (TF 1.x) or `1e-7` (Keras), the momentum buffer includes the
@@ -158,6 +191,23 @@ impl RmsProp {
 }
 
 impl Optimizer for RmsProp {
+    fn state_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = Vec::new();
+        for (v, s) in self.variables.iter().zip(&self.state) {
+            if let Some(s) = s {
+                out.extend(state::entries(NAME, v, Some(s.step), &s.slots())?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn load_state_tensors(&mut self, tensors: &BTreeMap<String, Tensor>) -> Result<()> {
+        let c = &self.config;
+        let loaded = state::load(NAME, &self.variables, true, &RmsState::slot_names(c), tensors)?;
+        self.state = loaded.into_iter().map(|l| l.map(|l| RmsState::from_loaded(l, c))).collect();
+        Ok(())
+    }
+
     fn step(&mut self) -> Result<()> {
         let c = &self.config;
         check_lr(NAME, c.learning_rate)?;
@@ -167,6 +217,7 @@ impl Optimizer for RmsProp {
                 Some(s) => s,
                 slot @ None => slot.insert(RmsState::new(p, c)?),
             };
+            s.step += 1;
             let g = with_l2(g, p, c.weight_decay)?;
             let _ = s.square_avg.f_mul_scalar_(c.alpha)?;
             let _ = s.square_avg.f_add_(&g.f_mul(&g)?.f_mul_scalar(1.0 - c.alpha)?)?;

@@ -2,10 +2,11 @@
 //! decay (`torch.optim.SGD`).
 
 use super::{check_lr, check_range, check_variables, copy_of, for_each_grad, names, with_l2};
-use super::{GradReset, Optimizer, Range};
+use super::{state, GradReset, Optimizer, Range};
 use crate::error::{Error, Result};
 use crate::store::Variable;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use tch::Tensor;
 
 const NAME: &str = "sgd";
@@ -88,7 +89,8 @@ impl SgdConfig {
 /// ```
 ///
 /// State: one momentum buffer `b` per variable (only with momentum), created at the
-/// variable's first update as a copy of its gradient (no dampening on that step).
+/// variable's first update as a copy of its gradient (no dampening on that step); its state
+/// key is `{variable}/momentum_buffer`, as in PyTorch (no step count).
 ///
 /// TF/Keras differ: `tf.train.MomentumOptimizer` matches for a constant rate, but Keras' SGD
 /// keeps `lr` inside the velocity (`v ← μ v − lr g`), so the two diverge when the rate changes
@@ -130,7 +132,26 @@ impl Sgd {
     }
 }
 
+const SLOTS: &[&str] = &["momentum_buffer"];
+
 impl Optimizer for Sgd {
+    fn state_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = Vec::new();
+        for (v, b) in self.variables.iter().zip(&self.buffers) {
+            if let Some(b) = b {
+                out.extend(state::entries(NAME, v, None, &[(SLOTS[0], b)])?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn load_state_tensors(&mut self, tensors: &BTreeMap<String, Tensor>) -> Result<()> {
+        let slots = if self.config.momentum != 0.0 { SLOTS } else { &[] };
+        let loaded = state::load(NAME, &self.variables, false, slots, tensors)?;
+        self.buffers = loaded.into_iter().map(|l| l.map(|l| l.slot(0))).collect();
+        Ok(())
+    }
+
     fn step(&mut self) -> Result<()> {
         let c = &self.config;
         check_lr(NAME, c.learning_rate)?;
