@@ -587,10 +587,19 @@ pub fn run(args: Args) -> Result<Report> {
         hyper.learning_rate,
         hyper.learning_rate * hyper.final_lr_fraction
     );
+    // Two optimizers over disjoint variable lists; their state is checkpointed with the model,
+    // so a resumed run continues exactly.
+    let beta = hyper.betas;
+    let adam = |vars| Adam::new(vars, AdamConfig::new(hyper.learning_rate).with_betas(beta.0, beta.1));
+    let mut g_opt = adam(gan.generator_variables()?)?;
+    let mut d_opt = adam(gan.discriminator_variables()?)?;
+
     let mut start_step = 0;
     let mut restored = None;
     if args.resume {
-        match manager.restore_latest(&store)? {
+        let mut optimizers: [(&str, &mut dyn Optimizer); 2] =
+            [("generator", &mut g_opt), ("discriminator", &mut d_opt)];
+        match manager.restore_latest_with_optimizers(&store, &mut optimizers)? {
             Some(step) => {
                 start_step = step;
                 let (metrics, _) = evaluate()?;
@@ -602,11 +611,6 @@ pub fn run(args: Args) -> Result<Report> {
     }
     // A different noise stream for every segment of a resumed run.
     tch::manual_seed(args.seed.wrapping_add(start_step) as i64);
-
-    let beta = hyper.betas;
-    let adam = |vars| Adam::new(vars, AdamConfig::new(hyper.learning_rate).with_betas(beta.0, beta.1));
-    let mut g_opt = adam(gan.generator_variables()?)?;
-    let mut d_opt = adam(gan.discriminator_variables()?)?;
 
     let progress = ProgressBar::new(hyper.steps);
     progress.set_style(
@@ -660,7 +664,8 @@ pub fn run(args: Args) -> Result<Report> {
             let plot = out_dir.join(format!("step-{step:06}.png"));
             let title = format!("{name}, step {step}: {}/{} modes", metrics.modes, metrics.total_modes);
             plot_samples(args.dataset, &eval_real, &fake, &title, &plot)?;
-            last_checkpoint = Some(manager.save(&store, step)?);
+            let optimizers: [(&str, &dyn Optimizer); 2] = [("generator", &g_opt), ("discriminator", &d_opt)];
+            last_checkpoint = Some(manager.save_with_optimizers(&store, &optimizers, step)?);
             let line = format!("step {step:6} | d_loss {d_mean:.4} g_loss {g_mean:.4} | {metrics}");
             progress.suspend(|| println!("{line}"));
             evaluations.push(Evaluation { step, metrics, d_loss: d_mean, g_loss: g_mean, plot });
@@ -681,7 +686,10 @@ pub fn run(args: Args) -> Result<Report> {
     plot_samples(args.dataset, &eval_real, &fake, &title, &plot)?;
     let checkpoint = match last_checkpoint {
         Some(path) => path,
-        None => manager.save(&store, final_step)?,
+        None => {
+            let optimizers: [(&str, &dyn Optimizer); 2] = [("generator", &g_opt), ("discriminator", &d_opt)];
+            manager.save_with_optimizers(&store, &optimizers, final_step)?
+        }
     };
     let seconds = started.elapsed().as_secs_f64();
     println!(

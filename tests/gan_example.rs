@@ -91,17 +91,23 @@ fn short_ring_run_learns_checkpoints_and_resumes() -> couplet::Result<()> {
     }
     assert_eq!(png_size(&first.plot), png_size(&first.evaluations[0].plot));
 
-    // Checkpoint: every variable of both networks under its scoped name, no optimizer state.
+    // Checkpoint: every variable of both networks under its scoped name, and each
+    // optimizer's Adam state for each of its network's variables.
     assert_eq!(first.checkpoint, ckpt.join(format!("ckpt-{steps:08}.safetensors")));
     let saved = couplet::checkpoint::load(&first.checkpoint)?;
     let mut expected = Vec::new();
     for net in ["discriminator", "generator"] {
         for layer in 0..4 {
             for v in ["b", "w"] {
-                expected.push(format!("gan/{net}/linear_{layer}/{v}"));
+                let name = format!("gan/{net}/linear_{layer}/{v}");
+                for slot in ["exp_avg", "exp_avg_sq", "step"] {
+                    expected.push(format!("optimizer/{net}/{name}/{slot}"));
+                }
+                expected.push(name);
             }
         }
     }
+    expected.sort();
     assert_eq!(saved.keys().cloned().collect::<Vec<_>>(), expected);
     assert_eq!(saved["gan/generator/linear_0/w"].size(), [2, 128]);
     assert_eq!(saved["gan/discriminator/linear_3/w"].size(), [128, 1]);

@@ -271,6 +271,11 @@ fn train(
     report: &mut Report,
 ) -> Result<()> {
     let mut optimizer = Adam::new(variables.to_vec(), AdamConfig::new(args.lr))?;
+    if report.start_step > 0 {
+        // Resuming: Adam's moments and step counts come back too, so training continues
+        // exactly where it stopped (the model was restored from the same file).
+        manager.restore_latest_with_optimizers(store, &mut [("adam", &mut optimizer)])?;
+    }
     let mut rng = StdRng::seed_from_u64(args.seed ^ report.start_step.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut order: Vec<usize> = (0..data.train.len()).collect();
     let mut cursor = order.len();
@@ -333,7 +338,7 @@ fn train(
             out.line(Some(&bar), &describe("validation", &validation));
             best = best.max(validation.exact_match);
             report.validations.push(validation);
-            report.checkpoint = Some(manager.save(store, step)?);
+            report.checkpoint = Some(manager.save_with_optimizers(store, &[("adam", &optimizer)], step)?);
         }
     }
     bar.finish_and_clear();
@@ -343,7 +348,7 @@ fn train(
         report.validations.push(validation);
     }
     if report.checkpoint.is_none() || manager.latest_step()? != Some(step) {
-        report.checkpoint = Some(manager.save(store, step)?);
+        report.checkpoint = Some(manager.save_with_optimizers(store, &[("adam", &optimizer)], step)?);
     }
     report.step = step;
     report.train_seconds = started.elapsed().as_secs_f64();
