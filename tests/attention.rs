@@ -181,6 +181,30 @@ fn no_keys_at_all_gives_zeros() {
 }
 
 #[test]
+fn self_attention_takes_one_packed_projection_with_the_same_numbers() {
+    tch::manual_seed(5);
+    for bias in [true, false] {
+        let store = Store::cpu();
+        let mha = MultiHeadAttention::new(&store.root(), MultiHeadAttentionConfig::new(8, 2).with_bias(bias))
+            .unwrap();
+        let weights: Vec<Tensor> = store.variables().iter().map(|v| v.tensor().shallow_clone()).collect();
+        let x = randn(&[2, 4, 8]);
+        let mask = Tensor::from_slice(&[true, true, false, true, true, false, false, false]).view([2, 4]);
+        for need_weights in [false, true] {
+            let masks = AttentionMasks { key_mask: Some(&mask), causal: true, need_weights };
+            // The same tensor three times takes the packed [E, 3E] product; copies do not.
+            let packed = mha.forward(&x, &x, &x, &masks, Mode::Train).unwrap().0;
+            let separate = mha.forward(&x, &x.copy(), &x.copy(), &masks, Mode::Train).unwrap().0;
+            assert_close(&packed, &separate, 1e-6);
+            let grads = |out: &Tensor| Tensor::run_backward(&[out.sum(Kind::Float)], &weights, false, false);
+            for (a, b) in grads(&packed).iter().zip(grads(&separate).iter()) {
+                assert_close(a, b, 1e-6);
+            }
+        }
+    }
+}
+
+#[test]
 fn fused_path_equals_explicit_path() {
     tch::manual_seed(2);
     let store = Store::cpu();

@@ -224,6 +224,39 @@ impl MultiHeadAttention {
         check_kind(&self.scope, what, x)
     }
 
+    /// The per-head projections `[B, h, L, d]` of query, key and value. Self-attention (the
+    /// three are one tensor) takes one packed `[E, 3E]` product, as PyTorch's `in_proj` does.
+    fn project(&self, query: &Tensor, key: &Tensor, value: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let same = |a: &Tensor, b: &Tensor| {
+            a.data_ptr() == b.data_ptr() && a.size() == b.size() && a.stride() == b.stride()
+        };
+        if !(same(query, key) && same(query, value)) {
+            let q = self.heads(&self.query.forward(query)?)?;
+            let k = self.heads(&self.key.forward(key)?)?;
+            let v = self.heads(&self.value.forward(value)?)?;
+            return Ok((q, k, v));
+        }
+        let module = self.scope.path();
+        let layers = [&self.query, &self.key, &self.value];
+        let weights = layers.iter().map(|l| l.w().map(Tensor::shallow_clone)).collect::<Result<Vec<_>>>()?;
+        let w = Tensor::f_cat(&weights, 1).ctx(module)?;
+        let s = query.size();
+        let x = query.f_reshape([s[0] * s[1], s[2]]).ctx(module)?;
+        let packed = match (self.query.b()?, self.key.b()?, self.value.b()?) {
+            (Some(bq), Some(bk), Some(bv)) => Tensor::f_cat(&[bq, bk, bv], 0).and_then(|b| b.f_addmm(&x, &w)),
+            _ => x.f_matmul(&w),
+        }
+        .ctx(module)?;
+        let (e, h) = (self.config.embed_dim, self.config.num_heads);
+        // [B·L, 3E] → [3, B, h, L, d]
+        let qkv = packed
+            .f_view([s[0], s[1], 3, h, e / h])
+            .and_then(|t| t.f_permute([2, 0, 3, 1, 4]))
+            .ctx(module)?;
+        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
+        Ok((q, k, v))
+    }
+
     fn heads(&self, x: &Tensor) -> Result<Tensor> {
         let s = x.size();
         let h = self.config.num_heads;
@@ -291,9 +324,7 @@ impl MultiHeadAttention {
         }
         // Whether each query row may attend some key, [B | 1, 1, Lq | 1, 1].
         let attends = mask.as_ref().map(|m| m.f_any_dim(-1, true)).transpose().ctx(module)?;
-        let q = self.heads(&self.query.forward(query)?)?;
-        let k = self.heads(&self.key.forward(key)?)?;
-        let v = self.heads(&self.value.forward(value)?)?;
+        let (q, k, v) = self.project(query, key, value)?;
         let p = if mode.is_training() { c.dropout } else { 0.0 };
         let (context, weights) = if masks.need_weights {
             let d = (c.embed_dim / c.num_heads) as f64;

@@ -202,7 +202,13 @@ impl Linear {
         let vars = self.build(last)?;
         match (&vars.b, size.len()) {
             (Some(b), 2) => b.f_addmm(x, &vars.w),
-            (Some(b), _) => x.f_matmul(&vars.w).and_then(|y| y.f_add(b)),
+            // Leading dimensions folded into one: a single fused `addmm` (bias added inside
+            // the GEMM) instead of a matmul and a separate pass for the bias.
+            (Some(b), _) => {
+                let out: Vec<i64> =
+                    size[..size.len() - 1].iter().copied().chain([self.config.output_size]).collect();
+                x.f_reshape([-1, last]).and_then(|x2| b.f_addmm(&x2, &vars.w)).and_then(|y| y.f_reshape(out))
+            }
             (None, _) => x.f_matmul(&vars.w),
         }
         .ctx(module)
