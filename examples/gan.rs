@@ -333,6 +333,21 @@ impl Gan {
         Tensor::randn([n, self.noise_size], (Kind::Float, device))
     }
 
+    /// Noise `[n, noise_size]` drawn from its own generator seeded with `seed` (Box–Muller over
+    /// a seeded `StdRng`), independent of libtorch's global generator: the evaluation set is
+    /// the same for every run with this seed, whatever else draws random numbers meanwhile.
+    pub fn seeded_noise(&self, n: i64, seed: u64, device: Device) -> Tensor {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let values: Vec<f32> = (0..n * self.noise_size)
+            .map(|_| {
+                let (u1, u2): (f64, f64) = (1.0 - rng.gen::<f64>(), rng.gen::<f64>());
+                ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+            })
+            .collect();
+        Tensor::from_slice(&values).view([n, self.noise_size]).to_device(device)
+    }
+
     /// Generates samples `[B, 2]` from noise `z [B, noise_size]`.
     ///
     /// # Errors
@@ -567,8 +582,8 @@ pub fn run(args: Args) -> Result<Report> {
     let data = Mixture::new(args.dataset, device);
     let store = Store::new(device);
     let gan = Gan::new(&store.root(), &hyper.gan)?;
-    // A fixed evaluation set, drawn before any restore so every run with this seed shares it.
-    let eval_noise = gan.noise(EVAL_SAMPLES, device);
+    // A fixed evaluation set from its own seeded generator: every run with this seed shares it.
+    let eval_noise = gan.seeded_noise(EVAL_SAMPLES, args.seed, device);
     let eval_real = points(&data.sample(EVAL_SAMPLES))?;
     let evaluate = || -> Result<(Metrics, Vec<[f32; 2]>)> {
         let fake = points(&tch::no_grad(|| gan.generator(&eval_noise, Mode::Eval))?)?;
