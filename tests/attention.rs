@@ -196,9 +196,11 @@ fn self_attention_takes_one_packed_projection_with_the_same_numbers() {
             let packed = mha.forward(&x, &x, &x, &masks, Mode::Train).unwrap().0;
             let separate = mha.forward(&x, &x.copy(), &x.copy(), &masks, Mode::Train).unwrap().0;
             assert_close(&packed, &separate, 1e-6);
+            // Gradients sum over rows in another order (one [E, 3E] product against three):
+            // float rounding, measured up to 1.9e-6 over 300 seeds.
             let grads = |out: &Tensor| Tensor::run_backward(&[out.sum(Kind::Float)], &weights, false, false);
             for (a, b) in grads(&packed).iter().zip(grads(&separate).iter()) {
-                assert_close(a, b, 1e-6);
+                assert_close(a, b, 1e-5);
             }
         }
     }

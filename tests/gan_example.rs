@@ -3,6 +3,7 @@
 //! checkpoints, and `--resume` continues from the checkpoint with the variables restored.
 //! Also checks the benchmark metrics and the PNG plotting module on hand-worked inputs.
 
+mod common;
 #[allow(dead_code)]
 #[path = "../examples/gan.rs"]
 mod gan;
@@ -45,6 +46,7 @@ fn png_size(path: &Path) -> (u32, u32) {
 
 #[test]
 fn short_ring_run_learns_checkpoints_and_resumes() -> couplet::Result<()> {
+    let _rng = common::rng_guard();
     let dir = TempDir::new("ring");
     let out = dir.0.to_str().unwrap();
     let ckpt = dir.0.join("ckpt");
@@ -140,6 +142,7 @@ fn short_ring_run_learns_checkpoints_and_resumes() -> couplet::Result<()> {
 
 #[test]
 fn resume_without_checkpoint_starts_fresh_and_bad_arguments_are_errors() -> couplet::Result<()> {
+    let _rng = common::rng_guard();
     let dir = TempDir::new("fresh");
     let out = dir.0.to_str().unwrap();
     let report = gan::run(args(&["--steps", "4", "--eval-every", "2", "--out-dir", out, "--resume"]))?;
@@ -187,6 +190,7 @@ fn metrics_on_hand_placed_samples() {
 
 #[test]
 fn mixture_samples_have_the_benchmark_statistics() {
+    let _rng = common::rng_guard();
     tch::manual_seed(0);
     let ring = Mixture::new(Dataset::Ring, Device::Cpu);
     let x = ring.sample(20_000);

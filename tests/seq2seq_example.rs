@@ -1,6 +1,7 @@
 //! The seq2seq example, driven by tests: the date generator, a short training run that must
 //! learn, checkpoints that resume, and `--translate`.
 
+mod common;
 #[allow(dead_code)]
 #[path = "../examples/seq2seq/main.rs"]
 mod seq2seq;
@@ -209,6 +210,7 @@ fn vocabularies_round_trip_and_mark_specials() {
 
 #[test]
 fn short_training_run_learns_and_resumes_from_its_checkpoints() {
+    let _rng = common::rng_guard();
     let dir = temp_dir("learn");
     let args = short_args(&dir, &["--steps", "200", "--eval-every", "100", "--max-minutes", "30"]);
     let report = seq2seq::run(&args).unwrap();
@@ -269,6 +271,7 @@ fn short_training_run_learns_and_resumes_from_its_checkpoints() {
 
 #[test]
 fn translate_without_a_checkpoint_is_an_error() {
+    let _rng = common::rng_guard();
     let dir = temp_dir("empty");
     let err = seq2seq::run(&short_args(&dir, &["--translate", "4 Mar 17"])).unwrap_err();
     assert!(err.to_string().contains("needs a checkpoint"), "{err}");

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
 use tch::{Kind, Tensor};
 
 /// Path of a committed fixture file, `tests/fixtures/{name}.safetensors`.
@@ -57,4 +58,15 @@ pub fn assert_close(actual: &Tensor, expected: &Tensor, tol: f64) {
         "tensors differ: max |a - e| = {:.3e} (tol {tol:.1e})\nactual: {a}\nexpected: {e}",
         diff.max().double_value(&[])
     );
+}
+
+/// Serialises the tests of one test binary that draw from libtorch's random generator.
+///
+/// That generator is process-wide and the test harness runs tests on parallel threads, so a
+/// seeded test that draws while another test draws gets a different sequence. Every test of a
+/// binary that draws (and relies on `tch::manual_seed`) holds this guard for its whole body;
+/// a failed test does not poison it for the others.
+pub fn rng_guard() -> MutexGuard<'static, ()> {
+    static RNG: Mutex<()> = Mutex::new(());
+    RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
