@@ -65,6 +65,64 @@ pub trait RnnCore: Module {
     fn torch_layers(&self, _input_size: i64) -> Result<Option<Vec<TorchCellWeights>>> {
         Ok(None)
     }
+
+    /// How an unroll in `mode` may split this core into simpler unrolls, each taking its own
+    /// fastest route ([`Route::Split`](crate::Route::Split)); `None` (the default) unrolls
+    /// the core as a whole. A split must compute exactly what stepping the core computes:
+    /// [`Split::Layers`] for cores whose layers each read only the layer below (a stack),
+    /// [`Split::Around`] for wrappers that in `mode` only map each step's input and output
+    /// element-wise, independently of the other steps and of the state (a dropout wrapper
+    /// without state dropout).
+    fn split(&self, _mode: Mode) -> Option<Split<'_>> {
+        None
+    }
+}
+
+/// A core seen as simpler parts that an unroll can run one after another over the whole
+/// sequence (see [`RnnCore::split`]).
+pub enum Split<'a> {
+    /// Layers, bottom first: layer `k + 1` reads layer `k`'s outputs, the core's state is
+    /// `State::Tuple` of the layers' states, and its output is the top layer's. Unrolling
+    /// them layer by layer computes what stepping them step by step computes.
+    Layers(Vec<&'a dyn RnnCore>),
+    /// An inner core between maps of the whole input and output sequences.
+    Around(&'a dyn SequenceMaps),
+}
+
+/// A wrapper that, in some mode, is its inner core between element-wise maps of the input
+/// and output sequences (see [`Split::Around`]). Sequences are `[B, T, ..]`, or `[T, B, ..]`
+/// when `time_major`; `initial` is the wrapper's state before the first step.
+pub trait SequenceMaps {
+    /// The inner core, unrolled on its own route.
+    fn inner(&self) -> &dyn RnnCore;
+
+    /// The inner core's part of the wrapper's `state`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the wrapper if `state` does not have its structure.
+    fn inner_state(&self, state: &State) -> Result<State>;
+
+    /// The inner core's inputs from the wrapper's `inputs`: what the wrapper's steps do to
+    /// each step's input, for every step at once.
+    ///
+    /// # Errors
+    /// A typed [`Error`] naming the wrapper for inputs it cannot take.
+    fn map_inputs(&self, inputs: &Tensor, time_major: bool, initial: &State, mode: Mode) -> Result<Tensor>;
+
+    /// The wrapper's outputs from the inner core's: what the wrapper's steps do to each
+    /// step's output, for every step at once. Zero outputs (past a row's length) must stay
+    /// zero.
+    ///
+    /// # Errors
+    /// A typed [`Error`] naming the wrapper for outputs it cannot take.
+    fn map_outputs(&self, outputs: &Tensor, time_major: bool, initial: &State, mode: Mode) -> Result<Tensor>;
+
+    /// The wrapper's final state from the inner core's final state and the wrapper's
+    /// `initial` state.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the wrapper if `initial` does not have its structure.
+    fn outer_state(&self, inner_final: State, initial: &State) -> Result<State>;
 }
 
 impl<C: RnnCore + ?Sized> RnnCore for Box<C> {
@@ -88,5 +146,8 @@ impl<C: RnnCore + ?Sized> RnnCore for Box<C> {
     }
     fn torch_layers(&self, input_size: i64) -> Result<Option<Vec<TorchCellWeights>>> {
         (**self).torch_layers(input_size)
+    }
+    fn split(&self, mode: Mode) -> Option<Split<'_>> {
+        (**self).split(mode)
     }
 }

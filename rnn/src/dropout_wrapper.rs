@@ -1,7 +1,7 @@
 //! `DropoutWrapper`: dropout on a core's input, new state and output (TF `DropoutWrapper`),
 //! with per-row variational masks (Gal & Ghahramani 2016, Keras).
 
-use crate::core::RnnCore;
+use crate::core::{RnnCore, SequenceMaps, Split};
 use crate::state::{State, StateSize};
 use crate::wrapped::{merged_variables, regularization_loss};
 use couplet_modules::{Error, Mode, Module, Result, Scope, TorchContext, Variable};
@@ -175,7 +175,7 @@ impl<C: RnnCore> DropoutWrapper<C> {
     /// [`Error::InvalidArgument`] if a variational wrapper's state is not
     /// `State::Tuple([core state, masks])`.
     pub fn inner_state<'a>(&self, state: &'a State) -> Result<&'a State> {
-        Ok(self.split(state)?.0)
+        Ok(self.state_parts(state)?.0)
     }
 
     /// A state of this wrapper around a core state `inner` of `batch_size` rows (e.g. an
@@ -242,7 +242,7 @@ impl<C: RnnCore> DropoutWrapper<C> {
     }
 
     /// The core's state and, when variational, the three mask slots.
-    fn split<'a>(&self, state: &'a State) -> Result<(&'a State, Option<&'a [State]>)> {
+    fn state_parts<'a>(&self, state: &'a State) -> Result<(&'a State, Option<&'a [State]>)> {
         if !self.config.variational {
             return Ok((state, None));
         }
@@ -358,7 +358,7 @@ impl<C: RnnCore> RnnCore for DropoutWrapper<C> {
     /// (`"dropout_wrapper: input must be [4, 3] (the shape of its variational mask), got [4, 5]"`);
     /// the core's errors.
     fn step(&self, input: &Tensor, state: &State, mode: Mode) -> Result<(Tensor, State)> {
-        let (inner, masks) = self.split(state)?;
+        let (inner, masks) = self.state_parts(state)?;
         let keep = self.config.input_keep_prob;
         let x = if mode.is_training() && keep < 1.0 {
             self.drop("input", input, keep, self.mask_leaf(masks, 0)?)?
@@ -397,6 +397,16 @@ impl<C: RnnCore> RnnCore for DropoutWrapper<C> {
         self.core.project_inputs(inputs)
     }
 
+    /// In [`Mode::Eval`] (the identity), or in [`Mode::Train`] without state dropout
+    /// (`state_keep_prob == 1`): [`Split::Around`], the core between input and output dropout
+    /// of the whole sequences, so unrolls run the core on its own route (e.g. fused). Fresh
+    /// masks are then drawn once per sequence (`[B, T, ..]`, the same distribution as one per
+    /// step); variational masks come from the state as in [`RnnCore::step`], with the same
+    /// numbers. `None` with state dropout in training (the masks enter the recurrence).
+    fn split(&self, mode: Mode) -> Option<Split<'_>> {
+        (!mode.is_training() || self.config.state_keep_prob == 1.0).then_some(Split::Around(self))
+    }
+
     /// The core's `step_projected`, then state and output dropout.
     ///
     /// # Errors
@@ -405,9 +415,74 @@ impl<C: RnnCore> RnnCore for DropoutWrapper<C> {
         if self.config.input_keep_prob < 1.0 {
             return Err(Error::config(self.name(), "input dropout has no input projection; call step"));
         }
-        let (inner, masks) = self.split(state)?;
+        let (inner, masks) = self.state_parts(state)?;
         let result = self.core.step_projected(projected, inner, mode)?;
         self.finish(result, masks, mode)
+    }
+}
+
+impl<C: RnnCore> SequenceMaps for DropoutWrapper<C> {
+    fn inner(&self) -> &dyn RnnCore {
+        &self.core
+    }
+
+    fn inner_state(&self, state: &State) -> Result<State> {
+        Ok(self.state_parts(state)?.0.clone())
+    }
+
+    /// Input dropout of every step at once (see [`RnnCore::split`]).
+    fn map_inputs(&self, inputs: &Tensor, time_major: bool, initial: &State, mode: Mode) -> Result<Tensor> {
+        let keep = self.config.input_keep_prob;
+        self.drop_sequence("input", inputs, keep, 0, time_major, initial, mode)
+    }
+
+    /// Output dropout of every step at once (see [`RnnCore::split`]).
+    fn map_outputs(&self, outputs: &Tensor, time_major: bool, initial: &State, mode: Mode) -> Result<Tensor> {
+        let keep = self.config.output_keep_prob;
+        self.drop_sequence("output", outputs, keep, 2, time_major, initial, mode)
+    }
+
+    fn outer_state(&self, inner_final: State, initial: &State) -> Result<State> {
+        Ok(match self.state_parts(initial)?.1 {
+            Some(masks) => State::Tuple(vec![inner_final, State::Tuple(masks.to_vec())]),
+            None => inner_final,
+        })
+    }
+}
+
+impl<C: RnnCore> DropoutWrapper<C> {
+    /// Dropout of a whole sequence `x [B, T, n]` (`[T, B, n]` if `time_major`) in training
+    /// with `keep < 1`: the variational mask of `slot` in `initial`'s masks (`[B, n]`, the
+    /// same at every step), or a fresh mask per element.
+    #[allow(clippy::too_many_arguments)]
+    fn drop_sequence(
+        &self,
+        what: &str,
+        x: &Tensor,
+        keep: f64,
+        slot: usize,
+        time_major: bool,
+        initial: &State,
+        mode: Mode,
+    ) -> Result<Tensor> {
+        if !mode.is_training() || keep == 1.0 {
+            return Ok(x.shallow_clone());
+        }
+        let name = self.name();
+        let size = x.size();
+        let mask = match self.mask_leaf(self.state_parts(initial)?.1, slot)? {
+            Some(m) => {
+                let (batch, n) = (size[usize::from(time_major)], size[2]);
+                if m.size() != [batch, n] {
+                    let expected =
+                        format!("{:?} at every step (the shape of its variational mask)", m.size());
+                    return Err(Error::shape(name, what, expected, vec![batch, n]));
+                }
+                m.f_unsqueeze(i64::from(!time_major)).ctx(name)?
+            }
+            None => x.f_empty_like().ctx(name)?.f_bernoulli_float_(keep).ctx(name)?,
+        };
+        x.f_div_scalar(keep).ctx(name)?.f_mul(&mask).ctx(name)
     }
 }
 

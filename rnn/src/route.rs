@@ -5,6 +5,12 @@
 //! - [`Route::Loop`] steps the core one time step at a time (any core: wrappers, peepholes,
 //!   layer norm, zoneout, …), with the input projection of every step in one matrix product
 //!   and the batch shrinking as rows end.
+//! - [`Route::Split`] runs a core that [`RnnCore::split`]s into parts one part at a time
+//!   over the whole sequence, each part on its own automatic route: a stack layer by layer
+//!   (so a plain layer runs fused and every layer projects all its inputs in one product
+//!   even when another layer is a wrapper), a dropout wrapper without state dropout as its
+//!   inner core between dropouts of the whole input and output sequences (in evaluation,
+//!   any dropout wrapper: there it is the identity).
 //! - [`Route::Fused`] runs libtorch's fused recurrent kernels (oneDNN's LSTM on CPU, cuDNN
 //!   on GPU) for *plain* cores, those whose [`RnnCore::torch_layers`] describes them as
 //!   PyTorch layers. Each layer runs once over the whole sequence when every row runs every
@@ -13,20 +19,23 @@
 //!   running, carrying the state across segments: ended rows cost nothing and final states
 //!   are exact.
 //!
-//! Both routes compute the same function (to float rounding), with the same gradients.
+//! Every route computes the same function (to float rounding), with the same gradients; with
+//! dropout the masks are drawn per sequence instead of per step, from the same distribution
+//! (variational masks, carried in the state, give the same numbers on every route).
 //!
 //! # Choice
 //! The fused route is taken for plain cores whose weights, inputs and initial state share
 //! one floating kind and device, where it is faster: `f32` on the CPU, stacks of LSTM
 //! layers without a projection (oneDNN; measured), and every plain core on CUDA (cuDNN);
-//! see [`unroll_route`] for the measurements.
+//! see [`unroll_route`] for the measurements. Otherwise a core that splits takes
+//! [`Route::Split`], and any other core the step loop.
 
-use crate::core::RnnCore;
+use crate::core::{RnnCore, Split};
 use crate::plan::Plan;
 use crate::state::State;
 use crate::torch_cell::{TorchCellKind, TorchCellWeights};
 use crate::unroll::{validate, UnrollOptions};
-use couplet_modules::{Error, Result};
+use couplet_modules::{Error, Mode, Result};
 use tch::{Device, Kind, Tensor};
 
 /// How [`dynamic_rnn`](crate::dynamic_rnn) computes an unroll (see the
@@ -38,6 +47,9 @@ pub enum Route {
     Loop,
     /// libtorch's fused recurrent kernels over runs of steps (plain cores only).
     Fused,
+    /// The core's parts one after another over the whole sequence, each on its own
+    /// automatic route (cores with an [`RnnCore::split`] only).
+    Split,
 }
 
 /// The route [`dynamic_rnn`](crate::dynamic_rnn) takes for `core`, `inputs` and `options`
@@ -47,7 +59,8 @@ pub enum Route {
 /// Automatic choice: [`Route::Fused`] on the CPU for plain cores (see
 /// [`RnnCore::torch_layers`]) that are stacks of LSTM layers without a projection, whose
 /// weights, inputs and initial state are all `f32`, and on CUDA for every plain core whose
-/// tensors share one floating kind; [`Route::Loop`] otherwise.
+/// tensors share one floating kind; otherwise [`Route::Split`] for cores that split in the
+/// unroll's mode (see [`RnnCore::split`]), and [`Route::Loop`] for the rest.
 /// Measured on the CPU (1 libtorch thread, a loaded 2-core machine, medians of 7 in one
 /// run of `rnn/examples/route_timing.rs`), `B = 32, T = 100, I = 64, H = 256`,
 /// milliseconds; "variable" = lengths uniform in `[T/2, T]` (27 segments), "1..=T" = 100
@@ -85,7 +98,7 @@ pub enum Route {
 /// # Errors
 /// As [`dynamic_rnn`](crate::dynamic_rnn) for bad inputs, lengths or initial state;
 /// [`Error::Config`] naming `dynamic_rnn` if [`Route::Fused`] is forced for a core or
-/// tensors it cannot take.
+/// tensors it cannot take, or [`Route::Split`] for a core that does not split in the mode.
 pub fn unroll_route<C: RnnCore + ?Sized>(
     core: &C,
     inputs: &Tensor,
@@ -93,26 +106,49 @@ pub fn unroll_route<C: RnnCore + ?Sized>(
 ) -> Result<Route> {
     const FUNC: &str = "dynamic_rnn";
     let (initial, plan) = validate(FUNC, core, inputs, options)?;
-    Ok(match select(FUNC, core, inputs, &initial, &plan, options)? {
-        Some(_) => Route::Fused,
-        None => Route::Loop,
+    Ok(match select(FUNC, core, inputs, &initial, &plan, options.mode, options.route)? {
+        Choice::Fused(_) => Route::Fused,
+        Choice::Split(_) => Route::Split,
+        Choice::Loop => Route::Loop,
     })
 }
 
-/// The layers to run fused, or `None` for the loop: the one place routes are chosen.
-pub(crate) fn select<C: RnnCore + ?Sized>(
+/// What an unroll runs: the chosen [`Route`] and what it needs.
+pub(crate) enum Choice<'a> {
+    /// The step loop.
+    Loop,
+    /// The fused kernels over these layers, bottom first.
+    Fused(Vec<TorchCellWeights>),
+    /// The core's parts.
+    Split(Split<'a>),
+}
+
+/// The route for `core` (`forced`, or the automatic choice): the one place routes are chosen.
+pub(crate) fn select<'a, C: RnnCore + ?Sized>(
     func: &str,
-    core: &C,
+    core: &'a C,
     inputs: &Tensor,
     initial: &State,
     plan: &Plan,
-    options: &UnrollOptions,
-) -> Result<Option<Vec<TorchCellWeights>>> {
-    if options.route == Some(Route::Loop) || plan.steps() == 0 {
-        return Ok(None);
+    mode: Mode,
+    forced: Option<Route>,
+) -> Result<Choice<'a>> {
+    if forced == Some(Route::Loop) || plan.steps() == 0 {
+        return Ok(Choice::Loop);
+    }
+    if forced == Some(Route::Split) {
+        return core.split(mode).map(Choice::Split).ok_or_else(|| {
+            Error::config(
+                func,
+                format!(
+                    "Route::Split needs a core that splits in {mode:?} mode (RnnCore::split); {} does not",
+                    core.name()
+                ),
+            )
+        });
     }
     let layers = core.torch_layers(inputs.size()[2])?.filter(|l| fits(l, inputs, initial));
-    match (options.route, layers) {
+    match (forced, layers) {
         (Some(Route::Fused), None) => Err(Error::config(
             func,
             format!(
@@ -121,8 +157,9 @@ pub(crate) fn select<C: RnnCore + ?Sized>(
                 core.name()
             ),
         )),
-        (Some(Route::Fused), layers) => Ok(layers),
-        (_, layers) => Ok(layers.filter(|l| faster(l, inputs))),
+        (Some(Route::Fused), Some(layers)) => Ok(Choice::Fused(layers)),
+        (_, Some(layers)) if faster(&layers, inputs) => Ok(Choice::Fused(layers)),
+        _ => Ok(core.split(mode).map_or(Choice::Loop, Choice::Split)),
     }
 }
 

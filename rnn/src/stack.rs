@@ -1,7 +1,7 @@
 //! `StackedRnn`: cores stacked bottom-to-top (TF `MultiRNNCell`, Sonnet `DeepRNN`), and
 //! conversions of a stack's final state to and from PyTorch's `[num_layers * D, B, H]` layout.
 
-use crate::core::RnnCore;
+use crate::core::{RnnCore, Split};
 use crate::state::{State, StateSize};
 use crate::torch_cell::TorchCellWeights;
 use crate::wrapped::{merged_variables, regularization_loss};
@@ -234,6 +234,15 @@ impl RnnCore for StackedRnn {
             size = core.output_size();
         }
         Ok(Some(layers))
+    }
+
+    /// The layers (bottom first) without skip connections, in any mode: unrolls run them
+    /// layer by layer, each on its own route; `None` with skip connections.
+    fn split(&self, _mode: Mode) -> Option<Split<'_>> {
+        if self.config.skip_connections {
+            return None;
+        }
+        Some(Split::Layers(self.cores.iter().map(|c| &**c as &dyn RnnCore).collect()))
     }
 
     /// The bottom layer's `step_projected`, then the upper layers' `step`.

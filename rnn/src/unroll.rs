@@ -31,6 +31,9 @@
 //! [`Route::Fused`], libtorch's fused kernels run once per layer over each segment of steps
 //! with the same running rows; [`dynamic_rnn`] takes whichever the measurements in
 //! [`unroll_route`](crate::unroll_route) found faster, and both compute the same function.
+//! Cores that [`split`](RnnCore::split) (stacks, dropout wrappers without state dropout)
+//! take [`Route::Split`] otherwise: their parts are unrolled one after another over the
+//! whole sequence, each on its own route, so a plain layer inside runs fused.
 //!
 //! Cores are stepped on fewer rows as rows end, so a core must keep every per-row tensor in
 //! its [`State`] (whose leaves are all batch-major), not in the core itself.
@@ -41,11 +44,11 @@
 //! Truncated backpropagation through time: feed a chunk's final state as the next chunk's
 //! initial state after [`State::detach`].
 
-use crate::core::RnnCore;
+use crate::core::{RnnCore, Split};
 use crate::fused;
 use crate::lengths::Lengths;
 use crate::plan::Plan;
-use crate::route::{select, Route};
+use crate::route::{select, Choice, Route};
 use crate::state::{State, StateSize};
 use couplet_modules::{check_rank, Error, Mode, Result, TorchContext};
 use tch::Tensor;
@@ -105,7 +108,7 @@ impl<'a> UnrollOptions<'a> {
     }
 
     /// Forces `route` instead of the automatic choice (both compute the same function;
-    /// [`Route::Fused`] fails for cores it cannot take).
+    /// [`Route::Fused`] and [`Route::Split`] fail for cores they cannot take).
     pub fn with_route(mut self, route: Route) -> Self {
         self.route = Some(route);
         self
@@ -130,8 +133,8 @@ const FUNC: &str = "dynamic_rnn";
 /// [`Error::Shape`] naming `dynamic_rnn` if `inputs` is not rank 3, the lengths are not
 /// `[B]` integers, or an initial-state leaf is not `[B, n]`; [`Error::InvalidArgument`] for
 /// a length outside `0..=T` (naming the row and value) or an initial state of another
-/// structure than the core's; [`Error::Config`] if [`Route::Fused`] is forced for a core
-/// that cannot take it; any error of the core's step (naming the core).
+/// structure than the core's; [`Error::Config`] if [`Route::Fused`] or [`Route::Split`] is
+/// forced for a core that cannot take it; any error of the core's step (naming the core).
 pub fn dynamic_rnn<C: RnnCore + ?Sized>(
     core: &C,
     inputs: &Tensor,
@@ -148,9 +151,67 @@ pub(crate) fn unroll<C: RnnCore + ?Sized>(
     options: &UnrollOptions,
 ) -> Result<(Tensor, State)> {
     let (initial, plan) = validate(func, core, inputs, options)?;
-    match select(func, core, inputs, &initial, &plan, options)? {
-        Some(layers) => fused::run(func, &layers, inputs, initial, &plan, options),
-        None => run(func, core, inputs, initial, &plan, options),
+    run_route(func, core, inputs, initial, &plan, options, options.route)
+}
+
+/// Runs `core` from `initial` on the route `forced`, or the automatic one.
+fn run_route<C: RnnCore + ?Sized>(
+    func: &str,
+    core: &C,
+    inputs: &Tensor,
+    initial: State,
+    plan: &Plan,
+    options: &UnrollOptions,
+    forced: Option<Route>,
+) -> Result<(Tensor, State)> {
+    match select(func, core, inputs, &initial, plan, options.mode, forced)? {
+        Choice::Fused(layers) => fused::run(func, &layers, inputs, initial, plan, options),
+        Choice::Split(split) => run_split(func, split, inputs, initial, plan, options),
+        Choice::Loop => run(func, core, inputs, initial, plan, options),
+    }
+}
+
+/// [`Route::Split`]: the parts one after another over the whole sequence, each on its own
+/// automatic route.
+fn run_split(
+    func: &str,
+    split: Split,
+    inputs: &Tensor,
+    initial: State,
+    plan: &Plan,
+    options: &UnrollOptions,
+) -> Result<(Tensor, State)> {
+    match split {
+        Split::Layers(layers) => {
+            let states = match initial {
+                State::Tuple(states) if states.len() == layers.len() => states,
+                other => {
+                    return Err(Error::invalid(
+                        func,
+                        format!(
+                            "a layered core's state must be a tuple of {} states, got {:?}",
+                            layers.len(),
+                            other.size()
+                        ),
+                    ))
+                }
+            };
+            let mut x = inputs.shallow_clone();
+            let mut finals = Vec::with_capacity(layers.len());
+            for (layer, state) in layers.into_iter().zip(states) {
+                let (y, last) = run_route(func, layer, &x, state, plan, options, None)?;
+                finals.push(last);
+                x = y;
+            }
+            Ok((x, State::Tuple(finals)))
+        }
+        Split::Around(maps) => {
+            let (time_major, mode) = (options.time_major, options.mode);
+            let inner_initial = maps.inner_state(&initial)?;
+            let x = maps.map_inputs(inputs, time_major, &initial, mode)?;
+            let (y, last) = run_route(func, maps.inner(), &x, inner_initial, plan, options, None)?;
+            Ok((maps.map_outputs(&y, time_major, &initial, mode)?, maps.outer_state(last, &initial)?))
+        }
     }
 }
 
