@@ -129,6 +129,10 @@ const FUNC: &str = "dynamic_rnn";
 /// plain cores run libtorch's fused kernels where that is faster (see
 /// [`unroll_route`](crate::unroll_route); `options.route` forces a route).
 ///
+/// The outputs may be a non-contiguous view (batch-major outputs of the fused kernels are a
+/// transposed view of their time-major result, as with PyTorch's `nn.LSTM(batch_first =
+/// True)`): use `reshape`, or `contiguous` before `view`.
+///
 /// # Errors
 /// [`Error::Shape`] naming `dynamic_rnn` if `inputs` is not rank 3, the lengths are not
 /// `[B]` integers, or an initial-state leaf is not `[B, n]`; [`Error::InvalidArgument`] for
