@@ -200,17 +200,16 @@ impl Gru {
         self.vars.get().map(TorchWeights::input_size)
     }
 
-    /// `x W_ihᵀ + b_ih` plus the parts of `b_hh` outside the reset gate's reach: `b_hr`,
-    /// `b_hz` (and `b_hn` too with `reset_after = false`).
+    /// `x W_ihᵀ + b_ih`, plus `b_hh` with `reset_after = false` (where it is additive); with
+    /// `reset_after` the step adds `b_hh` inside its recurrent product, as PyTorch does.
     fn project(&self, inputs: &Tensor, input_size: i64) -> Result<Tensor> {
         let module = self.scope.path();
         let v = self.build(input_size)?;
-        let h = self.hidden_size();
         let reset_after = self.config.reset_after;
+        // With reset after, `b_hh` goes into the step's recurrent product (PyTorch's form).
         let bias = |(b_ih, b_hh): &(Tensor, Tensor)| -> Result<Tensor, TchError> {
             if reset_after {
-                let rz = b_ih.f_narrow(0, 0, 2 * h)?.f_add(&b_hh.f_narrow(0, 0, 2 * h)?)?;
-                Tensor::f_cat(&[rz, b_ih.f_narrow(0, 2 * h, h)?], 0)
+                Ok(b_ih.shallow_clone())
             } else {
                 b_ih.f_add(b_hh)
             }
@@ -291,8 +290,8 @@ impl RnnCore for Gru {
         }
     }
 
-    /// `inputs [.., I]` → `W_ih x + b_ih + (b_hr, b_hz, 0)` `[.., 3H]` (`+ b_hh` whole with
-    /// `reset_after = false`, where `b_hn` is additive too).
+    /// `inputs [.., I]` → `W_ih x + b_ih` `[.., 3H]` (`+ b_hh` with `reset_after = false`,
+    /// where `b_hn` is additive too; with `reset_after` the step adds `b_hh` to `W_hh h`).
     fn project_inputs(&self, inputs: &Tensor) -> Result<Option<Tensor>> {
         let i = check_many_inputs(&self.scope, inputs, self.input_size())?;
         self.project(inputs, i).map(Some)
@@ -316,18 +315,20 @@ impl RnnCore for Gru {
         let h_prev = tensor_state(&self.scope, state, batch, h)?;
         let reset_after = self.config.reset_after;
         let compute = || -> Result<Tensor, TchError> {
-            let p = projected.f_chunk(3, 1)?;
-            let (rz, n) = if reset_after {
-                let gh = h_prev.f_matmul(&v.weight_hh.f_tr()?)?.f_chunk(3, 1)?;
-                let r = p[0].f_add(&gh[0])?.f_sigmoid()?;
-                let z = p[1].f_add(&gh[1])?.f_sigmoid()?;
-                let gh_n = match &v.bias {
-                    Some((_, b_hh)) => gh[2].f_add(&b_hh.f_narrow(0, 2 * h, h)?)?,
-                    None => gh[2].shallow_clone(),
+            let (z, n) = if reset_after {
+                // gh = h W_hh^T + b_hh; [r, z] = σ(p_rz + gh_rz); n = tanh(p_n + r ⊙ gh_n).
+                let w = v.weight_hh.f_tr()?;
+                let gh = match &v.bias {
+                    Some((_, b_hh)) => b_hh.f_addmm(h_prev, &w)?,
+                    None => h_prev.f_matmul(&w)?,
                 };
-                let n = p[2].f_add(&r.f_mul(&gh_n)?)?.f_tanh()?;
+                let rz = projected.f_narrow(1, 0, 2 * h)?.f_add(&gh.f_narrow(1, 0, 2 * h)?)?.f_sigmoid()?;
+                let (r, z) = (rz.f_narrow(1, 0, h)?, rz.f_narrow(1, h, h)?);
+                let n =
+                    projected.f_narrow(1, 2 * h, h)?.f_addcmul(&r, &gh.f_narrow(1, 2 * h, h)?)?.f_tanh()?;
                 (z, n)
             } else {
+                let p = projected.f_chunk(3, 1)?;
                 let w_rz = v.weight_hh.f_narrow(0, 0, 2 * h)?;
                 let w_n = v.weight_hh.f_narrow(0, 2 * h, h)?;
                 let gh = h_prev.f_matmul(&w_rz.f_tr()?)?.f_chunk(2, 1)?;
@@ -336,8 +337,8 @@ impl RnnCore for Gru {
                 let n = p[2].f_add(&r.f_mul(h_prev)?.f_matmul(&w_n.f_tr()?)?)?.f_tanh()?;
                 (z, n)
             };
-            // h' = (1 − z) ⊙ n + z ⊙ h = n + z ⊙ (h − n)
-            n.f_add(&rz.f_mul(&h_prev.f_sub(&n)?)?)
+            // h' = (1 − z) ⊙ n + z ⊙ h = lerp(n, h, z)
+            n.f_lerp_tensor(h_prev, &z)
         };
         let h_new = compute().ctx(module)?;
         Ok((h_new.shallow_clone(), State::Tensor(h_new)))
