@@ -322,11 +322,12 @@ impl RnnCore for Gru {
                     Some((_, b_hh)) => b_hh.f_addmm(h_prev, &w)?,
                     None => h_prev.f_matmul(&w)?,
                 };
-                let rz = projected.f_narrow(1, 0, 2 * h)?.f_add(&gh.f_narrow(1, 0, 2 * h)?)?.f_sigmoid()?;
-                let (r, z) = (rz.f_narrow(1, 0, h)?, rz.f_narrow(1, h, h)?);
-                let n =
-                    projected.f_narrow(1, 2 * h, h)?.f_addcmul(&r, &gh.f_narrow(1, 2 * h, h)?)?.f_tanh()?;
-                (z, n)
+                // One split per tensor (a dispatch each) rather than a narrow per piece.
+                let p = projected.f_split_with_sizes([2 * h, h], 1)?;
+                let gh = gh.f_split_with_sizes([2 * h, h], 1)?;
+                let rz = p[0].f_add(&gh[0])?.f_sigmoid()?.f_chunk(2, 1)?;
+                let n = p[1].f_addcmul(&rz[0], &gh[1])?.f_tanh()?;
+                (rz[1].shallow_clone(), n)
             } else {
                 let p = projected.f_chunk(3, 1)?;
                 let w_rz = v.weight_hh.f_narrow(0, 0, 2 * h)?;

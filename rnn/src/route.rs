@@ -57,10 +57,12 @@ pub enum Route {
 /// call it to see the choice; [`UnrollOptions::with_route`] overrides it.
 ///
 /// Automatic choice: [`Route::Fused`] on the CPU for plain cores (see
-/// [`RnnCore::torch_layers`]) that are stacks of LSTM layers without a projection, whose
-/// weights, inputs and initial state are all `f32`, and on CUDA for every plain core whose
-/// tensors share one floating kind; otherwise [`Route::Split`] for cores that split in the
-/// unroll's mode (see [`RnnCore::split`]), and [`Route::Loop`] for the rest.
+/// [`RnnCore::torch_layers`]) whose weights, inputs and initial state are all `f32` and that
+/// are stacks of LSTM layers without a projection, or, in inference (no tensor needs a
+/// gradient, or under `tch::no_grad`) at fixed lengths, stacks of GRU and LSTM layers; on
+/// CUDA for every plain core whose tensors share one floating kind; otherwise
+/// [`Route::Split`] for cores that split in the unroll's mode (see [`RnnCore::split`]), and
+/// [`Route::Loop`] for the rest.
 /// Measured on the CPU (1 libtorch thread, a loaded 2-core machine, medians of 7 in one
 /// run of `rnn/examples/route_timing.rs`), `B = 32, T = 100, I = 64, H = 256`,
 /// milliseconds; "variable" = lengths uniform in `[T/2, T]` (27 segments), "1..=T" = 100
@@ -88,7 +90,11 @@ pub enum Route {
 /// oneDNN's LSTM wins in every case, even with one-step segments (so there is no
 /// crossover to a loop for short segments). LSTMs with a projection (which oneDNN cannot
 /// take: libtorch runs its generic kernel and warns once), GRUs and vanilla RNNs run
-/// libtorch's step loops, which are no faster than ours forward and slower backward.
+/// libtorch's step loops, which are slower than ours backward. Forward at fixed lengths
+/// libtorch's GRU and projected-LSTM loops were ahead in later runs (2 threads, medians of 5,
+/// inference): GRU 14.5–18.0 ms against couplet's loop 15.8–18.8 ms over four runs, LSTM
+/// P=128 21.5 against 23.6 ms; so inference at fixed lengths takes them, and training keeps
+/// couplet's loop.
 /// On CUDA every plain core takes the fused route: cuDNN's recurrent kernels are the
 /// standard fast path there (one launch per layer and segment instead of several per step).
 /// That choice was not measured here (no GPU on the development machines); libtorch's cuDNN
@@ -158,23 +164,46 @@ pub(crate) fn select<'a, C: RnnCore + ?Sized>(
             ),
         )),
         (Some(Route::Fused), Some(layers)) => Ok(Choice::Fused(layers)),
-        (_, Some(layers)) if faster(&layers, inputs) => Ok(Choice::Fused(layers)),
+        (_, Some(layers)) if faster(&layers, inputs, initial, plan) => Ok(Choice::Fused(layers)),
         _ => Ok(core.split(mode).map_or(Choice::Loop, Choice::Split)),
     }
 }
 
 /// Whether the fused route is the faster one for `layers` and `inputs` (see
 /// [`unroll_route`]): on the CPU (measured), `f32` LSTM layers without a projection
-/// (oneDNN); on CUDA, every plain core (cuDNN's kernels; not measured here, no GPU).
-fn faster(layers: &[TorchCellWeights], inputs: &Tensor) -> bool {
+/// (oneDNN), and in inference at fixed lengths also GRU layers and LSTM layers with a
+/// projection (libtorch's C++ step loop, which is ahead of couplet's forward but behind its
+/// backward); on CUDA, every plain core (cuDNN's kernels; not measured here, no GPU).
+fn faster(layers: &[TorchCellWeights], inputs: &Tensor, initial: &State, plan: &Plan) -> bool {
     match inputs.device() {
-        Device::Cpu => {
-            inputs.kind() == Kind::Float
-                && layers.iter().all(|l| l.kind == TorchCellKind::Lstm && l.weight_hr.is_none())
+        Device::Cpu if inputs.kind() == Kind::Float => {
+            let onednn = |l: &TorchCellWeights| l.kind == TorchCellKind::Lstm && l.weight_hr.is_none();
+            let inference_loop =
+                |l: &TorchCellWeights| matches!(l.kind, TorchCellKind::Lstm | TorchCellKind::Gru);
+            layers.iter().all(onednn)
+                || (plan.is_full()
+                    && !needs_grad(layers, inputs, initial)
+                    && layers.iter().all(inference_loop))
         }
         Device::Cuda(_) => true,
         _ => false,
     }
+}
+
+/// Whether an unroll of `layers` over `inputs` from `initial` records a gradient: autograd is
+/// on for this thread (not under `tch::no_grad`) and some tensor requires one.
+fn needs_grad(layers: &[TorchCellWeights], inputs: &Tensor, initial: &State) -> bool {
+    let any = inputs.requires_grad()
+        || initial.leaves().iter().any(|t| t.requires_grad())
+        || layers.iter().any(|l| l.params().iter().any(|t| t.requires_grad()));
+    any && grad_mode_enabled()
+}
+
+/// Whether autograd records operations on this thread: a product with a tensor that requires a
+/// gradient requires one only then (tch does not expose the grad mode itself).
+fn grad_mode_enabled() -> bool {
+    let probe = Tensor::ones([], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    probe.f_mul_scalar(1.0).map_or(true, |t| t.requires_grad())
 }
 
 /// Whether the fused kernels can take `layers` with `inputs` and `initial` as they are.

@@ -368,10 +368,28 @@ fn automatic_choice_follows_the_measurements() {
         ("gru", gru(), Route::Loop),
         ("rnn", vanilla(Nonlinearity::Tanh), Route::Loop),
     ];
-    for (name, s, want) in expectations {
+    for (name, s, want) in &expectations {
         for options in [UnrollOptions::eval(), UnrollOptions::train().with_lengths(&lengths[..])] {
-            // `Box<dyn RnnCore>` forwards `torch_layers`.
-            assert_eq!(unroll_route(&s.core, &x, &options).unwrap(), want, "{name}");
+            // `Box<dyn RnnCore>` forwards `torch_layers`. The variables require gradients.
+            assert_eq!(unroll_route(&s.core, &x, &options).unwrap(), *want, "{name}");
         }
     }
+    // Inference (under `no_grad`, or with no tensor requiring a gradient) at fixed lengths:
+    // libtorch's GRU and projected-LSTM loops; with lengths, or vanilla cores, couplet's.
+    let fixed = [Route::Fused, Route::Fused, Route::Fused, Route::Fused, Route::Loop];
+    let varying = [Route::Fused, Route::Fused, Route::Loop, Route::Loop, Route::Loop];
+    for (((name, s, _), fixed), varying) in expectations.iter().zip(fixed).zip(varying) {
+        let route = |options: &UnrollOptions| tch::no_grad(|| unroll_route(&s.core, &x, options).unwrap());
+        assert_eq!(route(&UnrollOptions::eval()), fixed, "{name}");
+        assert_eq!(route(&UnrollOptions::eval().with_lengths(&lengths[..])), varying, "{name}");
+    }
+    // Outside `no_grad`: inference when nothing requires a gradient.
+    let frozen = gru();
+    assert_eq!(unroll_route(&frozen.core, &x, &UnrollOptions::eval()).unwrap(), Route::Loop);
+    for v in frozen.store.variables() {
+        let _ = v.tensor().shallow_clone().set_requires_grad(false);
+    }
+    assert_eq!(unroll_route(&frozen.core, &x, &UnrollOptions::eval()).unwrap(), Route::Fused);
+    let x_grad = x.detach().set_requires_grad(true);
+    assert_eq!(unroll_route(&frozen.core, &x_grad, &UnrollOptions::eval()).unwrap(), Route::Loop);
 }
