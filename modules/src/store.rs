@@ -105,7 +105,7 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// An empty store whose variables live on `device` as `f32`.
     pub fn new(device: Device) -> Self {
-        Self::with_kind(device, Kind::Float)
+        Self::on(device, Kind::Float)
     }
 
     /// An empty store on the CPU, as `f32`.
@@ -115,7 +115,20 @@ impl Store {
 
     /// An empty store whose variables live on `device` with floating-point `kind`
     /// (`Float`, `Double`, `Half` or `BFloat16`).
-    pub fn with_kind(device: Device, kind: Kind) -> Self {
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming `store` for any other kind (variables are trained by gradients).
+    pub fn with_kind(device: Device, kind: Kind) -> Result<Self> {
+        if !matches!(kind, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16) {
+            return Err(Error::config(
+                "store",
+                format!("kind must be Float, Double, Half or BFloat16, got {kind:?}"),
+            ));
+        }
+        Ok(Self::on(device, kind))
+    }
+
+    fn on(device: Device, kind: Kind) -> Self {
         let mut var_store = VarStore::new(device);
         var_store.set_kind(kind);
         Store { inner: Arc::new(Inner { var_store, registry: Mutex::new(Registry::default()) }) }
@@ -420,9 +433,15 @@ mod tests {
 
     #[test]
     fn store_kind_and_device_apply_to_variables() {
-        let store = Store::with_kind(Device::Cpu, Kind::Double);
+        let store = Store::with_kind(Device::Cpu, Kind::Double).unwrap();
         let w = store.root().child("m").unwrap().var("w", &[2, 2]).init(Initializer::Ones).create().unwrap();
         assert_eq!(w.kind(), Kind::Double);
         assert_eq!(w.device(), Device::Cpu);
+        for kind in [Kind::Int64, Kind::Bool, Kind::ComplexFloat] {
+            let e = Store::with_kind(Device::Cpu, kind).unwrap_err();
+            assert!(matches!(e, Error::Config { .. }), "{e}");
+            let expected = format!("kind must be Float, Double, Half or BFloat16, got {kind:?}");
+            assert!(e.to_string().starts_with("store: ") && e.to_string().ends_with(&expected), "{e}");
+        }
     }
 }

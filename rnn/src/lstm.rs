@@ -588,7 +588,7 @@ mod tests {
     #[test]
     fn a_cell_clip_beyond_the_store_kind_is_a_config_error() {
         // At the first step, clamping a Half c by 1e10 used to panic inside tch's f_clamp.
-        let half = Store::with_kind(Device::Cpu, Kind::Half);
+        let half = Store::with_kind(Device::Cpu, Kind::Half).unwrap();
         let e = Lstm::new(&half.root(), LstmConfig::new(2).with_cell_clip(1e10)).unwrap_err();
         assert_eq!(e.to_string(), "lstm: bad configuration: cell_clip 1e10 overflows the store's kind Half");
         assert!(Lstm::new(&half.root(), LstmConfig::new(2).with_cell_clip(100.0)).is_ok());

@@ -229,7 +229,7 @@ fn prefix_map_restores_a_module_saved_under_another_scope() {
 fn kinds_are_converted_to_the_variables() {
     let dir = TestDir::new("ckpt_kind");
     let path = dir.join("a.safetensors");
-    let src = Store::with_kind(Device::Cpu, Kind::Double);
+    let src = Store::with_kind(Device::Cpu, Kind::Double).unwrap();
     let mut w = src.root().child("m").unwrap().var("w", &[3]).create().unwrap();
     tch::no_grad(|| w.copy_(&Tensor::from_slice(&[0.1f64, -2.5, 1e-3])));
     save(&src, &path).unwrap();

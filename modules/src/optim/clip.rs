@@ -101,7 +101,7 @@ mod tests {
     #[test]
     fn clip_values_beyond_the_kind_leave_half_gradients_alone() {
         // A bound that overflows Half used to panic inside tch's f_clamp_.
-        let store = Store::with_kind(tch::Device::Cpu, tch::Kind::Half);
+        let store = Store::with_kind(tch::Device::Cpu, tch::Kind::Half).unwrap();
         let v =
             store.root().child("m").unwrap().var("a", &[2]).init(crate::Initializer::Ones).create().unwrap();
         (&v * 3.0).sum(tch::Kind::Float).backward();
