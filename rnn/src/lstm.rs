@@ -529,12 +529,11 @@ impl RnnCore for Lstm {
             if let Some(ln) = &v.layer_norm {
                 let gamma = Tensor::f_cat(&ln.gammas[..4], 0)?;
                 let beta = Tensor::f_cat(&ln.betas[..4], 0)?;
-                gates = gates
+                let normed = gates
                     .f_view([batch, 4, h])?
                     .f_layer_norm([h], None::<Tensor>, None::<Tensor>, eps, true)?
-                    .f_view([batch, 4 * h])?
-                    .f_mul(&gamma)?
-                    .f_add(&beta)?;
+                    .f_view([batch, 4 * h])?;
+                gates = beta.f_addcmul(&normed, &gamma)?;
             }
             // Without peepholes one sigmoid covers i, f and o (fewer ops per step).
             let chunks = gates.f_chunk(4, 1)?;
