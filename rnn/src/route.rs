@@ -26,8 +26,9 @@
 //! # Choice
 //! The fused route is taken for plain cores whose weights, inputs and initial state share
 //! one floating kind and device, where it is faster: `f32` on the CPU, stacks of LSTM
-//! layers without a projection (oneDNN; measured), and every plain core on CUDA (cuDNN);
-//! see [`unroll_route`] for the measurements. Otherwise a core that splits takes
+//! layers without a projection (oneDNN; measured), and in inference at fixed lengths also
+//! GRU and projected-LSTM stacks (libtorch's C++ loops; measured); every plain core on CUDA
+//! (cuDNN); see [`unroll_route`] for the measurements. Otherwise a core that splits takes
 //! [`Route::Split`], and any other core the step loop.
 
 use crate::core::{RnnCore, Split};
