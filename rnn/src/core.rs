@@ -72,7 +72,7 @@ pub trait RnnCore: Module {
     /// [`Split::Layers`] for cores whose layers each read only the layer below (a stack),
     /// [`Split::Around`] for wrappers that in `mode` only map each step's input and output
     /// element-wise, independently of the other steps and of the state (a dropout wrapper
-    /// without state dropout).
+    /// without state dropout, a residual wrapper).
     fn split(&self, _mode: Mode) -> Option<Split<'_>> {
         None
     }
@@ -89,9 +89,23 @@ pub enum Split<'a> {
     Around(&'a dyn SequenceMaps),
 }
 
+/// What an unroll tells a [`SequenceMaps`] wrapper about the sequences it maps.
+pub struct SequenceContext<'a> {
+    /// The wrapper's inputs, `[B, T, I]` (`[T, B, I]` when `time_major`).
+    pub inputs: &'a Tensor,
+    /// Whether sequences are `[T, B, ..]` instead of `[B, T, ..]`.
+    pub time_major: bool,
+    /// The wrapper's state before the first step.
+    pub initial: &'a State,
+    /// Training or evaluation.
+    pub mode: Mode,
+    /// `[B, T]` (`[T, B]` when `time_major`) booleans, true at each row's real steps; `None`
+    /// when every row runs every step.
+    pub steps: Option<&'a Tensor>,
+}
+
 /// A wrapper that, in some mode, is its inner core between element-wise maps of the input
-/// and output sequences (see [`Split::Around`]). Sequences are `[B, T, ..]`, or `[T, B, ..]`
-/// when `time_major`; `initial` is the wrapper's state before the first step.
+/// and output sequences (see [`Split::Around`]).
 pub trait SequenceMaps {
     /// The inner core, unrolled on its own route.
     fn inner(&self) -> &dyn RnnCore;
@@ -102,27 +116,28 @@ pub trait SequenceMaps {
     /// [`Error::InvalidArgument`] naming the wrapper if `state` does not have its structure.
     fn inner_state(&self, state: &State) -> Result<State>;
 
-    /// The inner core's inputs from the wrapper's `inputs`: what the wrapper's steps do to
-    /// each step's input, for every step at once.
+    /// The inner core's inputs from the wrapper's (`seq.inputs`): what the wrapper's steps do
+    /// to each step's input, for every step at once.
     ///
     /// # Errors
     /// A typed [`Error`] naming the wrapper for inputs it cannot take.
-    fn map_inputs(&self, inputs: &Tensor, time_major: bool, initial: &State, mode: Mode) -> Result<Tensor>;
+    fn map_inputs(&self, seq: &SequenceContext) -> Result<Tensor>;
 
-    /// The wrapper's outputs from the inner core's: what the wrapper's steps do to each
-    /// step's output, for every step at once. Zero outputs (past a row's length) must stay
-    /// zero.
+    /// The wrapper's outputs from the inner core's `outputs` (shaped like `seq.inputs` but for
+    /// the last dimension): what the wrapper's steps do to each step's output, for every step
+    /// at once. Outputs past a row's length are zero and must stay zero (`seq.steps` marks
+    /// the real steps).
     ///
     /// # Errors
     /// A typed [`Error`] naming the wrapper for outputs it cannot take.
-    fn map_outputs(&self, outputs: &Tensor, time_major: bool, initial: &State, mode: Mode) -> Result<Tensor>;
+    fn map_outputs(&self, outputs: &Tensor, seq: &SequenceContext) -> Result<Tensor>;
 
-    /// The wrapper's final state from the inner core's final state and the wrapper's
-    /// `initial` state.
+    /// The wrapper's final state from the inner core's final state.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] naming the wrapper if `initial` does not have its structure.
-    fn outer_state(&self, inner_final: State, initial: &State) -> Result<State>;
+    /// [`Error::InvalidArgument`] naming the wrapper if `seq.initial` does not have its
+    /// structure.
+    fn outer_state(&self, inner_final: State, seq: &SequenceContext) -> Result<State>;
 }
 
 impl<C: RnnCore + ?Sized> RnnCore for Box<C> {

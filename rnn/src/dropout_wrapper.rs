@@ -1,7 +1,7 @@
 //! `DropoutWrapper`: dropout on a core's input, new state and output (TF `DropoutWrapper`),
 //! with per-row variational masks (Gal & Ghahramani 2016, Keras).
 
-use crate::core::{RnnCore, SequenceMaps, Split};
+use crate::core::{RnnCore, SequenceContext, SequenceMaps, Split};
 use crate::state::{State, StateSize};
 use crate::wrapped::{merged_variables, regularization_loss};
 use couplet_modules::{Error, Mode, Module, Result, Scope, TorchContext, Variable};
@@ -431,19 +431,17 @@ impl<C: RnnCore> SequenceMaps for DropoutWrapper<C> {
     }
 
     /// Input dropout of every step at once (see [`RnnCore::split`]).
-    fn map_inputs(&self, inputs: &Tensor, time_major: bool, initial: &State, mode: Mode) -> Result<Tensor> {
-        let keep = self.config.input_keep_prob;
-        self.drop_sequence("input", inputs, keep, 0, time_major, initial, mode)
+    fn map_inputs(&self, seq: &SequenceContext) -> Result<Tensor> {
+        self.drop_sequence("input", seq.inputs, self.config.input_keep_prob, 0, seq)
     }
 
     /// Output dropout of every step at once (see [`RnnCore::split`]).
-    fn map_outputs(&self, outputs: &Tensor, time_major: bool, initial: &State, mode: Mode) -> Result<Tensor> {
-        let keep = self.config.output_keep_prob;
-        self.drop_sequence("output", outputs, keep, 2, time_major, initial, mode)
+    fn map_outputs(&self, outputs: &Tensor, seq: &SequenceContext) -> Result<Tensor> {
+        self.drop_sequence("output", outputs, self.config.output_keep_prob, 2, seq)
     }
 
-    fn outer_state(&self, inner_final: State, initial: &State) -> Result<State> {
-        Ok(match self.state_parts(initial)?.1 {
+    fn outer_state(&self, inner_final: State, seq: &SequenceContext) -> Result<State> {
+        Ok(match self.state_parts(seq.initial)?.1 {
             Some(masks) => State::Tuple(vec![inner_final, State::Tuple(masks.to_vec())]),
             None => inner_final,
         })
@@ -451,26 +449,24 @@ impl<C: RnnCore> SequenceMaps for DropoutWrapper<C> {
 }
 
 impl<C: RnnCore> DropoutWrapper<C> {
-    /// Dropout of a whole sequence `x [B, T, n]` (`[T, B, n]` if `time_major`) in training
-    /// with `keep < 1`: the variational mask of `slot` in `initial`'s masks (`[B, n]`, the
-    /// same at every step), or a fresh mask per element.
-    #[allow(clippy::too_many_arguments)]
+    /// Dropout of a whole sequence `x [B, T, n]` (`[T, B, n]` if time-major) in training
+    /// with `keep < 1`: the variational mask of `slot` in the initial state's masks (`[B, n]`,
+    /// the same at every step), or a fresh mask per element.
     fn drop_sequence(
         &self,
         what: &str,
         x: &Tensor,
         keep: f64,
         slot: usize,
-        time_major: bool,
-        initial: &State,
-        mode: Mode,
+        seq: &SequenceContext,
     ) -> Result<Tensor> {
-        if !mode.is_training() || keep == 1.0 {
+        if !seq.mode.is_training() || keep == 1.0 {
             return Ok(x.shallow_clone());
         }
+        let time_major = seq.time_major;
         let name = self.name();
         let size = x.size();
-        let mask = match self.mask_leaf(self.state_parts(initial)?.1, slot)? {
+        let mask = match self.mask_leaf(self.state_parts(seq.initial)?.1, slot)? {
             Some(m) => {
                 let (batch, n) = (size[usize::from(time_major)], size[2]);
                 if m.size() != [batch, n] {

@@ -27,7 +27,7 @@ pub mod vanilla;
 mod wrapped;
 pub mod zoneout;
 
-pub use crate::core::{RnnCore, SequenceMaps, Split};
+pub use crate::core::{RnnCore, SequenceContext, SequenceMaps, Split};
 pub use bidirectional::{bidirectional_dynamic_rnn, BiRnnOptions, BiRnnOutput, MergeMode, Merged};
 pub use cell::StateDict;
 pub use dropout_wrapper::{DropoutWrapper, DropoutWrapperConfig};

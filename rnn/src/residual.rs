@@ -1,6 +1,6 @@
 //! `ResidualWrapper`: `output = input + core output` (TF `ResidualWrapper`).
 
-use crate::core::RnnCore;
+use crate::core::{RnnCore, SequenceContext, SequenceMaps, Split};
 use crate::state::{State, StateSize};
 use crate::wrapped::{merged_variables, regularization_loss};
 use couplet_modules::{Error, Mode, Module, Result, Scope, TorchContext, Variable};
@@ -10,6 +10,8 @@ use tch::Tensor;
 /// untouched. The input size must equal the core's output size.
 ///
 /// Has no input projection (the residual needs the raw input): `project_inputs` is `None`.
+/// Unrolls split it ([`RnnCore::split`]): the core runs on its own route (a plain LSTM
+/// fused) and the input sequence is added to its outputs at once.
 /// Variables: the core's (the wrapper has none).
 pub struct ResidualWrapper<C = Box<dyn RnnCore>> {
     scope: Scope,
@@ -99,6 +101,47 @@ impl<C: RnnCore> RnnCore for ResidualWrapper<C> {
     /// The core's initial state.
     fn initial_state(&self, batch_size: i64) -> Result<State> {
         self.core.initial_state(batch_size)
+    }
+
+    /// [`Split::Around`] in any mode: unrolls run the core on its own route (e.g. fused) and
+    /// add the whole input sequence to its outputs, zero past each row's length.
+    fn split(&self, _mode: Mode) -> Option<Split<'_>> {
+        Some(Split::Around(self))
+    }
+}
+
+impl<C: RnnCore> SequenceMaps for ResidualWrapper<C> {
+    fn inner(&self) -> &dyn RnnCore {
+        &self.core
+    }
+
+    fn inner_state(&self, state: &State) -> Result<State> {
+        Ok(state.clone())
+    }
+
+    /// The inputs unchanged, once their size is checked against the core's output size.
+    fn map_inputs(&self, seq: &SequenceContext) -> Result<Tensor> {
+        let (o, size) = (self.core.output_size(), seq.inputs.size());
+        if size.last() != Some(&o) {
+            let expected = format!("[.., {o}] (the core's output size, as output = input + core output)");
+            return Err(Error::shape(self.name(), "inputs", expected, size));
+        }
+        Ok(seq.inputs.shallow_clone())
+    }
+
+    /// `inputs + outputs` at real steps, zero past each row's length (as the step loop, which
+    /// never reads padded inputs, gives; no gradient reaches them).
+    fn map_outputs(&self, outputs: &Tensor, seq: &SequenceContext) -> Result<Tensor> {
+        let name = self.name();
+        let sum = seq.inputs.f_add(outputs).ctx(name)?;
+        match seq.steps {
+            Some(steps) => sum.f_where_scalarother(&steps.f_unsqueeze(-1).ctx(name)?, 0.0).ctx(name),
+            None => Ok(sum),
+        }
+    }
+
+    fn outer_state(&self, inner_final: State, _seq: &SequenceContext) -> Result<State> {
+        Ok(inner_final)
     }
 }
 

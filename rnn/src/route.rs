@@ -10,7 +10,8 @@
 //!   (so a plain layer runs fused and every layer projects all its inputs in one product
 //!   even when another layer is a wrapper), a dropout wrapper without state dropout as its
 //!   inner core between dropouts of the whole input and output sequences (in evaluation,
-//!   any dropout wrapper: there it is the identity).
+//!   any dropout wrapper: there it is the identity), a residual wrapper as its inner core
+//!   plus the whole input sequence.
 //! - [`Route::Fused`] runs libtorch's fused recurrent kernels (oneDNN's LSTM on CPU, cuDNN
 //!   on GPU) for *plain* cores, those whose [`RnnCore::torch_layers`] describes them as
 //!   PyTorch layers. Each layer runs once over the whole sequence when every row runs every

@@ -44,7 +44,7 @@
 //! Truncated backpropagation through time: feed a chunk's final state as the next chunk's
 //! initial state after [`State::detach`].
 
-use crate::core::{RnnCore, Split};
+use crate::core::{RnnCore, SequenceContext, Split};
 use crate::fused;
 use crate::lengths::Lengths;
 use crate::plan::Plan;
@@ -210,11 +210,18 @@ fn run_split(
             Ok((x, State::Tuple(finals)))
         }
         Split::Around(maps) => {
-            let (time_major, mode) = (options.time_major, options.mode);
+            let steps = plan.step_mask(options.time_major, inputs.device(), func)?;
+            let seq = SequenceContext {
+                inputs,
+                time_major: options.time_major,
+                initial: &initial,
+                mode: options.mode,
+                steps: steps.as_ref(),
+            };
             let inner_initial = maps.inner_state(&initial)?;
-            let x = maps.map_inputs(inputs, time_major, &initial, mode)?;
+            let x = maps.map_inputs(&seq)?;
             let (y, last) = run_route(func, maps.inner(), &x, inner_initial, plan, options, None)?;
-            Ok((maps.map_outputs(&y, time_major, &initial, mode)?, maps.outer_state(last, &initial)?))
+            Ok((maps.map_outputs(&y, &seq)?, maps.outer_state(last, &seq)?))
         }
     }
 }

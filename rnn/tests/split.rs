@@ -7,7 +7,8 @@
 use couplet_modules::{Error, Mode, Store};
 use couplet_rnn::{
     bidirectional_dynamic_rnn, dynamic_rnn, unroll_route, BiRnnOptions, DropoutWrapper, DropoutWrapperConfig,
-    Gru, GruConfig, Lstm, LstmConfig, RnnCore, Route, StackedRnn, StackedRnnConfig, State, UnrollOptions,
+    Gru, GruConfig, Lstm, LstmConfig, ResidualWrapper, RnnCore, Route, StackedRnn, StackedRnnConfig, State,
+    UnrollOptions,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -225,4 +226,73 @@ fn bidirectional_unrolls_split_each_direction() {
     for (a, e) in split.bw_state.leaves().into_iter().zip(looped.bw_state.leaves()) {
         assert_close("bw state", a, e);
     }
+}
+
+#[test]
+fn inputs_that_do_not_fit_a_variational_mask_are_typed_errors_on_the_split() {
+    let store = Store::cpu();
+    let wrapped = dropout(&store, lstm(&store, 5), variational(I));
+    let x = Tensor::randn([B, T, I + 2], CPU);
+    let options = UnrollOptions::train();
+    assert_eq!(unroll_route(&*wrapped, &x, &options).unwrap(), Route::Split);
+    let e = dynamic_rnn(&*wrapped, &x, &options).unwrap_err();
+    assert!(matches!(e, Error::Shape { .. }), "{e}");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}: input must be [{B}, {I}] at every step (the shape of its variational mask), got [{B}, {}]",
+            wrapped.name(),
+            I + 2
+        )
+    );
+}
+
+fn residual(store: &Store, core: Box<dyn RnnCore>) -> Box<dyn RnnCore> {
+    Box::new(ResidualWrapper::new(&store.root(), core).unwrap())
+}
+
+#[test]
+fn residual_wrappers_split_and_match_the_loop() {
+    let store = Store::cpu();
+    let wrapped = residual(&store, lstm(&store, I));
+    check_split_matches_loop("residual lstm", &store, &*wrapped, Mode::Train);
+    // GNMT's shape: a plain bottom layer, then residual layers (one with variational dropout).
+    let store = Store::cpu();
+    let layers = vec![
+        lstm(&store, 5),
+        residual(&store, lstm(&store, 5)),
+        residual(&store, dropout(&store, lstm(&store, 5), variational(5))),
+    ];
+    let stacked = stack(&store, layers);
+    check_split_matches_loop("residual stack", &store, &*stacked, Mode::Train);
+}
+
+#[test]
+fn residual_outputs_are_zero_past_each_length_whatever_the_padding_holds() {
+    let store = Store::cpu();
+    let wrapped = residual(&store, lstm(&store, I));
+    let lengths = [2i64, T, 0, 4];
+    let steps = couplet_rnn::sequence_mask(&lengths[..], Some(T)).unwrap();
+    // NaN in every padded position: the step loop never reads them, nor may the split.
+    let x = Tensor::randn([B, T, I], CPU).where_self(&steps.unsqueeze(-1), &Tensor::from(f32::NAN));
+    let x = x.set_requires_grad(true);
+    let options = UnrollOptions::train().with_lengths(&lengths[..]);
+    assert_eq!(unroll_route(&*wrapped, &x, &options).unwrap(), Route::Split);
+    let (y, _) = dynamic_rnn(&*wrapped, &x, &options).unwrap();
+    let padded = steps.logical_not().unsqueeze(-1).expand_as(&y);
+    assert_eq!(y.masked_select(&padded).abs().sum(Kind::Float).double_value(&[]), 0.0);
+    y.sum(Kind::Float).backward();
+    let grad = x.grad();
+    assert_eq!(grad.masked_select(&padded).abs().sum(Kind::Float).double_value(&[]), 0.0);
+    assert!(bool::try_from(grad.isfinite().all()).unwrap());
+    // The wrong input size is a typed error naming the wrapper and both sizes.
+    let e = dynamic_rnn(&*wrapped, &Tensor::randn([B, T, I + 1], CPU), &options).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}: inputs must be [.., {I}] (the core's output size, as output = input + core output), got [{B}, {T}, {}]",
+            wrapped.name(),
+            I + 1
+        )
+    );
 }
