@@ -296,3 +296,45 @@ fn residual_outputs_are_zero_past_each_length_whatever_the_padding_holds() {
         )
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// Any lengths (zero, equal, unsorted, all `T`), either layout: a residual stack with a
+    /// variational dropout layer gives the loop's outputs, final states and input gradients.
+    #[test]
+    fn split_stacks_match_the_loop_for_any_lengths(
+        lengths in proptest::collection::vec(0i64..=5, 1..7),
+        time_major in proptest::bool::ANY,
+    ) {
+        let store = Store::cpu();
+        let layers = vec![
+            residual(&store, lstm(&store, I)),
+            dropout(&store, residual(&store, lstm(&store, I)), variational(I)),
+            lstm(&store, 4),
+        ];
+        let core = stack(&store, layers);
+        let batch = lengths.len() as i64;
+        let shape = if time_major { [5, batch, I] } else { [batch, 5, I] };
+        let x = Tensor::randn(shape, CPU);
+        let initial = core.initial_state(batch).unwrap();
+        let run = |route| {
+            let x = x.detach().set_requires_grad(true);
+            let options = UnrollOptions::train()
+                .with_lengths(lengths.as_slice())
+                .with_time_major(time_major)
+                .with_initial_state(&initial)
+                .with_route(route);
+            let (y, state) = dynamic_rnn(&*core, &x, &options).unwrap();
+            // `x · 0` keeps a graph when every length is 0 (the outputs are constant zeros).
+            (probe(&y) + (&x * 0.0).sum(Kind::Float)).backward();
+            let mut all = vec![y, x.grad()];
+            all.extend(state.leaves().into_iter().map(Tensor::shallow_clone));
+            all
+        };
+        let (split, looped) = (run(Route::Split), run(Route::Loop));
+        for (k, (a, e)) in split.iter().zip(&looped).enumerate() {
+            assert_close(&format!("lengths {lengths:?}, time_major {time_major}, tensor {k}"), a, e);
+        }
+    }
+}
