@@ -3,6 +3,9 @@
 //! initial state and every variable, for plain cores of every kind, with and without
 //! lengths; and the automatic choice takes the fused route where it should.
 
+mod compare;
+
+use compare::{assert_close, probe, CPU};
 use couplet_modules::{Error, Mode, Module, Store};
 use couplet_rnn::{
     bidirectional_dynamic_rnn, dynamic_rnn, unroll_route, BiRnnOptions, Gru, GruConfig, Lstm, LstmConfig,
@@ -10,9 +13,8 @@ use couplet_rnn::{
     UnrollOptions, VanillaRnn, VanillaRnnConfig,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
-const CPU: (Kind, Device) = (Kind::Float, Device::Cpu);
 const B: i64 = 4;
 const T: i64 = 6;
 const I: i64 = 3;
@@ -134,24 +136,6 @@ fn unroll(s: &Subject, x: &Tensor, init: Option<&State>, case: &Case, route: Opt
         }
     }
     Run { outputs, state: leaves, grads }
-}
-
-/// `Σ t ⊙ w` with fixed weights `w` that differ at every position (not drawn from the
-/// global RNG, which tests running in parallel share), so every entry of `t` matters.
-fn probe(t: &Tensor) -> Tensor {
-    let w = (Tensor::arange(t.numel() as i64, CPU) * 0.37).sin().view(t.size().as_slice());
-    (t * w).sum(Kind::Float)
-}
-
-#[track_caller]
-fn assert_close(what: &str, a: &Tensor, e: &Tensor) {
-    assert_eq!(a.defined(), e.defined(), "{what}: defined");
-    if !a.defined() {
-        return;
-    }
-    assert_eq!(a.size(), e.size(), "{what}: size");
-    let diff = (a - e).abs().max().double_value(&[]);
-    assert!(diff < 1e-5, "{what}: max difference {diff}\n{a}\n!=\n{e}");
 }
 
 fn compare(name: &str, s: &Subject, case: &Case) {

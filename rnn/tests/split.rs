@@ -4,15 +4,17 @@
 //! masks drop whole sequences with the step's distribution; the automatic choice splits
 //! exactly the cores that can split.
 
+mod compare;
+
+use compare::{assert_close, probe, CPU};
 use couplet_modules::{Error, Mode, Store};
 use couplet_rnn::{
     bidirectional_dynamic_rnn, dynamic_rnn, unroll_route, BiRnnOptions, DropoutWrapper, DropoutWrapperConfig,
     Gru, GruConfig, Lstm, LstmConfig, ResidualWrapper, RnnCore, Route, StackedRnn, StackedRnnConfig, State,
     UnrollOptions,
 };
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
-const CPU: (Kind, Device) = (Kind::Float, Device::Cpu);
 const B: i64 = 4;
 const T: i64 = 6;
 const I: i64 = 3;
@@ -42,19 +44,6 @@ fn variational(input_size: i64) -> DropoutWrapperConfig {
         .with_output_keep_prob(0.6)
         .with_variational(true)
         .with_input_size(input_size)
-}
-
-/// `Σ t ⊙ w` with fixed weights that differ at every position, so every entry matters.
-fn probe(t: &Tensor) -> Tensor {
-    let w = (Tensor::arange(t.numel() as i64, CPU) * 0.37).sin().view(t.size().as_slice());
-    (t * w).sum(Kind::Float)
-}
-
-#[track_caller]
-fn assert_close(what: &str, a: &Tensor, e: &Tensor) {
-    assert_eq!((a.defined(), a.size()), (e.defined(), e.size()), "{what}");
-    let diff = (a - e).abs().max().double_value(&[]);
-    assert!(diff < 1e-5, "{what}: max difference {diff}\n{a}\n!=\n{e}");
 }
 
 /// Outputs, final state leaves and every gradient of one unroll on `route`.
