@@ -99,9 +99,9 @@ pub struct SequenceContext<'a> {
     pub initial: &'a State,
     /// Training or evaluation.
     pub mode: Mode,
-    /// `[B, T]` (`[T, B]` when `time_major`) booleans, true at each row's real steps; `None`
-    /// when every row runs every step.
-    pub steps: Option<&'a Tensor>,
+    /// Each row's length, in row order; `None` when every row runs every step.
+    /// [`sequence_mask`](crate::sequence_mask) turns them into the real steps.
+    pub lengths: Option<&'a [i64]>,
 }
 
 /// A wrapper that, in some mode, is its inner core between element-wise maps of the input
@@ -125,8 +125,7 @@ pub trait SequenceMaps {
 
     /// The wrapper's outputs from the inner core's `outputs` (shaped like `seq.inputs` but for
     /// the last dimension): what the wrapper's steps do to each step's output, for every step
-    /// at once. Outputs past a row's length are zero and must stay zero (`seq.steps` marks
-    /// the real steps).
+    /// at once. Outputs past a row's length are zero and must stay zero (see `seq.lengths`).
     ///
     /// # Errors
     /// A typed [`Error`] naming the wrapper for outputs it cannot take.

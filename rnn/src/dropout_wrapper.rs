@@ -265,13 +265,19 @@ impl<C: RnnCore> DropoutWrapper<C> {
 
     /// `x / keep ⊙ mask`, with `mask` the given variational mask or a fresh one.
     fn drop(&self, what: &str, x: &Tensor, keep: f64, mask: Option<&Tensor>) -> Result<Tensor> {
+        if let Some(m) = mask.filter(|m| m.size() != x.size()) {
+            let expected = format!("{:?} (the shape of its variational mask)", m.size());
+            return Err(Error::shape(self.name(), what, expected, x.size()));
+        }
+        self.inverted(x, keep, mask.map(Tensor::shallow_clone))
+    }
+
+    /// `x / keep ⊙ mask` with `mask` (broadcast to `x`) or, for `None`, a fresh
+    /// Bernoulli(`keep`) mask per element.
+    fn inverted(&self, x: &Tensor, keep: f64, mask: Option<Tensor>) -> Result<Tensor> {
         let name = self.name();
         let mask = match mask {
-            Some(m) if m.size() != x.size() => {
-                let expected = format!("{:?} (the shape of its variational mask)", m.size());
-                return Err(Error::shape(name, what, expected, x.size()));
-            }
-            Some(m) => m.shallow_clone(),
+            Some(m) => m,
             None => x.f_empty_like().ctx(name)?.f_bernoulli_float_(keep).ctx(name)?,
         };
         x.f_div_scalar(keep).ctx(name)?.f_mul(&mask).ctx(name)
@@ -474,11 +480,11 @@ impl<C: RnnCore> DropoutWrapper<C> {
                         format!("{:?} at every step (the shape of its variational mask)", m.size());
                     return Err(Error::shape(name, what, expected, vec![batch, n]));
                 }
-                m.f_unsqueeze(i64::from(!time_major)).ctx(name)?
+                Some(m.f_unsqueeze(i64::from(!time_major)).ctx(name)?)
             }
-            None => x.f_empty_like().ctx(name)?.f_bernoulli_float_(keep).ctx(name)?,
+            None => None,
         };
-        x.f_div_scalar(keep).ctx(name)?.f_mul(&mask).ctx(name)
+        self.inverted(x, keep, mask)
     }
 }
 

@@ -3,7 +3,7 @@
 //! and per segment of steps in which the same (sorted) rows are running.
 
 use crate::plan::Plan;
-use crate::route::layer_states;
+use crate::route::{layer_states, needs_grad};
 use crate::state::State;
 use crate::torch_cell::{TorchCellKind, TorchCellWeights};
 use crate::unroll::UnrollOptions;
@@ -31,9 +31,7 @@ pub(crate) fn run(
     let tupled = matches!(initial, State::Tuple(_));
     let states = layer_states(&initial, layers.len())
         .ok_or_else(|| Error::invalid(func, "the initial state does not fit the core's layers"))?;
-    let train = inputs.requires_grad()
-        || initial.leaves().iter().any(|t| t.requires_grad())
-        || layers.iter().any(|l| l.params().iter().any(|t| t.requires_grad()));
+    let train = needs_grad(layers, inputs, &initial);
     let device = inputs.device();
     let (outputs, finals) = if plan.is_full() {
         let mut x = inputs.shallow_clone();

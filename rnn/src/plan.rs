@@ -3,7 +3,7 @@
 //! place. Everything here is host arithmetic on the lengths, done once before the loop.
 
 use couplet_modules::{Result, TorchContext};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// How an unroll of `batch` rows over `time` steps visits its rows.
 pub(crate) struct Plan {
@@ -88,17 +88,9 @@ impl Plan {
         segments
     }
 
-    /// `[B, T]` (`[T, B]` if `time_major`) booleans on `device`, true at each row's real
-    /// steps; `None` when every row runs every step.
-    pub(crate) fn step_mask(&self, time_major: bool, device: Device, func: &str) -> Result<Option<Tensor>> {
-        if self.lengths.iter().all(|&l| l == self.time) {
-            return Ok(None);
-        }
-        let lengths = Tensor::from_slice(&self.lengths).to_device(device);
-        let steps = Tensor::f_arange(self.time, (Kind::Int64, device)).ctx(func)?;
-        let mask =
-            steps.f_unsqueeze(0).ctx(func)?.f_lt_tensor(&lengths.f_unsqueeze(1).ctx(func)?).ctx(func)?;
-        Ok(Some(if time_major { mask.f_tr().ctx(func)? } else { mask }))
+    /// The lengths in row order; `None` when every row runs every step.
+    pub(crate) fn lengths(&self) -> Option<&[i64]> {
+        (!self.is_full()).then_some(self.lengths.as_slice())
     }
 
     /// The original row of sorted position `k`.

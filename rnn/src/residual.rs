@@ -1,6 +1,7 @@
 //! `ResidualWrapper`: `output = input + core output` (TF `ResidualWrapper`).
 
 use crate::core::{RnnCore, SequenceContext, SequenceMaps, Split};
+use crate::sequence::sequence_mask;
 use crate::state::{State, StateSize};
 use crate::wrapped::{merged_variables, regularization_loss};
 use couplet_modules::{Error, Mode, Module, Result, Scope, TorchContext, Variable};
@@ -134,10 +135,13 @@ impl<C: RnnCore> SequenceMaps for ResidualWrapper<C> {
     fn map_outputs(&self, outputs: &Tensor, seq: &SequenceContext) -> Result<Tensor> {
         let name = self.name();
         let sum = seq.inputs.f_add(outputs).ctx(name)?;
-        match seq.steps {
-            Some(steps) => sum.f_where_scalarother(&steps.f_unsqueeze(-1).ctx(name)?, 0.0).ctx(name),
-            None => Ok(sum),
-        }
+        let Some(lengths) = seq.lengths else {
+            return Ok(sum);
+        };
+        let time = sum.size()[usize::from(!seq.time_major)];
+        let steps = sequence_mask(lengths, Some(time))?.f_to_device(sum.device()).ctx(name)?;
+        let steps = if seq.time_major { steps.f_tr().ctx(name)? } else { steps };
+        sum.f_where_scalarother(&steps.f_unsqueeze(-1).ctx(name)?, 0.0).ctx(name)
     }
 
     fn outer_state(&self, inner_final: State, _seq: &SequenceContext) -> Result<State> {

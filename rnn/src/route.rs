@@ -194,7 +194,7 @@ fn faster(layers: &[TorchCellWeights], inputs: &Tensor, initial: &State, plan: &
 
 /// Whether an unroll of `layers` over `inputs` from `initial` records a gradient: autograd is
 /// on for this thread (not under `tch::no_grad`) and some tensor requires one.
-fn needs_grad(layers: &[TorchCellWeights], inputs: &Tensor, initial: &State) -> bool {
+pub(crate) fn needs_grad(layers: &[TorchCellWeights], inputs: &Tensor, initial: &State) -> bool {
     let any = inputs.requires_grad()
         || initial.leaves().iter().any(|t| t.requires_grad())
         || layers.iter().any(|l| l.params().iter().any(|t| t.requires_grad()));

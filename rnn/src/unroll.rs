@@ -48,7 +48,7 @@ use crate::core::{RnnCore, SequenceContext, Split};
 use crate::fused;
 use crate::lengths::Lengths;
 use crate::plan::Plan;
-use crate::route::{select, Choice, Route};
+use crate::route::{layer_states, select, Choice, Route};
 use crate::state::{State, StateSize};
 use couplet_modules::{check_rank, Error, Mode, Result, TorchContext};
 use tch::Tensor;
@@ -187,36 +187,24 @@ fn run_split(
 ) -> Result<(Tensor, State)> {
     match split {
         Split::Layers(layers) => {
-            let states = match initial {
-                State::Tuple(states) if states.len() == layers.len() => states,
-                other => {
-                    return Err(Error::invalid(
-                        func,
-                        format!(
-                            "a layered core's state must be a tuple of {} states, got {:?}",
-                            layers.len(),
-                            other.size()
-                        ),
-                    ))
-                }
-            };
+            let states = layer_states(&initial, layers.len())
+                .ok_or_else(|| Error::invalid(func, "the initial state does not fit the core's layers"))?;
             let mut x = inputs.shallow_clone();
             let mut finals = Vec::with_capacity(layers.len());
             for (layer, state) in layers.into_iter().zip(states) {
-                let (y, last) = run_route(func, layer, &x, state, plan, options, None)?;
+                let (y, last) = run_route(func, layer, &x, state.clone(), plan, options, None)?;
                 finals.push(last);
                 x = y;
             }
             Ok((x, State::Tuple(finals)))
         }
         Split::Around(maps) => {
-            let steps = plan.step_mask(options.time_major, inputs.device(), func)?;
             let seq = SequenceContext {
                 inputs,
                 time_major: options.time_major,
                 initial: &initial,
                 mode: options.mode,
-                steps: steps.as_ref(),
+                lengths: plan.lengths(),
             };
             let inner_initial = maps.inner_state(&initial)?;
             let x = maps.map_inputs(&seq)?;
