@@ -4,7 +4,9 @@
 //! state-dict copies.
 
 use crate::state::{State, StateSize};
-use couplet_modules::{check_kind, Error, Fans, Initializer, Regularizer, Result, Scope, TorchContext};
+use couplet_modules::{
+    check_keys, check_kind, Error, Fans, Initializer, Regularizer, Result, Scope, TorchContext,
+};
 use std::collections::{BTreeMap, HashMap};
 use tch::Tensor;
 
@@ -64,6 +66,29 @@ impl VarMaker<'_> {
             .regularizer(self.regularizers.get(name).cloned())
             .create()
     }
+}
+
+/// Checks the sizes every cell config has: `hidden_size > 0`, and `input_size > 0` if given.
+pub(crate) fn check_sizes(module: &str, hidden_size: i64, input_size: Option<i64>) -> Result<()> {
+    if hidden_size <= 0 {
+        return Err(Error::config(module, format!("hidden_size must be > 0, got {hidden_size}")));
+    }
+    match input_size.filter(|&i| i <= 0) {
+        Some(i) => Err(Error::config(module, format!("input_size must be > 0, got {i}"))),
+        None => Ok(()),
+    }
+}
+
+/// Checks that every initializer and regularizer key of a cell config names one of its
+/// variables (`valid`).
+pub(crate) fn check_variable_keys(
+    module: &str,
+    initializers: &BTreeMap<String, Initializer>,
+    regularizers: &BTreeMap<String, Regularizer>,
+    valid: &[&str],
+) -> Result<()> {
+    check_keys(module, "initializers", initializers.keys(), valid)?;
+    check_keys(module, "regularizers", regularizers.keys(), valid)
 }
 
 /// Adds `value` to rows `start..start + len` of a variable, in place and without gradient.

@@ -2,16 +2,15 @@
 //! TensorFlow's `LSTMCell` / `LayerNormBasicLSTMCell` and Sonnet's `LSTM`.
 
 use crate::cell::{
-    add_to_rows, affine, assign, check_many_inputs, check_projected, check_step_input, export_params,
-    input_size_from_dict, load_params, lstm_state, tile, torch_default, yes, zero_state, StateDict,
-    TorchWeights, VarMaker,
+    add_to_rows, affine, assign, check_many_inputs, check_projected, check_sizes, check_step_input,
+    check_variable_keys, export_params, input_size_from_dict, load_params, lstm_state, tile, torch_default,
+    yes, zero_state, StateDict, TorchWeights, VarMaker,
 };
 use crate::core::RnnCore;
 use crate::state::{State, StateSize};
 use crate::torch_cell::{TorchCellKind, TorchCellWeights};
 use couplet_modules::{
-    build_once, check_keys, scalar_fits, Error, Initializer, Mode, Module, Regularizer, Result, Scope,
-    TorchContext,
+    build_once, scalar_fits, Error, Initializer, Mode, Module, Regularizer, Result, Scope, TorchContext,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -251,12 +250,7 @@ impl Lstm {
         let module = scope.path();
         let h = config.hidden_size;
         let bad = |msg: String| Err(Error::config(module, msg));
-        if h <= 0 {
-            return bad(format!("hidden_size must be > 0, got {h}"));
-        }
-        if let Some(i) = config.input_size.filter(|&i| i <= 0) {
-            return bad(format!("input_size must be > 0, got {i}"));
-        }
+        check_sizes(module, h, config.input_size)?;
         if let Some(p) = config.proj_size.filter(|&p| p <= 0 || p >= h) {
             return bad(format!("proj_size must be in 1..{h} (below hidden_size), got {p}"));
         }
@@ -271,8 +265,7 @@ impl Lstm {
         }
         let names = config.variable_names();
         let valid: Vec<&str> = names.iter().map(String::as_str).collect();
-        check_keys(module, "initializers", config.initializers.keys(), &valid)?;
-        check_keys(module, "regularizers", config.regularizers.keys(), &valid)?;
+        check_variable_keys(module, &config.initializers, &config.regularizers, &valid)?;
         let mut lstm = Lstm { scope, config, initial: None, vars: OnceLock::new() };
         if lstm.config.trainable_initial_state {
             let mk = lstm.maker();

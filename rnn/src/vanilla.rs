@@ -2,14 +2,15 @@
 //! layout (`torch.nn.RNN`, TF's `BasicRNNCell`, Sonnet's `VanillaRNN`).
 
 use crate::cell::{
-    affine, check_many_inputs, check_projected, check_step_input, export_params, input_size_from_dict,
-    load_params, tensor_state, tile, yes, zero_state, StateDict, TorchWeights, VarMaker,
+    affine, check_many_inputs, check_projected, check_sizes, check_step_input, check_variable_keys,
+    export_params, input_size_from_dict, load_params, tensor_state, tile, yes, zero_state, StateDict,
+    TorchWeights, VarMaker,
 };
 use crate::core::RnnCore;
 use crate::state::{State, StateSize};
 use crate::torch_cell::{TorchCellKind, TorchCellWeights};
 use couplet_modules::{
-    build_once, check_keys, Error, Initializer, Mode, Module, Regularizer, Result, Scope, TorchContext,
+    build_once, Error, Initializer, Mode, Module, Regularizer, Result, Scope, TorchContext,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -148,18 +149,8 @@ impl VanillaRnn {
     pub fn named(parent: &Scope, name: &str, config: VanillaRnnConfig) -> Result<Self> {
         let scope = parent.child(name)?;
         let module = scope.path();
-        if config.hidden_size <= 0 {
-            return Err(Error::config(
-                module,
-                format!("hidden_size must be > 0, got {}", config.hidden_size),
-            ));
-        }
-        if let Some(i) = config.input_size.filter(|&i| i <= 0) {
-            return Err(Error::config(module, format!("input_size must be > 0, got {i}")));
-        }
-        let valid = config.variable_names();
-        check_keys(module, "initializers", config.initializers.keys(), &valid)?;
-        check_keys(module, "regularizers", config.regularizers.keys(), &valid)?;
+        check_sizes(module, config.hidden_size, config.input_size)?;
+        check_variable_keys(module, &config.initializers, &config.regularizers, &config.variable_names())?;
         let mut rnn = VanillaRnn { scope, config, initial: None, vars: OnceLock::new() };
         if rnn.config.trainable_initial_state {
             let h = rnn.config.hidden_size;
