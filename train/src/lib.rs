@@ -1,0 +1,5 @@
+//! # couplet-train
+//!
+//! The training harness around a couplet model, in the manner of TensorFlow's Estimator and
+//! Keras's `fit`: train / evaluate / predict with hooks, streaming metrics, learning-rate
+//! schedules and TensorBoard summaries.
