@@ -4,7 +4,7 @@
 //! only, never to its dependents, so every crate whose binaries, tests or examples call
 //! libtorch needs one line in its own `build.rs`:
 //!
-//! ```no_run
+//! ```text
 //! // build.rs
 //! fn main() {
 //!     couplet_build::link_libtorch();
