@@ -7,13 +7,37 @@
 # Cache: $COUPLET_CACHE, else $XDG_CACHE_HOME/couplet, else ~/.cache/couplet.
 # A LIBTORCH or LIBTORCH_USE_PYTORCH that you export yourself still wins (cargo's [env]
 # never overrides the caller's environment).
+#
+#   bash scripts/setup-libtorch.sh                    # install libtorch, link it into this clone
+#   bash scripts/setup-libtorch.sh --for PATH/TO/CRATE
+#
+# `--for` then also sets up a crate of yours that depends on couplet, so that plain
+# `cargo build`/`cargo test`/`cargo run` inside it need no exported variable and its binaries,
+# tests and examples need no LD_LIBRARY_PATH (see scripts/setup-crate.sh for each edit).
 set -euo pipefail
+
+for_crate=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --for) [ $# -ge 2 ] || { echo "[setup-libtorch] error: --for needs a crate folder" >&2; exit 2; }
+           for_crate=$2; shift 2 ;;
+    --for=*) for_crate=${1#--for=}; shift ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "[setup-libtorch] error: unknown argument '$1' (expected --for PATH/TO/CRATE)" >&2; exit 2 ;;
+  esac
+done
+if [ -n "$for_crate" ] && [ ! -f "$for_crate/Cargo.toml" ]; then
+  echo "[setup-libtorch] error: $for_crate/Cargo.toml does not exist: --for takes the folder of a Cargo package (cargo new NAME makes one)" >&2
+  exit 2
+fi
 
 TORCH_VERSION=2.13.0
 SAFETENSORS_VERSION=0.8.0
 NUMPY_VERSION=2.4.6
 
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# `pwd -P`: the physical path, the one cargo sees as its current directory (it resolves
+# `.cargo/config.toml`'s relative LIBTORCH against it); setup-crate.sh must write the same string.
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 cache=${COUPLET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/couplet}
 prefix="$cache/torch-$TORCH_VERSION"
 venv="$prefix/venv"
@@ -55,3 +79,7 @@ libtorch=$("$venv/bin/python" -c 'import os, torch; print(os.path.dirname(torch.
 ln -sfn "$libtorch" "$repo/.libtorch"
 ln -sfn "$venv" "$repo/.venv"
 say "libtorch $TORCH_VERSION ready: $repo/.libtorch -> $libtorch"
+
+if [ -n "$for_crate" ]; then
+  bash "$repo/scripts/setup-crate.sh" "$repo" "$for_crate"
+fi
