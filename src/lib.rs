@@ -23,6 +23,11 @@ pub use couplet_rnn as rnn;
 pub use couplet_train as train;
 pub use tch;
 
+/// The behaviour contract: what every module, cell, unroll and helper computes, and what
+/// TensorFlow, Keras and PyTorch do where they differ (the text of `docs/semantics.md`).
+#[doc = include_str!("../docs/semantics.md")]
+pub mod semantics {}
+
 /// The README's code blocks, compiled and run as doctests so the README stays true.
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

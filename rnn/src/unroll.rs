@@ -124,7 +124,10 @@ const FUNC: &str = "dynamic_rnn";
 /// normally; for `t >= len[b]` its output is zero and its state is carried unchanged, so the
 /// final state is the state after step `len[b] − 1`, and `len[b] = 0` gives zero outputs and
 /// the initial state. No gradient flows through padded steps. Without lengths every row runs
-/// `T` steps; `T = 0` gives empty outputs and the initial state. See the
+/// `T` steps; `T = 0` gives empty outputs and the initial state. A length outside `0..=T` is
+/// an error, where TF's `dynamic_rnn` silently reads one above `T` as `T` and a negative one
+/// as 0. Keras writes the last output instead of zeros past a length (final states agree);
+/// `docs/semantics.md` (`couplet::semantics`) has the whole contract. See the
 /// [module documentation](self) for the algorithm (rows that have ended cost nothing);
 /// plain cores run libtorch's fused kernels where that is faster (see
 /// [`unroll_route`](crate::unroll_route); `options.route` forces a route).
