@@ -20,6 +20,7 @@ pub mod stack;
 pub mod state;
 #[cfg(test)]
 mod test_cores;
+pub mod tf_weights;
 pub mod torch_cell;
 pub mod torch_rnn;
 pub mod unroll;

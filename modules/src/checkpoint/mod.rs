@@ -48,6 +48,7 @@ mod manager;
 mod optimizer;
 mod restore;
 
+pub mod tf;
 pub use manager::{CheckpointManager, CheckpointManagerConfig};
 pub use optimizer::{restore_optimizer, save_optimizer};
 pub use restore::{RestoreOptions, RestoreReport};

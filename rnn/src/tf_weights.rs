@@ -1,0 +1,287 @@
+//! Converters from TensorFlow 1.x `rnn_cell` and Keras recurrent layers to couplet's cells,
+//! applied through a [`TfLoader`] (one call per TF scope; see its docs for the name map and
+//! the strict report).
+//!
+//! | TF / Keras | couplet | converter |
+//! | --- | --- | --- |
+//! | `LSTMCell` (`kernel`, `bias`, peepholes `w_{i,f,o}_diag`, `projection/kernel`) | [`Lstm`] | [`load_tf_lstm_cell`] |
+//! | `GRUCell` (`gates/{kernel,bias}`, `candidate/{kernel,bias}`) | [`Gru`] with `reset_after = false` | [`load_tf_gru_cell`] |
+//! | `BasicRNNCell` (`kernel`, `bias`) | [`VanillaRnn`] (tanh) | [`load_tf_basic_rnn_cell`] |
+//! | Keras `LSTM` (`kernel`, `recurrent_kernel`, `bias`) | [`Lstm`] | [`load_keras_lstm`] |
+//! | Keras `GRU`, `reset_after` either way | [`Gru`] with the same `reset_after` | [`load_keras_gru`] |
+
+use crate::{Gru, Lstm, VanillaRnn};
+use couplet_modules::checkpoint::tf::TfLoader;
+use couplet_modules::{Error, Module, Result, TorchContext};
+use std::collections::BTreeMap;
+use tch::{TchError, Tensor};
+
+type Dict = BTreeMap<String, Tensor>;
+
+/// `[K[..i]ᵀ, K[i..]ᵀ]` of a TF kernel `[I + H, G]` (input rows first).
+fn split_kernel(kernel: &Tensor, input: i64) -> Result<(Tensor, Tensor), TchError> {
+    let rows = kernel.size()[0];
+    Ok((kernel.f_narrow(0, 0, input)?.f_tr()?, kernel.f_narrow(0, input, rows - input)?.f_tr()?))
+}
+
+/// The row blocks of `t` (split in `n` along dim 0) in the order `order`.
+fn reorder(t: &Tensor, n: i64, order: &[usize]) -> Result<Tensor, TchError> {
+    let blocks = t.f_chunk(n, 0)?;
+    Tensor::f_cat(&order.iter().map(|&i| &blocks[i]).collect::<Vec<_>>(), 0)
+}
+
+/// Checks `t` is `[rows?, cols]` (rank 2 and `cols` columns, any rows unless given);
+/// records a mismatch naming `name` otherwise.
+fn check2(loader: &mut TfLoader, name: &str, t: &Tensor, rows: Option<i64>, cols: i64) -> bool {
+    let size = t.size();
+    let ok = size.len() == 2 && size[1] == cols && rows.map_or(size[0] > 0, |r| size[0] == r);
+    if !ok {
+        let want = rows.map_or(format!("[_, {cols}]"), |r| format!("[{r}, {cols}]"));
+        loader.mismatch(format!("{name} must be {want}, got {size:?}"));
+    }
+    ok
+}
+
+fn check1(loader: &mut TfLoader, name: &str, t: &Tensor, len: i64) -> bool {
+    let ok = t.size() == [len];
+    if !ok {
+        loader.mismatch(format!("{name} must be [{len}], got {:?}", t.size()));
+    }
+    ok
+}
+
+/// Loads `dict` with the module's `load_torch`, turning a shape error into a recorded
+/// mismatch (so the report lists it with the others).
+fn load_dict(loader: &mut TfLoader, result: Result<()>) -> Result<()> {
+    match result {
+        Err(e @ Error::Shape { .. }) | Err(e @ Error::InvalidArgument { .. }) => {
+            loader.mismatch(e.to_string());
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// The store variable `module/leaf` of a built module.
+fn variable(module: &impl Module, leaf: &str) -> Result<Tensor> {
+    let name = format!("{}/{leaf}", module.scope().path());
+    module
+        .scope()
+        .store()
+        .get(&name)
+        .map(|v| v.tensor().shallow_clone())
+        .ok_or(Error::NotBuilt { module: name })
+}
+
+/// Loads a TF 1.x `LSTMCell` under `scope` into `lstm`: `kernel [I + P, 4H]` (gates
+/// `i, j, f, o`), `bias [4H]`, and, as `lstm` has them, the peepholes `w_i_diag`, `w_f_diag`,
+/// `w_o_diag [H]` and `projection/kernel [H, P]`. TF adds `forget_bias` (its constructor
+/// argument, 1.0 by default) at run time; it is folded into `bias_ih` here, so the cell
+/// computes TF's function (see [`Lstm::load_tf_kernel`]). A lazy `lstm` is built from the
+/// kernel. TF's `cell_clip` and `proj_clip` are configuration, not variables: give `lstm`
+/// the same.
+///
+/// # Errors
+/// [`Error::Config`] if `lstm` has layer norm or no bias (TF's `LSTMCell` has neither);
+/// errors reading the checkpoint. Missing tensors and shape mismatches are recorded in
+/// `loader`.
+pub fn load_tf_lstm_cell(loader: &mut TfLoader, scope: &str, lstm: &Lstm, forget_bias: f64) -> Result<()> {
+    let c = lstm.config();
+    let mut leaves = vec!["kernel", "bias"];
+    if c.peepholes {
+        leaves.extend(["w_i_diag", "w_f_diag", "w_o_diag"]);
+    }
+    if c.proj_size.is_some() {
+        leaves.push("projection/kernel");
+    }
+    let Some(t) = loader.tensors(scope, &leaves)? else { return Ok(()) };
+    match lstm.load_tf_kernel(&t[0], &t[1], forget_bias) {
+        Err(e @ Error::Shape { .. }) => {
+            loader.mismatch(e.to_string());
+            return Ok(());
+        }
+        other => other?,
+    }
+    let path = lstm.scope().path().to_string();
+    let mut rest = t[2..].iter();
+    if c.peepholes {
+        for leaf in ["w_i_diag", "w_f_diag", "w_o_diag"] {
+            if let Some(v) = rest.next() {
+                loader.assign(&format!("{path}/{leaf}"), &variable(lstm, leaf)?, v)?;
+            }
+        }
+    }
+    if let Some(v) = rest.next() {
+        let transposed = v.f_tr().ctx(&path)?;
+        loader.assign(&format!("{path}/weight_hr"), &variable(lstm, "weight_hr")?, &transposed)?;
+    }
+    Ok(())
+}
+
+/// Loads a TF 1.x `GRUCell` under `scope` into `gru`, which must have `reset_after = false`
+/// (TF 1's function): `gates/kernel [I + H, 2H]` (`r, u`, with couplet's `z = u`),
+/// `gates/bias [2H]`, `candidate/kernel [I + H, H]`, `candidate/bias [H]`; `bias_hh = 0`.
+/// A lazy `gru` is built from the kernels.
+///
+/// # Errors
+/// [`Error::Config`] if `gru` has `reset_after = true` or no bias; errors reading the
+/// checkpoint. Missing tensors and shape mismatches are recorded in `loader`.
+pub fn load_tf_gru_cell(loader: &mut TfLoader, scope: &str, gru: &Gru) -> Result<()> {
+    let module = gru.scope().path().to_string();
+    if gru.config().reset_after || !gru.config().with_bias {
+        return Err(Error::config(
+            &module,
+            "a TF 1.x GRUCell loads only into a Gru with reset_after = false and a bias (TF's function)",
+        ));
+    }
+    let leaves = ["gates/kernel", "gates/bias", "candidate/kernel", "candidate/bias"];
+    let Some(t) = loader.tensors(scope, &leaves)? else { return Ok(()) };
+    let h = gru.hidden_size();
+    if !(check2(loader, &format!("{scope}/gates/kernel"), &t[0], None, 2 * h)
+        && check2(loader, &format!("{scope}/candidate/kernel"), &t[2], Some(t[0].size()[0]), h)
+        && check1(loader, &format!("{scope}/gates/bias"), &t[1], 2 * h)
+        && check1(loader, &format!("{scope}/candidate/bias"), &t[3], h))
+    {
+        return Ok(());
+    }
+    let input = t[0].size()[0] - h;
+    let dict = (|| -> Result<Dict, TchError> {
+        let (gx, gh) = split_kernel(&t[0], input)?;
+        let (cx, ch) = split_kernel(&t[2], input)?;
+        Ok(Dict::from([
+            ("weight_ih".into(), Tensor::f_cat(&[gx, cx], 0)?),
+            ("weight_hh".into(), Tensor::f_cat(&[gh, ch], 0)?),
+            ("bias_ih".into(), Tensor::f_cat(&[&t[1], &t[3]], 0)?),
+            ("bias_hh".into(), t[3].f_zeros_like()?.f_repeat([3])?),
+        ]))
+    })()
+    .ctx(&module)?;
+    let result = gru.load_torch(&dict, "");
+    load_dict(loader, result)
+}
+
+/// Loads a TF 1.x `BasicRNNCell` under `scope` (`kernel [I + H, H]`, `bias [H]`) into
+/// `rnn` (tanh, with a bias); `bias_hh = 0`.
+///
+/// # Errors
+/// [`Error::Config`] if `rnn` has no bias; errors reading the checkpoint. Missing tensors
+/// and shape mismatches are recorded in `loader`.
+pub fn load_tf_basic_rnn_cell(loader: &mut TfLoader, scope: &str, rnn: &VanillaRnn) -> Result<()> {
+    let module = rnn.scope().path().to_string();
+    if !rnn.config().with_bias {
+        return Err(Error::config(&module, "a TF BasicRNNCell loads only into a VanillaRnn with a bias"));
+    }
+    let Some(t) = loader.tensors(scope, &["kernel", "bias"])? else { return Ok(()) };
+    let h = rnn.config().hidden_size;
+    if !(check2(loader, &format!("{scope}/kernel"), &t[0], None, h)
+        && check1(loader, &format!("{scope}/bias"), &t[1], h))
+    {
+        return Ok(());
+    }
+    let dict = (|| -> Result<Dict, TchError> {
+        let (wx, wh) = split_kernel(&t[0], t[0].size()[0] - h)?;
+        Ok(Dict::from([
+            ("weight_ih".into(), wx),
+            ("weight_hh".into(), wh),
+            ("bias_ih".into(), t[1].shallow_clone()),
+            ("bias_hh".into(), t[1].f_zeros_like()?),
+        ]))
+    })()
+    .ctx(&module)?;
+    let result = rnn.load_torch(&dict, "");
+    load_dict(loader, result)
+}
+
+/// Loads a Keras `LSTM` (or `LSTMCell`) under `scope` (the cell's scope, e.g.
+/// `lstm/lstm_cell`, or `layer_with_weights-1/cell` in a `save_weights` checkpoint):
+/// `kernel [I, 4H]`, `recurrent_kernel [H, 4H]` (gates `i, f, c, o`, PyTorch's order) and
+/// `bias [4H]` (Keras' `unit_forget_bias` is already in it); `bias_hh = 0`. A lazy `lstm` is
+/// built from the kernel.
+///
+/// # Errors
+/// [`Error::Config`] if `lstm` has peepholes, a projection, layer norm or no bias (a Keras
+/// LSTM has none of those); errors reading the checkpoint. Missing tensors and shape
+/// mismatches are recorded in `loader`.
+pub fn load_keras_lstm(loader: &mut TfLoader, scope: &str, lstm: &Lstm) -> Result<()> {
+    let c = lstm.config();
+    let module = lstm.scope().path().to_string();
+    if c.peepholes || c.proj_size.is_some() || c.layer_norm || !c.with_bias {
+        return Err(Error::config(
+            &module,
+            "a Keras LSTM loads only into a plain Lstm with a bias (no peepholes, projection or layer norm)",
+        ));
+    }
+    let Some(t) = loader.tensors(scope, &["kernel", "recurrent_kernel", "bias"])? else { return Ok(()) };
+    let h = lstm.hidden_size();
+    if !(check2(loader, &format!("{scope}/kernel"), &t[0], None, 4 * h)
+        && check2(loader, &format!("{scope}/recurrent_kernel"), &t[1], Some(h), 4 * h)
+        && check1(loader, &format!("{scope}/bias"), &t[2], 4 * h))
+    {
+        return Ok(());
+    }
+    let dict = (|| -> Result<Dict, TchError> {
+        Ok(Dict::from([
+            ("weight_ih".into(), t[0].f_tr()?),
+            ("weight_hh".into(), t[1].f_tr()?),
+            ("bias_ih".into(), t[2].shallow_clone()),
+            ("bias_hh".into(), t[2].f_zeros_like()?),
+        ]))
+    })()
+    .ctx(&module)?;
+    let result = lstm.load_torch(&dict, "");
+    load_dict(loader, result)
+}
+
+/// Loads a Keras `GRU` (or `GRUCell`) under `scope` into `gru`: `kernel [I, 3H]`,
+/// `recurrent_kernel [H, 3H]` (gates `z, r, h`, reordered to `r, z, n`) and `bias`, which is
+/// `[2, 3H]` (input and recurrent bias) for `reset_after=True` and `[3H]` for
+/// `reset_after=False`; `gru.config().reset_after` must be the same as the layer's.
+///
+/// # Errors
+/// [`Error::Config`] if `gru` has no bias; errors reading the checkpoint. Missing tensors,
+/// shape mismatches and a `reset_after` that differs from the checkpoint's are recorded in
+/// `loader`.
+pub fn load_keras_gru(loader: &mut TfLoader, scope: &str, gru: &Gru) -> Result<()> {
+    let module = gru.scope().path().to_string();
+    if !gru.config().with_bias {
+        return Err(Error::config(&module, "a Keras GRU loads only into a Gru with a bias"));
+    }
+    let Some(t) = loader.tensors(scope, &["kernel", "recurrent_kernel", "bias"])? else { return Ok(()) };
+    let h = gru.hidden_size();
+    let reset_after = gru.config().reset_after;
+    let bias_ok = if reset_after { t[2].size() == [2, 3 * h] } else { t[2].size() == [3 * h] };
+    if !bias_ok {
+        let want = if reset_after {
+            format!("[2, {}] (reset_after=True)", 3 * h)
+        } else {
+            format!("[{}] (reset_after=False)", 3 * h)
+        };
+        loader.mismatch(format!(
+            "{scope}/bias must be {want} as {module} has reset_after = {reset_after}, got {:?}",
+            t[2].size()
+        ));
+        return Ok(());
+    }
+    if !(check2(loader, &format!("{scope}/kernel"), &t[0], None, 3 * h)
+        && check2(loader, &format!("{scope}/recurrent_kernel"), &t[1], Some(h), 3 * h))
+    {
+        return Ok(());
+    }
+    const RZN: [usize; 3] = [1, 0, 2];
+    let dict = (|| -> Result<Dict, TchError> {
+        let (b_ih, b_hh) = if reset_after {
+            (t[2].f_get(0)?, t[2].f_get(1)?)
+        } else {
+            (t[2].shallow_clone(), t[2].f_zeros_like()?)
+        };
+        Ok(Dict::from([
+            ("weight_ih".into(), reorder(&t[0].f_tr()?, 3, &RZN)?),
+            ("weight_hh".into(), reorder(&t[1].f_tr()?, 3, &RZN)?),
+            ("bias_ih".into(), reorder(&b_ih, 3, &RZN)?),
+            ("bias_hh".into(), reorder(&b_hh, 3, &RZN)?),
+        ]))
+    })()
+    .ctx(&module)?;
+    let result = gru.load_torch(&dict, "");
+    load_dict(loader, result)
+}

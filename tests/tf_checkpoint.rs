@@ -1,0 +1,187 @@
+//! TensorFlow checkpoints made by `scripts/fixtures/tf_checkpoint.py` (tensorflow-cpu 2.21.0,
+//! tf-keras 2.21.0), read with couplet's TensorBundle reader, loaded into couplet modules
+//! through the TF/Keras converters, and run: every output and final state must equal
+//! TensorFlow's to 1e-9 in f64. The expected values are themselves a TF checkpoint
+//! (`expected.*`, written by `tf.raw_ops.SaveV2`).
+
+use couplet::checkpoint::tf::{latest_checkpoint, TfCheckpoint, TfDType, TfLoader};
+use couplet::rnn::tf_weights::{
+    load_keras_gru, load_keras_lstm, load_tf_basic_rnn_cell, load_tf_gru_cell, load_tf_lstm_cell,
+};
+use couplet::rnn::{
+    dynamic_rnn, Gru, GruConfig, Lstm, LstmConfig, RnnCore, StackedRnn, StackedRnnConfig, State,
+    UnrollOptions, VanillaRnn, VanillaRnnConfig,
+};
+use couplet::{
+    BatchNorm, BatchNormConfig, DataFormat, Embed, EmbedConfig, Error, LayerNorm, LayerNormConfig, Linear,
+    LinearConfig, Mode, Store,
+};
+use std::path::PathBuf;
+use tch::{Device, Kind, Tensor};
+
+const TOL: f64 = 1e-9;
+
+fn dir(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tf").join(name)
+}
+
+fn expected(name: &str) -> TfCheckpoint {
+    TfCheckpoint::open(dir(name).join("expected")).unwrap()
+}
+
+fn close(actual: &Tensor, expected: &Tensor, what: &str) {
+    assert_eq!(actual.size(), expected.size(), "{what}: shapes");
+    let gap = (actual.to_kind(Kind::Double) - expected.to_kind(Kind::Double)).abs().max().double_value(&[]);
+    assert!(gap <= TOL, "{what}: max |couplet - tf| = {gap:e}");
+}
+
+fn store() -> Store {
+    Store::with_kind(Device::Cpu, Kind::Double).unwrap()
+}
+
+#[test]
+fn a_saver_checkpoint_lists_names_shapes_and_dtypes() {
+    let prefix = latest_checkpoint(dir("tf1_cells")).unwrap().unwrap();
+    assert!(prefix.ends_with("model.ckpt-7"), "{}", prefix.display());
+    let ckpt = TfCheckpoint::open(&prefix).unwrap();
+    let kernel = ckpt.info("rnn/multi_rnn_cell/cell_0/lstm_cell/kernel").unwrap();
+    assert_eq!((kernel.dtype, kernel.shape.as_slice()), (TfDType::Double, &[2 + 3, 16][..]));
+    let step = ckpt.info("global_step").unwrap();
+    assert_eq!((step.dtype, step.shape.len()), (TfDType::Int64, 0));
+    assert_eq!(ckpt.tensor("global_step").unwrap().int64_value(&[]), 7);
+    assert_eq!(ckpt.names().count(), 13);
+    // The lengths TF saved come back as int64, exactly.
+    let lengths = expected("tf1_cells").tensor("lengths").unwrap();
+    assert_eq!(Vec::<i64>::try_from(&lengths).unwrap(), [5, 2, 0]);
+}
+
+/// MultiRNNCell [LSTMCell(peepholes, num_proj=3), GRUCell(5), BasicRNNCell(3)] under
+/// dynamic_rnn with lengths [5, 2, 0].
+#[test]
+fn tf1_cells_in_a_multi_rnn_cell_match_tensorflow() {
+    let ckpt = TfCheckpoint::open(latest_checkpoint(dir("tf1_cells")).unwrap().unwrap()).unwrap();
+    let store = store();
+    let root = store.root().child("encoder").unwrap();
+    let lstm = Lstm::named(&root, "lstm", LstmConfig::new(4).with_peepholes(true).with_proj_size(3)).unwrap();
+    let gru = Gru::named(&root, "gru", GruConfig::new(5).with_reset_after(false)).unwrap();
+    let rnn = VanillaRnn::named(&root, "rnn", VanillaRnnConfig::new(3)).unwrap();
+    let mut loader = TfLoader::new(&ckpt);
+    load_tf_lstm_cell(&mut loader, "rnn/multi_rnn_cell/cell_0/lstm_cell", &lstm, 1.0).unwrap();
+    load_tf_gru_cell(&mut loader, "rnn/multi_rnn_cell/cell_1/gru_cell", &gru).unwrap();
+    load_tf_basic_rnn_cell(&mut loader, "rnn/multi_rnn_cell/cell_2/basic_rnn_cell", &rnn).unwrap();
+    let report = loader.finish().unwrap();
+    assert_eq!(report.loaded.len(), 12);
+
+    let stack =
+        StackedRnn::new(&root, vec![Box::new(lstm), Box::new(gru), Box::new(rnn)], StackedRnnConfig::new())
+            .unwrap();
+    let want = expected("tf1_cells");
+    let lengths = Vec::<i64>::try_from(&want.tensor("lengths").unwrap()).unwrap();
+    let (out, state) = dynamic_rnn(
+        &stack,
+        &want.tensor("inputs").unwrap(),
+        &UnrollOptions::eval().with_lengths(&lengths[..]),
+    )
+    .unwrap();
+    close(&out, &want.tensor("outputs").unwrap(), "outputs");
+    let layers = state.as_tuple().unwrap();
+    let State::Lstm { h, c } = &layers[0] else { panic!("an LSTM state, got {:?}", layers[0]) };
+    close(h, &want.tensor("state_0_h").unwrap(), "lstm h (projected)");
+    close(c, &want.tensor("state_0_c").unwrap(), "lstm c");
+    close(layers[1].h().unwrap(), &want.tensor("state_1").unwrap(), "gru h");
+    close(layers[2].h().unwrap(), &want.tensor("state_2").unwrap(), "basic rnn h");
+}
+
+#[test]
+fn a_wrong_name_map_is_reported_all_at_once() {
+    let ckpt = TfCheckpoint::open(latest_checkpoint(dir("tf1_cells")).unwrap().unwrap()).unwrap();
+    let store = store();
+    let lstm = Lstm::new(&store.root(), LstmConfig::new(4).with_peepholes(true).with_proj_size(3)).unwrap();
+    let small = Gru::new(&store.root(), GruConfig::new(6).with_reset_after(false)).unwrap();
+    let mut loader = TfLoader::new(&ckpt);
+    load_tf_lstm_cell(&mut loader, "rnn/multi_rnn_cell/cell_0/lstm_cel", &lstm, 1.0).unwrap();
+    load_tf_gru_cell(&mut loader, "rnn/multi_rnn_cell/cell_1/gru_cell", &small).unwrap();
+    let e = loader.finish().unwrap_err();
+    assert!(matches!(e, Error::Checkpoint { .. }));
+    let e = e.to_string();
+    assert!(
+        e.contains("model.ckpt-7.index: load: missing [\"rnn/multi_rnn_cell/cell_0/lstm_cel/kernel\""),
+        "{e}"
+    );
+    assert!(e.contains("unexpected [\"rnn/multi_rnn_cell/cell_0/lstm_cell/bias\""), "{e}");
+    assert!(
+        e.contains("rnn/multi_rnn_cell/cell_1/gru_cell/gates/kernel must be [_, 12], got [8, 10]"),
+        "{e}"
+    );
+    assert!(!e.contains("global_step"), "TF bookkeeping is not unexpected: {e}");
+    // A reset_after = true GRU cannot compute TF 1's GRUCell.
+    let after = Gru::named(&store.root(), "after", GruConfig::new(5)).unwrap();
+    let mut loader = TfLoader::new(&ckpt);
+    assert!(matches!(
+        load_tf_gru_cell(&mut loader, "rnn/multi_rnn_cell/cell_1/gru_cell", &after),
+        Err(Error::Config { .. })
+    ));
+}
+
+/// tf_keras Embedding -> LSTM -> GRU(reset_after=True) -> GRU(reset_after=False) -> Dense ->
+/// LayerNormalization -> BatchNormalization, from `model.save_weights` (object-based names).
+#[test]
+fn a_keras_model_matches_layer_by_layer() {
+    let ckpt = TfCheckpoint::open(latest_checkpoint(dir("keras")).unwrap().unwrap()).unwrap();
+    let store = store();
+    let root = store.root();
+    let embed = Embed::new(&root, EmbedConfig::new(7, 3)).unwrap();
+    let lstm = Lstm::new(&root, LstmConfig::new(4)).unwrap();
+    let gru_after = Gru::named(&root, "gru_after", GruConfig::new(3)).unwrap();
+    let gru_before = Gru::named(&root, "gru_before", GruConfig::new(2).with_reset_after(false)).unwrap();
+    let dense = Linear::new(&root, LinearConfig::new(3)).unwrap();
+    let layer_norm = LayerNorm::new(&root, LayerNormConfig::new().with_eps(1e-3)).unwrap();
+    let batch_norm = BatchNorm::new(
+        &root,
+        BatchNormConfig::new()
+            .with_data_format(DataFormat::ChannelsLast)
+            .with_eps(1e-3)
+            .with_test_local_stats(false),
+    )
+    .unwrap();
+    let mut loader = TfLoader::new(&ckpt);
+    loader.embedding("layer_with_weights-0", &embed).unwrap();
+    load_keras_lstm(&mut loader, "layer_with_weights-1/cell", &lstm).unwrap();
+    load_keras_gru(&mut loader, "layer_with_weights-2/cell", &gru_after).unwrap();
+    load_keras_gru(&mut loader, "layer_with_weights-3/cell", &gru_before).unwrap();
+    loader.dense("layer_with_weights-4", &dense).unwrap();
+    loader.layer_norm("layer_with_weights-5", &layer_norm).unwrap();
+    loader.batch_norm("layer_with_weights-6", &batch_norm).unwrap();
+    assert_eq!(loader.finish().unwrap().loaded.len(), 18);
+
+    let want = expected("keras");
+    let e = embed.forward(&want.tensor("ids").unwrap()).unwrap();
+    close(&e, &want.tensor("embedding").unwrap(), "embedding");
+    let run = |core: &dyn RnnCore, x: &Tensor| dynamic_rnn(core, x, &UnrollOptions::eval()).unwrap().0;
+    let l1 = run(&lstm, &e);
+    close(&l1, &want.tensor("lstm").unwrap(), "keras lstm");
+    let g1 = run(&gru_after, &l1);
+    close(&g1, &want.tensor("gru_after").unwrap(), "keras gru reset_after=True");
+    let g2 = run(&gru_before, &g1);
+    close(&g2, &want.tensor("gru_before").unwrap(), "keras gru reset_after=False");
+    let d = dense.forward(&g2).unwrap();
+    close(&d, &want.tensor("dense").unwrap(), "dense");
+    let ln = layer_norm.forward(&d).unwrap();
+    close(&ln, &want.tensor("layer_norm").unwrap(), "layer norm");
+    let bn = batch_norm.forward(&ln, Mode::Eval).unwrap();
+    close(&bn, &want.tensor("batch_norm").unwrap(), "batch norm (moving statistics)");
+}
+
+#[test]
+fn a_keras_gru_with_the_other_reset_after_is_a_mismatch() {
+    let ckpt = TfCheckpoint::open(latest_checkpoint(dir("keras")).unwrap().unwrap()).unwrap();
+    let store = store();
+    let gru = Gru::new(&store.root(), GruConfig::new(3).with_reset_after(false)).unwrap();
+    let mut loader = TfLoader::new(&ckpt);
+    load_keras_gru(&mut loader, "layer_with_weights-2/cell", &gru).unwrap();
+    let e = loader.finish_partial().unwrap_err().to_string();
+    assert!(
+        e.contains("bias must be [9] (reset_after=False) as gru has reset_after = false, got [2, 9]"),
+        "{e}"
+    );
+}
