@@ -185,3 +185,35 @@ fn a_keras_gru_with_the_other_reset_after_is_a_mismatch() {
         "{e}"
     );
 }
+
+/// `LSTMCell(4, num_proj=3, proj_clip=0.05)`: the clip is active in the fixture (the script
+/// checks that TF's largest output is exactly 0.05).
+#[test]
+fn proj_clip_matches_tensorflow_and_needs_a_projection() {
+    let ckpt = TfCheckpoint::open(latest_checkpoint(dir("tf1_proj_clip")).unwrap().unwrap()).unwrap();
+    let store = store();
+    let config = LstmConfig::new(4).with_proj_size(3).with_proj_clip(0.05);
+    let lstm = Lstm::new(&store.root(), config.clone()).unwrap();
+    let mut loader = TfLoader::new(&ckpt);
+    load_tf_lstm_cell(&mut loader, "rnn/lstm_cell", &lstm, 1.0).unwrap();
+    loader.finish().unwrap();
+    let want = expected("tf1_proj_clip");
+    let (out, state) = dynamic_rnn(&lstm, &want.tensor("inputs").unwrap(), &UnrollOptions::eval()).unwrap();
+    close(&out, &want.tensor("outputs").unwrap(), "clipped outputs");
+    let State::Lstm { h, c } = &state else { panic!("an LSTM state") };
+    close(h, &want.tensor("h").unwrap(), "h");
+    close(c, &want.tensor("c").unwrap(), "c");
+    // Without the clip the outputs differ from TF's.
+    let unclipped = Lstm::named(&store.root(), "unclipped", LstmConfig::new(4).with_proj_size(3)).unwrap();
+    let mut loader = TfLoader::new(&ckpt);
+    load_tf_lstm_cell(&mut loader, "rnn/lstm_cell", &unclipped, 1.0).unwrap();
+    let free = dynamic_rnn(&unclipped, &want.tensor("inputs").unwrap(), &UnrollOptions::eval()).unwrap().0;
+    assert!(free.abs().max().double_value(&[]) > 0.05);
+
+    let bad = |c: LstmConfig| Lstm::named(&store.root(), "bad", c).unwrap_err().to_string();
+    assert!(bad(LstmConfig::new(4).with_proj_clip(0.1)).contains("needs a projection"));
+    assert!(bad(LstmConfig::new(4).with_proj_size(3).with_proj_clip(0.0)).contains("proj_clip must be > 0"));
+    assert!(
+        bad(LstmConfig::new(4).with_proj_size(3).with_proj_clip(f64::NAN)).contains("proj_clip must be > 0")
+    );
+}

@@ -62,6 +62,10 @@ pub struct LstmConfig {
     /// Default `None` (`P = H`, no projection).
     #[serde(default)]
     pub proj_size: Option<i64>,
+    /// Clips the projected output (and `h`) to `[-clip, clip]` (> 0), as TF's
+    /// `LSTMCell(num_proj, proj_clip)`; needs `proj_size`. Default `None`.
+    #[serde(default)]
+    pub proj_clip: Option<f64>,
     /// Layer normalisation (Ba et al. 2016) as in TF's `LayerNormBasicLSTMCell`: each gate's
     /// pre-activation (`i`, `f`, `g`, `o`, each `[B, H]`) is normalised over its `H` units
     /// with its own gain `ln_{gate}_gamma` (ones) and shift `ln_{gate}_beta` (zeros), and
@@ -99,6 +103,7 @@ impl LstmConfig {
             peepholes: false,
             cell_clip: None,
             proj_size: None,
+            proj_clip: None,
             layer_norm: false,
             layer_norm_epsilon: tf_layer_norm_epsilon(),
             trainable_initial_state: false,
@@ -134,6 +139,11 @@ impl LstmConfig {
     /// Projects the output to `proj_size` units.
     pub fn with_proj_size(mut self, proj_size: i64) -> Self {
         self.proj_size = Some(proj_size);
+        self
+    }
+    /// Clips the projected output to `[-clip, clip]` (TF `proj_clip`; needs a projection).
+    pub fn with_proj_clip(mut self, clip: f64) -> Self {
+        self.proj_clip = Some(clip);
         self
     }
     /// Turns layer normalisation on or off.
@@ -237,7 +247,8 @@ impl Lstm {
     ///
     /// # Errors
     /// [`Error::Config`] for `hidden_size <= 0`, `input_size <= 0`, a `proj_size` outside
-    /// `1..H`, a `cell_clip <= 0` (or beyond the store kind's finite range), a
+    /// `1..H`, a `cell_clip` or `proj_clip <= 0` (or beyond the store kind's finite range), a
+    /// `proj_clip` without a `proj_size`, a
     /// `layer_norm_epsilon < 0`, or an initializer/regularizer
     /// key that is not one of [`LstmConfig::variable_names`].
     pub fn new(parent: &Scope, config: LstmConfig) -> Result<Self> {
@@ -259,6 +270,14 @@ impl Lstm {
         }
         if let Some(clip) = config.cell_clip.filter(|&c| !scalar_fits(c, scope.kind())) {
             return bad(format!("cell_clip {clip:e} overflows the store's kind {:?}", scope.kind()));
+        }
+        if let Some(clip) = config.proj_clip {
+            if config.proj_size.is_none() {
+                return bad(format!("proj_clip {clip} needs a projection (proj_size), as TF's LSTMCell"));
+            }
+            if clip.is_nan() || clip <= 0.0 || !scalar_fits(clip, scope.kind()) {
+                return bad(format!("proj_clip must be > 0 and finite in {:?}, got {clip}", scope.kind()));
+            }
         }
         if config.layer_norm_epsilon.is_nan() || config.layer_norm_epsilon < 0.0 {
             return bad(format!("layer_norm_epsilon must be >= 0, got {}", config.layer_norm_epsilon));
@@ -497,11 +516,11 @@ impl RnnCore for Lstm {
         self.project(inputs, i).map(Some)
     }
 
-    /// One `Lstm` layer (with `weight_hr` for a projection) without peepholes, layer norm
-    /// or cell clip; `None` with any of them, or for an `input_size` other than the cell's.
+    /// One `Lstm` layer (with `weight_hr` for a projection) without peepholes, layer norm,
+    /// cell clip or projection clip; `None` with any of them, or for an `input_size` other than the cell's.
     fn torch_layers(&self, input_size: i64) -> Result<Option<Vec<TorchCellWeights>>> {
         let c = &self.config;
-        let plain = !c.peepholes && !c.layer_norm && c.cell_clip.is_none();
+        let plain = !c.peepholes && !c.layer_norm && c.cell_clip.is_none() && c.proj_clip.is_none();
         if !plain || input_size <= 0 || self.input_size().is_some_and(|i| i != input_size) {
             return Ok(None);
         }
@@ -517,6 +536,7 @@ impl RnnCore for Lstm {
         let (h_prev, c_prev) = lstm_state(&self.scope, state, batch, p, h)?;
         let eps = self.config.layer_norm_epsilon;
         let clip = self.config.cell_clip;
+        let proj_clip = self.config.proj_clip;
         let compute = || -> Result<(Tensor, Tensor), TchError> {
             let mut gates = projected.f_addmm(h_prev, &v.torch.weight_hh.f_tr()?)?;
             if let Some(ln) = &v.layer_norm {
@@ -550,9 +570,10 @@ impl RnnCore for Lstm {
                 None => sig[3].shallow_clone(),
             };
             let h_raw = o.f_mul(&c.f_tanh()?)?;
-            let h_new = match &v.weight_hr {
-                Some(w) => h_raw.f_matmul(&w.f_tr()?)?,
-                None => h_raw,
+            let h_new = match (&v.weight_hr, proj_clip) {
+                (Some(w), Some(clip)) => h_raw.f_matmul(&w.f_tr()?)?.f_clamp(-clip, clip)?,
+                (Some(w), None) => h_raw.f_matmul(&w.f_tr()?)?,
+                (None, _) => h_raw,
             };
             Ok((h_new, c))
         };
