@@ -9,8 +9,8 @@ use couplet::rnn::tf_weights::{
     load_keras_gru, load_keras_lstm, load_tf_basic_rnn_cell, load_tf_gru_cell, load_tf_lstm_cell,
 };
 use couplet::rnn::{
-    dynamic_rnn, Gru, GruConfig, Lstm, LstmConfig, RnnCore, StackedRnn, StackedRnnConfig, State,
-    UnrollOptions, VanillaRnn, VanillaRnnConfig,
+    dynamic_rnn, Gru, GruConfig, Lstm, LstmConfig, PaddedOutputs, RnnCore, StackedRnn, StackedRnnConfig,
+    State, UnrollOptions, VanillaRnn, VanillaRnnConfig,
 };
 use couplet::{
     BatchNorm, BatchNormConfig, DataFormat, Embed, EmbedConfig, Error, LayerNorm, LayerNormConfig, Linear,
@@ -216,4 +216,37 @@ fn proj_clip_matches_tensorflow_and_needs_a_projection() {
     assert!(
         bad(LstmConfig::new(4).with_proj_size(3).with_proj_clip(f64::NAN)).contains("proj_clip must be > 0")
     );
+}
+
+/// tf_keras `Masking(0.0) -> LSTM(return_sequences, return_state)` over rows of lengths
+/// [5, 2, 0]: Keras repeats each row's last output past its length where TF writes zeros;
+/// the final states agree.
+#[test]
+fn keras_masking_carries_the_last_output_forward() {
+    let ckpt = TfCheckpoint::open(latest_checkpoint(dir("keras_mask")).unwrap().unwrap()).unwrap();
+    let store = store();
+    let lstm = Lstm::new(&store.root(), LstmConfig::new(4)).unwrap();
+    let mut loader = TfLoader::new(&ckpt);
+    load_keras_lstm(&mut loader, "layer_with_weights-0/cell", &lstm).unwrap();
+    loader.finish().unwrap();
+    let want = expected("keras_mask");
+    let x = want.tensor("inputs").unwrap();
+    let lengths = Vec::<i64>::try_from(&want.tensor("lengths").unwrap()).unwrap();
+    let keras =
+        UnrollOptions::eval().with_lengths(&lengths[..]).with_padded_outputs(PaddedOutputs::CarryLast);
+    let (out, state) = dynamic_rnn(&lstm, &x, &keras).unwrap();
+    close(&out, &want.tensor("outputs").unwrap(), "keras masked outputs");
+    let State::Lstm { h, c } = &state else { panic!("an LSTM state") };
+    close(h, &want.tensor("h").unwrap(), "h");
+    close(c, &want.tensor("c").unwrap(), "c");
+    // TF's default writes zeros there, with the same final state.
+    let (tf_out, tf_state) =
+        dynamic_rnn(&lstm, &x, &UnrollOptions::eval().with_lengths(&lengths[..])).unwrap();
+    assert_eq!(tf_out.get(1).narrow(0, 2, 3).abs().max().double_value(&[]), 0.0);
+    assert!(out.get(1).narrow(0, 2, 3).abs().max().double_value(&[]) > 0.0);
+    close(tf_state.h().unwrap(), h, "final h agrees");
+    // Time-major gives the same, transposed.
+    let xt = x.transpose(0, 1);
+    let (out_t, _) = dynamic_rnn(&lstm, &xt, &keras.with_time_major(true)).unwrap();
+    close(&out_t.transpose(0, 1), &out, "time-major");
 }

@@ -202,6 +202,8 @@ pub fn bidirectional_dynamic_rnn<F: RnnCore + ?Sized, B: RnnCore + ?Sized>(
         initial_state,
         time_major: options.time_major,
         route: options.route,
+        // Keras' carried outputs are a dynamic_rnn option only: both directions write zeros.
+        padded_outputs: crate::PaddedOutputs::Zeros,
     };
     let reverse = |x: &Tensor| match &lengths {
         Some(l) => reverse_within(FUNC, x, l, options.time_major),

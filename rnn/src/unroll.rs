@@ -47,6 +47,7 @@
 use crate::core::{RnnCore, SequenceContext, Split};
 use crate::fused;
 use crate::lengths::Lengths;
+use crate::padded::{carry_last, PaddedOutputs};
 use crate::plan::Plan;
 use crate::route::{layer_states, select, Choice, Route};
 use crate::state::{State, StateSize};
@@ -71,12 +72,22 @@ pub struct UnrollOptions<'a> {
     /// Forces a [`Route`]. Default `None`: the fastest exact route for the core and inputs
     /// (see [`unroll_route`](crate::unroll_route)).
     pub route: Option<Route>,
+    /// The outputs past each row's length: [`PaddedOutputs::Zeros`] (TF `dynamic_rnn`, the
+    /// default) or [`PaddedOutputs::CarryLast`] (Keras with a mask). Final states are the same.
+    pub padded_outputs: PaddedOutputs,
 }
 
 impl<'a> UnrollOptions<'a> {
     /// Options for `mode`, without lengths or initial state, batch-major.
     pub fn new(mode: Mode) -> Self {
-        UnrollOptions { mode, lengths: None, initial_state: None, time_major: false, route: None }
+        UnrollOptions {
+            mode,
+            lengths: None,
+            initial_state: None,
+            time_major: false,
+            route: None,
+            padded_outputs: PaddedOutputs::Zeros,
+        }
     }
 
     /// [`UnrollOptions::new`] in [`Mode::Train`].
@@ -92,6 +103,13 @@ impl<'a> UnrollOptions<'a> {
     /// Sets the per-row lengths (an integer tensor `[B]` or a slice of `i64`).
     pub fn with_lengths(mut self, lengths: impl Into<Lengths<'a>>) -> Self {
         self.lengths = Some(lengths.into());
+        self
+    }
+
+    /// Sets what the outputs are past each row's length (Keras' masking is
+    /// [`PaddedOutputs::CarryLast`]).
+    pub fn with_padded_outputs(mut self, padded_outputs: PaddedOutputs) -> Self {
+        self.padded_outputs = padded_outputs;
         self
     }
 
@@ -158,7 +176,16 @@ pub(crate) fn unroll<C: RnnCore + ?Sized>(
     options: &UnrollOptions,
 ) -> Result<(Tensor, State)> {
     let (initial, plan) = validate(func, core, inputs, options)?;
-    run_route(func, core, inputs, initial, &plan, options, options.route)
+    let (outputs, last) = run_route(func, core, inputs, initial, &plan, options, options.route)?;
+    match (options.padded_outputs, &options.lengths) {
+        (PaddedOutputs::CarryLast, Some(lengths)) => {
+            let batch = inputs.size()[if options.time_major { 1 } else { 0 }];
+            let time = inputs.size()[if options.time_major { 0 } else { 1 }];
+            let lengths = lengths.validate(func, batch, time)?;
+            Ok((carry_last(func, &outputs, &lengths, options.time_major)?, last))
+        }
+        _ => Ok((outputs, last)),
+    }
 }
 
 /// Runs `core` from `initial` on the route `forced`, or the automatic one.
