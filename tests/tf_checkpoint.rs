@@ -4,9 +4,10 @@
 //! TensorFlow's to 1e-9 in f64. The expected values are themselves a TF checkpoint
 //! (`expected.*`, written by `tf.raw_ops.SaveV2`).
 
-use couplet::checkpoint::tf::{latest_checkpoint, TfCheckpoint, TfDType, TfLoader};
+use couplet::checkpoint::tf::{latest_checkpoint, TfCheckpoint, TfCheckpointWriter, TfDType, TfLoader};
 use couplet::rnn::tf_weights::{
     load_keras_gru, load_keras_lstm, load_tf_basic_rnn_cell, load_tf_gru_cell, load_tf_lstm_cell,
+    save_tf_basic_rnn_cell, save_tf_gru_cell, save_tf_lstm_cell,
 };
 use couplet::rnn::{
     dynamic_rnn, Gru, GruConfig, Lstm, LstmConfig, PaddedOutputs, RnnCore, StackedRnn, StackedRnnConfig,
@@ -249,4 +250,83 @@ fn keras_masking_carries_the_last_output_forward() {
     let xt = x.transpose(0, 1);
     let (out_t, _) = dynamic_rnn(&lstm, &xt, &keras.with_time_major(true)).unwrap();
     close(&out_t.transpose(0, 1), &out, "time-major");
+}
+
+/// The reverse direction: couplet's cells written as TF 1.x variables by
+/// `couplet::rnn::tf_weights::save_tf_*`. `tests/fixtures/tf/couplet_written/model.ckpt.*` are
+/// this test's own output (regenerated with `COUPLET_WRITE_TF_FIXTURES=1`), which
+/// `scripts/fixtures/tf_checkpoint.py` restored with `tf.compat.v1.train.Saver` into a
+/// MultiRNNCell and ran: the files written now must be byte-identical, and couplet's outputs
+/// must equal TensorFlow's.
+#[test]
+fn cells_written_as_tf_variables_restore_in_tensorflow() {
+    let store = store();
+    let root = store.root().child("decoder").unwrap();
+    let lstm = Lstm::named(
+        &root,
+        "lstm",
+        LstmConfig::new(4).with_input_size(2).with_peepholes(true).with_proj_size(3),
+    )
+    .unwrap();
+    let gru = Gru::named(&root, "gru", GruConfig::new(5).with_input_size(3).with_reset_after(false)).unwrap();
+    let rnn = VanillaRnn::named(&root, "rnn", VanillaRnnConfig::new(3).with_input_size(5)).unwrap();
+    for (k, var) in store.variables().iter().enumerate() {
+        let t = var.tensor();
+        let values =
+            (Tensor::arange(t.numel() as i64, (Kind::Double, Device::Cpu)) * 0.37 + k as f64).sin() * 0.6;
+        tch::no_grad(|| t.shallow_clone().copy_(&values.reshape(t.size())));
+    }
+    let mut writer = TfCheckpointWriter::new();
+    save_tf_lstm_cell(&mut writer, "rnn/multi_rnn_cell/cell_0/lstm_cell", &lstm, 1.0).unwrap();
+    save_tf_gru_cell(&mut writer, "rnn/multi_rnn_cell/cell_1/gru_cell", &gru).unwrap();
+    save_tf_basic_rnn_cell(&mut writer, "rnn/multi_rnn_cell/cell_2/basic_rnn_cell", &rnn).unwrap();
+    let fixture = dir("couplet_written");
+    let out_dir = if std::env::var_os("COUPLET_WRITE_TF_FIXTURES").is_some() {
+        std::fs::create_dir_all(&fixture).unwrap();
+        fixture.clone()
+    } else {
+        let d = std::env::temp_dir().join(format!("couplet-tf-written-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    };
+    let prefix = writer.write(out_dir.join("model.ckpt")).unwrap();
+    for suffix in [".index", ".data-00000-of-00001"] {
+        let name = format!("model.ckpt{suffix}");
+        let now = std::fs::read(out_dir.join(&name)).unwrap();
+        assert!(
+            now == std::fs::read(fixture.join(&name)).unwrap(),
+            "{name} differs from the file TF restored"
+        );
+    }
+
+    // Loading the written checkpoint back gives the same weights (load ∘ save = identity).
+    let ckpt = TfCheckpoint::open(&prefix).unwrap();
+    let again = Store::with_kind(Device::Cpu, Kind::Double).unwrap();
+    let r = again.root().child("decoder").unwrap();
+    let lstm2 = Lstm::named(&r, "lstm", LstmConfig::new(4).with_peepholes(true).with_proj_size(3)).unwrap();
+    let gru2 = Gru::named(&r, "gru", GruConfig::new(5).with_reset_after(false)).unwrap();
+    let rnn2 = VanillaRnn::named(&r, "rnn", VanillaRnnConfig::new(3)).unwrap();
+    let mut loader = TfLoader::new(&ckpt);
+    load_tf_lstm_cell(&mut loader, "rnn/multi_rnn_cell/cell_0/lstm_cell", &lstm2, 1.0).unwrap();
+    load_tf_gru_cell(&mut loader, "rnn/multi_rnn_cell/cell_1/gru_cell", &gru2).unwrap();
+    load_tf_basic_rnn_cell(&mut loader, "rnn/multi_rnn_cell/cell_2/basic_rnn_cell", &rnn2).unwrap();
+    loader.finish().unwrap();
+    if out_dir != fixture {
+        let _ = std::fs::remove_dir_all(&out_dir);
+    }
+
+    let want = expected("couplet_written");
+    let lengths = Vec::<i64>::try_from(&want.tensor("lengths").unwrap()).unwrap();
+    let x = want.tensor("inputs").unwrap();
+    let options = UnrollOptions::eval().with_lengths(&lengths[..]);
+    for (what, cells) in [
+        ("written", vec![Box::new(lstm) as Box<dyn RnnCore>, Box::new(gru), Box::new(rnn)]),
+        ("read_back", vec![Box::new(lstm2) as Box<dyn RnnCore>, Box::new(gru2), Box::new(rnn2)]),
+    ] {
+        let stack = StackedRnn::named(&store.root(), what, cells, StackedRnnConfig::new()).unwrap();
+        let (out, state) = dynamic_rnn(&stack, &x, &options).unwrap();
+        close(&out, &want.tensor("outputs").unwrap(), &format!("{what}: outputs"));
+        let layers = state.as_tuple().unwrap();
+        close(layers[1].h().unwrap(), &want.tensor("state_1").unwrap(), &format!("{what}: gru h"));
+    }
 }

@@ -11,7 +11,7 @@
 //! | Keras `GRU`, `reset_after` either way | [`Gru`] with the same `reset_after` | [`load_keras_gru`] |
 
 use crate::{Gru, Lstm, VanillaRnn};
-use couplet_modules::checkpoint::tf::TfLoader;
+use couplet_modules::checkpoint::tf::{TfCheckpointWriter, TfLoader};
 use couplet_modules::{Error, Module, Result, TorchContext};
 use std::collections::BTreeMap;
 use tch::{TchError, Tensor};
@@ -284,4 +284,108 @@ pub fn load_keras_gru(loader: &mut TfLoader, scope: &str, gru: &Gru) -> Result<(
     .ctx(&module)?;
     let result = gru.load_torch(&dict, "");
     load_dict(loader, result)
+}
+
+/// `name` from a cell's PyTorch state dict.
+fn param<'d>(module: &str, dict: &'d [(String, Tensor)], name: &str) -> Result<&'d Tensor> {
+    dict.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, t)| t)
+        .ok_or_else(|| Error::config(module, format!("has no {name}: TensorFlow's cells always have a bias")))
+}
+
+/// TF's `[I + H, G]` kernel of PyTorch's `weight_ih [G, I]` and `weight_hh [G, H]`.
+fn tf_kernel(w_ih: &Tensor, w_hh: &Tensor) -> Result<Tensor, TchError> {
+    Tensor::f_cat(&[w_ih, w_hh], 1)?.f_tr()?.f_contiguous()
+}
+
+/// Adds the TF 1.x `LSTMCell` variables of `lstm` to `writer` under `scope` (the inverse of
+/// [`load_tf_lstm_cell`]): `kernel`, `bias` (with `forget_bias` taken back out of the forget
+/// gate, as TF adds it at run time), the peepholes and `projection/kernel` as `lstm` has them.
+///
+/// # Errors
+/// [`Error::NotBuilt`] for a lazy cell not yet built; [`Error::Config`] without a bias or
+/// with layer norm; errors of [`TfCheckpointWriter::add`] (a name added twice).
+pub fn save_tf_lstm_cell(
+    writer: &mut TfCheckpointWriter,
+    scope: &str,
+    lstm: &Lstm,
+    forget_bias: f64,
+) -> Result<()> {
+    let module = lstm.scope().path().to_string();
+    if lstm.config().layer_norm {
+        return Err(Error::config(&module, "TF's LSTMCell has no layer norm"));
+    }
+    let dict = lstm.torch_state_dict("")?;
+    let (w_ih, w_hh) = (param(&module, &dict, "weight_ih")?, param(&module, &dict, "weight_hh")?);
+    let (b_ih, b_hh) = (param(&module, &dict, "bias_ih")?, param(&module, &dict, "bias_hh")?);
+    const IJFO: [usize; 4] = [0, 2, 1, 3];
+    let h = lstm.hidden_size();
+    let (kernel, bias) = (|| -> Result<(Tensor, Tensor), TchError> {
+        let kernel = tf_kernel(&reorder(w_ih, 4, &IJFO)?, &reorder(w_hh, 4, &IJFO)?)?;
+        let bias = reorder(&b_ih.f_add(b_hh)?, 4, &IJFO)?;
+        let _ = bias.f_narrow(0, 2 * h, h)?.f_sub_(&Tensor::from(forget_bias).f_to_kind(bias.kind())?)?;
+        Ok((kernel, bias))
+    })()
+    .ctx(&module)?;
+    writer.add(&format!("{scope}/kernel"), &kernel)?;
+    writer.add(&format!("{scope}/bias"), &bias)?;
+    if lstm.config().peepholes {
+        for leaf in ["w_i_diag", "w_f_diag", "w_o_diag"] {
+            writer.add(&format!("{scope}/{leaf}"), &variable(lstm, leaf)?)?;
+        }
+    }
+    if lstm.config().proj_size.is_some() {
+        let w_hr = param(&module, &dict, "weight_hr")?;
+        writer.add(&format!("{scope}/projection/kernel"), &w_hr.f_tr().ctx(&module)?)?;
+    }
+    Ok(())
+}
+
+/// Adds the TF 1.x `GRUCell` variables of `gru` (which must have `reset_after = false`) to
+/// `writer` under `scope`: `gates/{kernel,bias}` and `candidate/{kernel,bias}`, the inverse
+/// of [`load_tf_gru_cell`] (both PyTorch biases are summed, which TF's function allows).
+///
+/// # Errors
+/// [`Error::NotBuilt`] for a lazy cell not yet built; [`Error::Config`] with
+/// `reset_after = true` or without a bias; errors of [`TfCheckpointWriter::add`].
+pub fn save_tf_gru_cell(writer: &mut TfCheckpointWriter, scope: &str, gru: &Gru) -> Result<()> {
+    let module = gru.scope().path().to_string();
+    if gru.config().reset_after {
+        return Err(Error::config(&module, "TF 1.x's GRUCell computes reset_after = false only"));
+    }
+    let dict = gru.torch_state_dict("")?;
+    let (w_ih, w_hh) = (param(&module, &dict, "weight_ih")?, param(&module, &dict, "weight_hh")?);
+    let (b_ih, b_hh) = (param(&module, &dict, "bias_ih")?, param(&module, &dict, "bias_hh")?);
+    let h = gru.hidden_size();
+    let parts = (|| -> Result<[Tensor; 4], TchError> {
+        let b = b_ih.f_add(b_hh)?;
+        Ok([
+            tf_kernel(&w_ih.f_narrow(0, 0, 2 * h)?, &w_hh.f_narrow(0, 0, 2 * h)?)?,
+            b.f_narrow(0, 0, 2 * h)?,
+            tf_kernel(&w_ih.f_narrow(0, 2 * h, h)?, &w_hh.f_narrow(0, 2 * h, h)?)?,
+            b.f_narrow(0, 2 * h, h)?,
+        ])
+    })()
+    .ctx(&module)?;
+    for (leaf, t) in ["gates/kernel", "gates/bias", "candidate/kernel", "candidate/bias"].iter().zip(&parts) {
+        writer.add(&format!("{scope}/{leaf}"), t)?;
+    }
+    Ok(())
+}
+
+/// Adds the TF `BasicRNNCell` variables of `rnn` (tanh) to `writer` under `scope`: `kernel`,
+/// `bias` (the sum of PyTorch's two biases), the inverse of [`load_tf_basic_rnn_cell`].
+///
+/// # Errors
+/// [`Error::NotBuilt`] for a lazy cell not yet built; [`Error::Config`] without a bias;
+/// errors of [`TfCheckpointWriter::add`].
+pub fn save_tf_basic_rnn_cell(writer: &mut TfCheckpointWriter, scope: &str, rnn: &VanillaRnn) -> Result<()> {
+    let module = rnn.scope().path().to_string();
+    let dict = rnn.torch_state_dict("")?;
+    let (w_ih, w_hh) = (param(&module, &dict, "weight_ih")?, param(&module, &dict, "weight_hh")?);
+    let (b_ih, b_hh) = (param(&module, &dict, "bias_ih")?, param(&module, &dict, "bias_hh")?);
+    let kernel = tf_kernel(w_ih, w_hh).ctx(&module)?;
+    writer.add(&format!("{scope}/kernel"), &kernel)?;
+    writer.add(&format!("{scope}/bias"), &b_ih.f_add(b_hh).ctx(&module)?)
 }
