@@ -12,6 +12,7 @@ pub mod decoding;
 pub mod mechanism;
 pub mod multi_head;
 pub mod softmax;
+pub mod tf_weights;
 
 pub use attentive_read::{AttentionOutput, AttentiveRead};
 pub use decoder_core::{AttentionDecoderConfig, AttentionDecoderCore};
