@@ -11,7 +11,7 @@
 
 use crate::decoder_core::AttentionDecoderCore;
 use crate::mechanism::{AttentionMechanism, BahdanauAttention, LuongAttention};
-use couplet_modules::checkpoint::tf::TfLoader;
+use couplet_modules::checkpoint::tf::{module_variable, TfLoader};
 use couplet_modules::{Error, Module, Result};
 use tch::Tensor;
 
@@ -25,17 +25,6 @@ fn check_fresh(mechanism: &impl Module) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// The store variable `module/leaf`.
-fn variable(module: &impl Module, leaf: &str) -> Result<Tensor> {
-    let name = format!("{}/{leaf}", module.scope().path());
-    module
-        .scope()
-        .store()
-        .get(&name)
-        .map(|v| v.tensor().shallow_clone())
-        .ok_or(Error::NotBuilt { module: name })
 }
 
 /// `[rows, cols]` of a rank-2 kernel, or a recorded mismatch.
@@ -79,9 +68,9 @@ pub fn load_tf_luong(loader: &mut TfLoader, scope: &str, luong: &LuongAttention)
     };
     build(luong, memory_size, None)?;
     let path = luong.scope().path().to_string();
-    loader.assign(&format!("{path}/memory_layer/w"), &variable(luong, "memory_layer/w")?, &t[0])?;
+    loader.assign(&format!("{path}/memory_layer/w"), &module_variable(luong, "memory_layer/w")?, &t[0])?;
     if let Some(g) = t.get(1) {
-        loader.assign(&format!("{path}/attention_g"), &variable(luong, "attention_g")?, g)?;
+        loader.assign(&format!("{path}/attention_g"), &module_variable(luong, "attention_g")?, g)?;
     }
     Ok(())
 }
@@ -108,7 +97,7 @@ pub fn load_tf_bahdanau(loader: &mut TfLoader, scope: &str, bahdanau: &BahdanauA
     let path = bahdanau.scope().path().to_string();
     let targets = ["memory_layer/w", "query_layer/w", "attention_v", "attention_g", "attention_b"];
     for (leaf, value) in targets.iter().zip(&t) {
-        loader.assign(&format!("{path}/{leaf}"), &variable(bahdanau, leaf)?, value)?;
+        loader.assign(&format!("{path}/{leaf}"), &module_variable(bahdanau, leaf)?, value)?;
     }
     Ok(())
 }

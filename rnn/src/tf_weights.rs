@@ -11,7 +11,7 @@
 //! | Keras `GRU`, `reset_after` either way | [`Gru`] with the same `reset_after` | [`load_keras_gru`] |
 
 use crate::{Gru, Lstm, VanillaRnn};
-use couplet_modules::checkpoint::tf::{TfCheckpointWriter, TfLoader};
+use couplet_modules::checkpoint::tf::{module_variable, TfCheckpointWriter, TfLoader};
 use couplet_modules::{Error, Module, Result, TorchContext};
 use std::collections::BTreeMap;
 use tch::{TchError, Tensor};
@@ -62,17 +62,6 @@ fn load_dict(loader: &mut TfLoader, result: Result<()>) -> Result<()> {
     }
 }
 
-/// The store variable `module/leaf` of a built module.
-fn variable(module: &impl Module, leaf: &str) -> Result<Tensor> {
-    let name = format!("{}/{leaf}", module.scope().path());
-    module
-        .scope()
-        .store()
-        .get(&name)
-        .map(|v| v.tensor().shallow_clone())
-        .ok_or(Error::NotBuilt { module: name })
-}
-
 /// Loads a TF 1.x `LSTMCell` under `scope` into `lstm`: `kernel [I + P, 4H]` (gates
 /// `i, j, f, o`), `bias [4H]`, and, as `lstm` has them, the peepholes `w_i_diag`, `w_f_diag`,
 /// `w_o_diag [H]` and `projection/kernel [H, P]`. TF adds `forget_bias` (its constructor
@@ -107,13 +96,13 @@ pub fn load_tf_lstm_cell(loader: &mut TfLoader, scope: &str, lstm: &Lstm, forget
     if c.peepholes {
         for leaf in ["w_i_diag", "w_f_diag", "w_o_diag"] {
             if let Some(v) = rest.next() {
-                loader.assign(&format!("{path}/{leaf}"), &variable(lstm, leaf)?, v)?;
+                loader.assign(&format!("{path}/{leaf}"), &module_variable(lstm, leaf)?, v)?;
             }
         }
     }
     if let Some(v) = rest.next() {
         let transposed = v.f_tr().ctx(&path)?;
-        loader.assign(&format!("{path}/weight_hr"), &variable(lstm, "weight_hr")?, &transposed)?;
+        loader.assign(&format!("{path}/weight_hr"), &module_variable(lstm, "weight_hr")?, &transposed)?;
     }
     Ok(())
 }
@@ -332,7 +321,7 @@ pub fn save_tf_lstm_cell(
     writer.add(&format!("{scope}/bias"), &bias)?;
     if lstm.config().peepholes {
         for leaf in ["w_i_diag", "w_f_diag", "w_o_diag"] {
-            writer.add(&format!("{scope}/{leaf}"), &variable(lstm, leaf)?)?;
+            writer.add(&format!("{scope}/{leaf}"), &module_variable(lstm, leaf)?)?;
         }
     }
     if lstm.config().proj_size.is_some() {

@@ -4,6 +4,7 @@
 
 use super::reader::TfCheckpoint;
 use crate::error::{Error, Result, TorchContext};
+use crate::module::Module;
 use std::collections::BTreeSet;
 use tch::Tensor;
 
@@ -173,4 +174,19 @@ impl<'a> TfLoader<'a> {
         }
         Ok(TfLoadReport { loaded: self.used.into_iter().collect(), unexpected })
     }
+}
+
+/// The store variable `leaf` of a built `module` (`module/leaf`), for converters that fill
+/// variables a module has no accessor for (peepholes, a mechanism's layers).
+///
+/// # Errors
+/// [`Error::NotBuilt`] naming the variable if the store has no such variable yet.
+pub fn module_variable(module: &impl Module, leaf: &str) -> Result<Tensor> {
+    let name = format!("{}/{leaf}", module.scope().path());
+    module
+        .scope()
+        .store()
+        .get(&name)
+        .map(|v| v.tensor().shallow_clone())
+        .ok_or(Error::NotBuilt { module: name })
 }

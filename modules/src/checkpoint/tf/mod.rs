@@ -22,7 +22,7 @@ mod writer;
 
 pub use dtype::TfDType;
 pub use latest::{latest_checkpoint, write_checkpoint_state};
-pub use loader::{TfLoadReport, TfLoader, OBJECT_SUFFIX};
+pub use loader::{module_variable, TfLoadReport, TfLoader, OBJECT_SUFFIX};
 pub use reader::{TfCheckpoint, TfTensorInfo};
 pub use writer::TfCheckpointWriter;
 
