@@ -450,7 +450,7 @@ proptest! {
                 guard("deep_rnn::new", &(), || StackedRnn::new(&root, cores, config))?.map(|c| Box::new(c) as _)
             }
             1 => {
-                let config = DropoutWrapperConfig::new().with_input_keep_prob(keep).with_state_keep_prob(keep).with_variational(train).with_input_size(3);
+                let config = DropoutWrapperConfig::new().with_input_dropout(keep).with_state_dropout(keep).with_variational(train).with_input_size(3);
                 guard("dropout::new", &keep, || DropoutWrapper::new(&root, lstm(), config))?.map(|c| Box::new(c) as _)
             }
             2 => {

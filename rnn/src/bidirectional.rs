@@ -2,10 +2,11 @@
 
 use crate::core::RnnCore;
 use crate::lengths::Lengths;
+use crate::options::UnrollOptions;
 use crate::route::Route;
 use crate::sequence::reverse_within;
 use crate::state::State;
-use crate::unroll::{unroll, UnrollOptions};
+use crate::unroll::unroll;
 use couplet_modules::{check_rank, Error, Mode, Result, TorchContext};
 use tch::Tensor;
 
