@@ -387,8 +387,10 @@ impl Module for Gan {
     fn scope(&self) -> &Scope {
         &self.scope
     }
-    fn is_built(&self) -> bool {
-        self.generator.is_built() && self.discriminator.is_built()
+    /// The generator and the discriminator: `is_built`, `variables` and
+    /// `regularization_loss` follow from them.
+    fn children(&self) -> Vec<&dyn Module> {
+        vec![&self.generator, &self.discriminator]
     }
 }
 

@@ -1,7 +1,7 @@
 //! `AttentiveRead`: Sonnet v1's soft read of a memory, with any logit module.
 
 use crate::softmax::{check_mask, masked_softmax};
-use couplet_modules::{Error, Forward, Mode, Module, Result, Scope, TorchContext, Variable};
+use couplet_modules::{Error, Forward, Mode, Module, Result, Scope, TorchContext};
 use tch::Tensor;
 
 /// What [`AttentiveRead::forward`] returns.
@@ -108,29 +108,17 @@ impl Module for AttentiveRead {
     fn scope(&self) -> &Scope {
         &self.scope
     }
-    fn is_built(&self) -> bool {
-        self.logit_module.is_built()
-    }
-    /// This module's variables followed by the logit module's (which may live in another
-    /// scope), without duplicates.
-    fn variables(&self) -> Result<Vec<Variable>> {
-        if !self.is_built() {
-            return Err(Error::NotBuilt { module: self.name().to_string() });
-        }
-        let mut vars = self.scope.variables();
-        for v in self.logit_module.variables()? {
-            if !vars.iter().any(|w| w.name() == v.name()) {
-                vars.push(v);
-            }
-        }
-        Ok(vars)
+    /// The logit module (which may live in another scope): the read is built when it is, and
+    /// lists and regularizes its variables.
+    fn children(&self) -> Vec<&dyn Module> {
+        vec![&self.logit_module]
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use couplet_modules::{Initializer, Linear, LinearConfig, Store};
+    use couplet_modules::{Initializer, Linear, LinearConfig, Mlp, MlpConfig, Regularizer, Store};
     use tch::{Device, Kind};
 
     fn values(t: &Tensor) -> Vec<f32> {
@@ -216,5 +204,29 @@ mod tests {
         assert_eq!(names, ["linear/w"]);
         fn send<T: Send>() {}
         send::<AttentiveRead>();
+    }
+
+    #[test]
+    fn regularization_loss_includes_the_logit_module_built_elsewhere() {
+        let store = Store::cpu();
+        // An MLP logit module outside the read's scope, with L1 on its first layer's weights
+        // and L2 on its biases.
+        let config = MlpConfig::new(&[2, 1])
+            .with_input_size(3)
+            .with_initializer("w", Initializer::Constant { value: -0.5 })
+            .with_initializer("b", Initializer::Constant { value: 3.0 })
+            .with_regularizer("w", Regularizer::L1 { scale: 0.1 })
+            .with_regularizer("b", Regularizer::L2 { scale: 0.01 });
+        let mlp = Mlp::new(&store.root(), config).unwrap();
+        let read = AttentiveRead::new(&store.root(), mlp).unwrap();
+        assert!(read.is_built());
+        // L1: 0.1 · (3·2 + 2·1 weights of |-0.5|) = 0.1 · 4 = 0.4;
+        // L2: 0.01 · (2 + 1 biases of 3²) = 0.01 · 27 = 0.27.
+        let loss = read.regularization_loss().unwrap().double_value(&[]);
+        assert!((loss - 0.67).abs() < 1e-6, "{loss}");
+        // The read's own scope holds none of them.
+        assert_eq!(read.scope().regularization_loss().unwrap().double_value(&[]), 0.0);
+        let boxed: Box<dyn Module> = Box::new(read);
+        assert!((boxed.regularization_loss().unwrap().double_value(&[]) - 0.67).abs() < 1e-6);
     }
 }

@@ -4,10 +4,9 @@
 use crate::decoder_state::{AlignmentHistory, DecoderState};
 use crate::mechanism::AttentionMechanism;
 use crate::softmax::check_mask;
-use couplet_modules::{Error, Linear, LinearConfig, Mode, Module, Result, Scope, TorchContext, Variable};
+use couplet_modules::{Error, Linear, LinearConfig, Mode, Module, Result, Scope, TorchContext};
 use couplet_rnn::{sequence_mask, InnerStep, Lengths, RnnCore, State, StateSize, Wrapper, WrapperInput};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
 use tch::{Kind, Tensor};
 
 /// Configuration of an [`AttentionDecoderCore`].
@@ -157,16 +156,17 @@ impl AttentionDecoderCore {
                  or attention_layer_size, or output the cell output (output_attention = false)",
             ));
         }
-        let cell_output =
-            match cell.output_shape().as_slice() {
-                [o] => *o,
-                other => return Err(Error::config(
+        let cell_output = match cell.output_shape().as_slice() {
+            [o] => *o,
+            other => {
+                return Err(Error::config(
                     module,
                     format!(
                         "the cell's output rows must be vectors [O] (attention reads them), got {other:?}"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         let attention_layer = match config.attention_layer_size {
             Some(a) => {
                 let mut layer = LinearConfig::new(a).with_bias(false);
@@ -402,37 +402,14 @@ impl Module for AttentionDecoderCore {
     fn scope(&self) -> &Scope {
         &self.scope
     }
-    /// Built when the cell, the mechanism and the attention layer are.
-    fn is_built(&self) -> bool {
-        self.cell.is_built()
-            && self.mechanism.is_built()
-            && self.attention_layer.as_ref().map_or(true, Linear::is_built)
-    }
-    /// The cell's variables, then the mechanism's, then those of this module's scope, each
-    /// once (listed by name).
-    fn variables(&self) -> Result<Vec<Variable>> {
-        if !self.is_built() {
-            return Err(Error::NotBuilt { module: self.name().to_string() });
+    /// The cell, the mechanism and the attention layer (if any), in that order: the core is
+    /// built when they are, and lists their variables (then any other of its scope), each once.
+    fn children(&self) -> Vec<&dyn Module> {
+        let mut parts: Vec<&dyn Module> = vec![&self.cell, &self.mechanism];
+        if let Some(layer) = &self.attention_layer {
+            parts.push(layer);
         }
-        let mut seen = HashSet::new();
-        let mut out = Vec::new();
-        let parts = [self.cell.variables()?, self.mechanism.variables()?, self.scope.variables()];
-        for v in parts.into_iter().flatten() {
-            if seen.insert(v.name().to_string()) {
-                out.push(v);
-            }
-        }
-        Ok(out)
-    }
-    /// The sum of the regularizers of [`Module::variables`].
-    fn regularization_loss(&self) -> Result<Tensor> {
-        let mut total = Tensor::f_zeros([], (self.scope.kind(), self.scope.device())).ctx(self.name())?;
-        for v in self.variables()? {
-            if let Some(r) = v.regularizer() {
-                total = total.f_add(&r.loss(v.tensor()).ctx(v.name())?).ctx(v.name())?;
-            }
-        }
-        Ok(total)
+        parts
     }
 }
 

@@ -373,4 +373,8 @@ impl Module for MultiHeadAttention {
     fn scope(&self) -> &Scope {
         &self.scope
     }
+    /// The query, key, value and output projections, in that order.
+    fn children(&self) -> Vec<&dyn Module> {
+        vec![&self.query, &self.key, &self.value, &self.output]
+    }
 }

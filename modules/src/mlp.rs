@@ -204,8 +204,9 @@ impl Module for Mlp {
     fn scope(&self) -> &Scope {
         &self.scope
     }
-    fn is_built(&self) -> bool {
-        self.layers.iter().all(Linear::is_built)
+    /// The layers, in order: the MLP is built when they are.
+    fn children(&self) -> Vec<&dyn Module> {
+        self.layers.iter().map(|l| l as &dyn Module).collect()
     }
 }
 

@@ -1,10 +1,9 @@
 //! `Sequential`: modules and closures applied one after the other (Sonnet's
 //! `snt.Sequential`, PyTorch's `nn.Sequential`).
 
-use crate::error::{Result, TorchContext};
+use crate::error::Result;
 use crate::module::{Forward, Mode, Module};
-use crate::store::{Scope, Variable};
-use std::collections::HashSet;
+use crate::store::Scope;
 use tch::Tensor;
 
 /// A function member of a [`Sequential`]: `(x, mode) -> y`.
@@ -20,12 +19,14 @@ enum Layer {
 /// (an activation, a reshape); with no member it is the identity.
 ///
 /// Its scope (`sequential`, `sequential_1`, …) is a convenient parent for the members, but
-/// members may have been built anywhere, so [`Module::variables`] is **not** the variables
-/// under that scope: it is the concatenation of the member modules' variables, in member
-/// order, without repeats (a module pushed twice, or two modules sharing a variable, list
-/// it once). Variables a closure captures are not listed. [`Module::is_built`] is true when
-/// every member module is built, and [`Module::regularization_loss`] sums the regularizers
-/// of exactly the listed variables.
+/// members may have been built anywhere: the member modules are its
+/// [children](Module::children), so [`Module::variables`] is the concatenation of the member
+/// modules' variables, in member order, without repeats (a module pushed twice, or two
+/// modules sharing a variable, list it once), then any other variable under its own scope
+/// (e.g. of a module a closure captures, if it was built there; variables of a captured
+/// module built elsewhere are not listed). [`Module::is_built`] is true when every member
+/// module is built, and [`Module::regularization_loss`] sums the regularizers of exactly the
+/// listed variables.
 ///
 /// ```
 /// use couplet_modules::{Activation, Linear, LinearConfig, Mode, Module, Sequential, Store};
@@ -136,40 +137,15 @@ impl Module for Sequential {
         &self.scope
     }
 
-    /// Whether every member module is built.
-    fn is_built(&self) -> bool {
-        self.modules().all(|m| m.is_built())
-    }
-
-    /// The member modules' variables, concatenated in member order, each name once.
-    ///
-    /// # Errors
-    /// [`Error::NotBuilt`](crate::Error::NotBuilt) naming the first member module that is not built.
-    fn variables(&self) -> Result<Vec<Variable>> {
-        let mut seen = HashSet::new();
-        let mut all = Vec::new();
-        for m in self.modules() {
-            for v in m.variables()? {
-                if seen.insert(v.name().to_string()) {
-                    all.push(v);
-                }
-            }
-        }
-        Ok(all)
-    }
-
-    /// The sum of the regularizers of [`Module::variables`] (a zero scalar if none).
-    ///
-    /// # Errors
-    /// [`Error::NotBuilt`](crate::Error::NotBuilt) naming the first member module that is not built.
-    fn regularization_loss(&self) -> Result<Tensor> {
-        let mut total = Tensor::zeros([], (self.scope.kind(), self.scope.device()));
-        for v in self.variables()? {
-            if let Some(r) = v.regularizer() {
-                total = total.f_add(&r.loss(v.tensor()).ctx(v.name())?).ctx(self.name())?;
-            }
-        }
-        Ok(total)
+    /// The member modules, in member order (functions are skipped).
+    fn children(&self) -> Vec<&dyn Module> {
+        self.layers
+            .iter()
+            .filter_map(|l| match l {
+                Layer::Module(m) => Some(m as &dyn Module),
+                Layer::Fn(_) => None,
+            })
+            .collect()
     }
 }
 
@@ -182,6 +158,7 @@ impl Forward for Sequential {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Variable;
     use crate::{
         Activation, Dropout, DropoutConfig, Error, Initializer, Linear, LinearConfig, Regularizer, Store,
     };

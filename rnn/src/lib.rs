@@ -36,7 +36,6 @@ pub mod torch_cell;
 pub mod torch_rnn;
 pub mod unroll;
 pub mod vanilla;
-mod wrapped;
 pub mod zoneout;
 
 pub use crate::core::{

@@ -4,8 +4,7 @@
 use crate::core::{InputProjection, RnnCore, Split};
 use crate::state::{State, StateSize};
 use crate::torch_cell::TorchCellWeights;
-use crate::wrapped::{merged_variables, regularization_loss};
-use couplet_modules::{Error, Mode, Module, Result, Scope, TorchContext, Variable};
+use couplet_modules::{Error, Mode, Module, Result, Scope, TorchContext};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
@@ -160,17 +159,10 @@ impl Module for StackedRnn {
     fn scope(&self) -> &Scope {
         &self.scope
     }
-    /// Built when every core is.
-    fn is_built(&self) -> bool {
-        self.cores.iter().all(|c| c.is_built())
-    }
-    /// The cores' variables in layer order, then any other variable of the stack's scope.
-    fn variables(&self) -> Result<Vec<Variable>> {
-        let cores: Vec<&dyn Module> = self.cores.iter().map(|c| c as &dyn Module).collect();
-        merged_variables(&self.scope, &cores)
-    }
-    fn regularization_loss(&self) -> Result<Tensor> {
-        regularization_loss(self)
+    /// The cores, bottom first: the stack is built when they are, and lists their variables
+    /// in layer order.
+    fn children(&self) -> Vec<&dyn Module> {
+        self.cores.iter().map(|c| c as &dyn Module).collect()
     }
 }
 

@@ -3,8 +3,7 @@
 
 use crate::core::{InnerStep, RnnCore, Wrapper};
 use crate::state::State;
-use crate::wrapped::{merged_variables, regularization_loss};
-use couplet_modules::{Error, Mode, Module, Result, Scope, TorchContext, Variable};
+use couplet_modules::{Error, Mode, Module, Result, Scope, TorchContext};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
@@ -160,16 +159,9 @@ impl<C: RnnCore> Module for ZoneoutWrapper<C> {
     fn scope(&self) -> &Scope {
         &self.scope
     }
-    /// Built when the core is.
-    fn is_built(&self) -> bool {
-        self.core.is_built()
-    }
-    /// The core's variables (and any other of the wrapper's scope), each once.
-    fn variables(&self) -> Result<Vec<Variable>> {
-        merged_variables(&self.scope, &[&self.core])
-    }
-    fn regularization_loss(&self) -> Result<Tensor> {
-        regularization_loss(self)
+    /// The wrapped core: the wrapper is built when it is, and lists its variables.
+    fn children(&self) -> Vec<&dyn Module> {
+        vec![&self.core]
     }
 }
 

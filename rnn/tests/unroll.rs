@@ -33,8 +33,9 @@ fn assert_close(a: &Tensor, e: &Tensor) {
 fn errors_of_a_built_lazy_core_name_the_users_input_shape() {
     let store = Store::cpu();
     let lstm = Lstm::new(&store.root(), LstmConfig::new(2)).unwrap();
-    dynamic_rnn(&lstm, &Tensor::zeros([2, 4, 3], (Kind::Float, Device::Cpu)), &UnrollOptions::eval())
-        .unwrap();
+    let built =
+        dynamic_rnn(&lstm, &Tensor::zeros([2, 4, 3], (Kind::Float, Device::Cpu)), &UnrollOptions::eval());
+    assert_eq!(built.unwrap().0.size(), [2, 4, 2]);
     let x = Tensor::zeros([2, 4, 6], (Kind::Float, Device::Cpu));
     // The projection used to see the time-major [4, 2, 6] (or the packed [6, 6] with lengths).
     for options in [UnrollOptions::eval(), UnrollOptions::eval().with_lengths(&[4i64, 2])] {
