@@ -7,12 +7,13 @@
 //! `InputProjection` (`project_inputs` + `step_projected`), and compares outputs, final states and the gradients of
 //!   `Σ out ⊙ r_out + Σ h_n ⊙ r_h (+ Σ c_n ⊙ r_c)` with the fixture's.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use common::{assert_close, load_fixture, Fixture};
-use couplet::rnn::VanillaRnnConfig;
-use couplet::rnn::{Gru, GruConfig, Lstm, LstmConfig, Nonlinearity, RnnCore, State, VanillaRnn};
-use couplet::{Mode, Module, Store};
+use couplet_modules::{Mode, Module, Store};
+use couplet_rnn::VanillaRnnConfig;
+use couplet_rnn::{Gru, GruConfig, Lstm, LstmConfig, Nonlinearity, RnnCore, State, VanillaRnn};
 use tch::{Kind, Tensor};
 
 const TOL: f64 = 1e-5;
@@ -79,7 +80,7 @@ fn check_case(
     for projected in [false, true] {
         let store = Store::cpu();
         let core = make(&store);
-        let is_lstm = matches!(core.state_size(), couplet::rnn::StateSize::Lstm { .. });
+        let is_lstm = matches!(core.state_size(), couplet_rnn::StateSize::Lstm { .. });
         let l = leaves(f, prefix, is_lstm);
         let (out, state) = unroll(core.as_ref(), &l.x, l.state(), projected);
         let what = format!("{prefix} (projected: {projected})");

@@ -4,11 +4,12 @@
 //! false, libtorch's `scaled_dot_product_attention`) and the explicit one; then the cases
 //! where couplet differs on purpose (fully masked rows give zeros), dropout, and errors.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use common::{assert_close, load_fixture, Fixture};
-use couplet::attention::{AttentionMasks, MultiHeadAttention, MultiHeadAttentionConfig};
-use couplet::{Error, Mode, Module, Store};
+use couplet_attention::{AttentionMasks, MultiHeadAttention, MultiHeadAttentionConfig};
+use couplet_modules::{Error, Mode, Module, Store};
 use tch::{Device, Kind, Tensor};
 
 const TOL: f64 = 1e-5;
