@@ -132,7 +132,7 @@ pub struct SequenceContext<'a> {
 /// and output sequences (see [`Split::Around`]).
 pub trait SequenceMaps {
     /// The inner core, unrolled on its own route.
-    fn inner(&self) -> &dyn RnnCore;
+    fn inner_core(&self) -> &dyn RnnCore;
 
     /// The inner core's part of the wrapper's `state` (default: the whole state).
     ///

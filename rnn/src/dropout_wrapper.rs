@@ -485,7 +485,7 @@ impl<C: RnnCore> Wrapper for DropoutWrapper<C> {
 }
 
 impl<C: RnnCore> SequenceMaps for DropoutWrapper<C> {
-    fn inner(&self) -> &dyn RnnCore {
+    fn inner_core(&self) -> &dyn RnnCore {
         &self.core
     }
 

@@ -114,7 +114,7 @@ impl<C: RnnCore> Wrapper for ResidualWrapper<C> {
 }
 
 impl<C: RnnCore> SequenceMaps for ResidualWrapper<C> {
-    fn inner(&self) -> &dyn RnnCore {
+    fn inner_core(&self) -> &dyn RnnCore {
         &self.core
     }
 

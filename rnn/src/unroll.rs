@@ -149,7 +149,7 @@ fn run_split(
             };
             let inner_initial = maps.inner_state(&initial)?;
             let x = maps.map_inputs(&seq)?;
-            let (y, last) = run_route(func, maps.inner(), &x, inner_initial, plan, options, None)?;
+            let (y, last) = run_route(func, maps.inner_core(), &x, inner_initial, plan, options, None)?;
             Ok((maps.map_outputs(&y, &seq)?, maps.outer_state(last, &seq)?))
         }
     }
