@@ -6,7 +6,7 @@
 //! # Layout
 //! - Cores: [`RnnCore`] (one step) with its optional capabilities ([`InputProjection`],
 //!   [`RnnCore::torch_layers`], [`RnnCore::split`]), and [`Wrapper`] for cores around a core.
-//!   Cells: [`Lstm`], [`Gru`], [`VanillaRnn`]; wrappers: [`DropoutWrapper`],
+//!   Cells: [`Lstm`], [`Gru`], [`VanillaRnn`], [`ConvLstm`] (1-D and 2-D); wrappers: [`DropoutWrapper`],
 //!   [`ZoneoutWrapper`], [`ResidualWrapper`]; [`StackedRnn`].
 //! - Unrolls, one stage after the other (each file depends only on the earlier ones):
 //!   options and validation ([`UnrollOptions`]) → the row plan (`plan.rs`) → the route
@@ -15,6 +15,7 @@
 
 pub mod bidirectional;
 pub mod cell;
+pub mod conv_lstm;
 pub mod core;
 pub mod dropout_wrapper;
 mod fused;
@@ -43,6 +44,7 @@ pub use crate::core::{
 };
 pub use bidirectional::{bidirectional_dynamic_rnn, BiRnnOptions, BiRnnOutput, MergeMode, Merged};
 pub use cell::StateDict;
+pub use conv_lstm::{ConvLstm, ConvLstmConfig};
 pub use dropout_wrapper::{DropoutWrapper, DropoutWrapperConfig};
 pub use gru::{Gru, GruConfig};
 pub use lengths::Lengths;
