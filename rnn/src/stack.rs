@@ -188,9 +188,9 @@ impl RnnCore for StackedRnn {
     fn output_shape(&self) -> Vec<i64> {
         let mut shape = self.cores[self.cores.len() - 1].output_shape();
         if self.config.skip_connections {
-            let last = |c: &Box<dyn RnnCore>| c.output_shape().last().copied().unwrap_or(0);
+            let last = |c: &dyn RnnCore| c.output_shape().last().copied().unwrap_or(0);
             if let Some(n) = shape.last_mut() {
-                *n = self.cores.iter().map(last).sum();
+                *n = self.cores.iter().map(|c| last(&**c)).sum();
             }
         }
         shape

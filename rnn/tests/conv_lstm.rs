@@ -59,7 +59,7 @@ fn conv1d_lstm_with_an_even_kernel_and_peepholes_matches_the_reference() {
     load(&core, &f, "conv1d.");
     let (out, state) = dynamic_rnn(&core, &f.get("conv1d.x"), &UnrollOptions::eval()).unwrap();
     assert_close(&out, &f.get("conv1d.out"), 1e-10);
-    assert_close(&state.leaves()[1], &f.get("conv1d.c"), 1e-10);
+    assert_close(state.leaves()[1], &f.get("conv1d.c"), 1e-10);
     let names: Vec<_> = core.variables().unwrap().iter().map(|v| v.name().to_string()).collect();
     assert_eq!(
         names,

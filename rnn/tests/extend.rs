@@ -124,7 +124,7 @@ fn a_users_core_and_wrapper_take_the_fused_route_and_match_their_steps() {
         let (fused, fused_state) = dynamic_rnn(&lstm, &x, &options).unwrap();
         let (looped, loop_state) = dynamic_rnn(&lstm, &x, &options.with_route(Route::Loop)).unwrap();
         close(&fused, &looped);
-        close(&fused_state.leaves()[1], &loop_state.leaves()[1]);
+        close(fused_state.leaves()[1], loop_state.leaves()[1]);
         // The new wrapper splits around its core, which runs fused.
         assert_eq!(unroll_route(&scaled, &x, &options).unwrap(), Route::Split);
         assert_eq!(unroll_route(scaled.inner(), &x, &options).unwrap(), Route::Fused);
