@@ -6,7 +6,7 @@
 //! # Layout
 //! - Cores: [`RnnCore`] (one step) with its optional capabilities ([`InputProjection`],
 //!   [`RnnCore::torch_layers`], [`RnnCore::split`]), and [`Wrapper`] for cores around a core.
-//!   Cells: [`Lstm`], [`Gru`], [`VanillaRnn`], [`ConvLstm`] (1-D and 2-D); wrappers: [`DropoutWrapper`],
+//!   Cells: [`Lstm`], [`Gru`], [`VanillaRnn`], [`ConvLstm`] (1-D and 2-D), [`HighwayCore`]; wrappers: [`DropoutWrapper`],
 //!   [`ZoneoutWrapper`], [`ResidualWrapper`]; [`StackedRnn`].
 //! - Unrolls, one stage after the other (each file depends only on the earlier ones):
 //!   options and validation ([`UnrollOptions`]) → the row plan (`plan.rs`) → the route
@@ -20,6 +20,7 @@ pub mod core;
 pub mod dropout_wrapper;
 mod fused;
 pub mod gru;
+pub mod highway;
 pub mod lengths;
 pub mod loss;
 pub mod lstm;
@@ -47,6 +48,7 @@ pub use cell::StateDict;
 pub use conv_lstm::{ConvLstm, ConvLstmConfig};
 pub use dropout_wrapper::{DropoutWrapper, DropoutWrapperConfig};
 pub use gru::{Gru, GruConfig};
+pub use highway::{HighwayCore, HighwayCoreConfig};
 pub use lengths::Lengths;
 pub use loss::{sequence_loss, SequenceLossOptions};
 pub use lstm::{Lstm, LstmConfig};
