@@ -6,13 +6,14 @@
 //! # Layout
 //! - Cores: [`RnnCore`] (one step) with its optional capabilities ([`InputProjection`],
 //!   [`RnnCore::torch_layers`], [`RnnCore::split`]), and [`Wrapper`] for cores around a core.
-//!   Cells: [`Lstm`], [`Gru`], [`VanillaRnn`], [`ConvLstm`] (1-D and 2-D), [`HighwayCore`]; wrappers: [`DropoutWrapper`],
+//!   Cells: [`Lstm`], [`Gru`], [`VanillaRnn`], [`ConvLstm`] (1-D and 2-D), [`HighwayCore`], [`BatchNormLstm`]; wrappers: [`DropoutWrapper`],
 //!   [`ZoneoutWrapper`], [`ResidualWrapper`]; [`StackedRnn`].
 //! - Unrolls, one stage after the other (each file depends only on the earlier ones):
 //!   options and validation ([`UnrollOptions`]) → the row plan (`plan.rs`) → the route
 //!   choice ([`Route`], [`unroll_route`]) → the executors (`step_loop.rs`, `fused.rs`, and
 //!   the split route in `unroll.rs`, which dispatches them: [`dynamic_rnn`]).
 
+pub mod batch_norm_lstm;
 pub mod bidirectional;
 pub mod cell;
 pub mod conv_lstm;
@@ -43,6 +44,7 @@ pub mod zoneout;
 pub use crate::core::{
     InnerStep, InputProjection, RnnCore, SequenceContext, SequenceMaps, Split, Wrapper, WrapperInput,
 };
+pub use batch_norm_lstm::{BatchNormLstm, BatchNormLstmConfig};
 pub use bidirectional::{bidirectional_dynamic_rnn, BiRnnOptions, BiRnnOutput, MergeMode, Merged};
 pub use cell::StateDict;
 pub use conv_lstm::{ConvLstm, ConvLstmConfig};
