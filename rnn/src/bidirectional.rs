@@ -2,8 +2,7 @@
 
 use crate::core::RnnCore;
 use crate::lengths::Lengths;
-use crate::options::UnrollOptions;
-use crate::route::Route;
+use crate::options::{Route, UnrollOptions};
 use crate::sequence::reverse_within;
 use crate::state::State;
 use crate::unroll::unroll;

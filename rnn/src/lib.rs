@@ -54,9 +54,9 @@ pub use highway::{HighwayCore, HighwayCoreConfig};
 pub use lengths::Lengths;
 pub use loss::{sequence_loss, SequenceLossOptions};
 pub use lstm::{Lstm, LstmConfig};
-pub use options::UnrollOptions;
+pub use options::{Route, UnrollOptions};
 pub use residual::ResidualWrapper;
-pub use route::{unroll_route, Route};
+pub use route::unroll_route;
 pub use sequence::{
     last_relevant, lengths_from_padding, masked_mean, reverse_sequence, sequence_mask, zero_padded_steps,
 };

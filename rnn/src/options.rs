@@ -1,15 +1,15 @@
-//! The options of an unroll ([`UnrollOptions`]) and their validation against a core and
-//! its inputs: the first stage of every unroll (options → [`Plan`] → route → executor).
+//! The options of an unroll ([`UnrollOptions`], with the [`Route`] it may force) and their
+//! validation against a core and its inputs: the first stage of every unroll (options →
+//! plan → route choice → executor).
 
 use crate::core::RnnCore;
 use crate::lengths::Lengths;
 use crate::plan::Plan;
-use crate::route::Route;
 use crate::state::{with_batch, State, StateSize};
 use couplet_modules::{Error, Mode, Result};
 use tch::Tensor;
 
-/// The options of [`dynamic_rnn`]. There is no default [`Mode`]: start from
+/// The options of [`dynamic_rnn`](crate::dynamic_rnn). There is no default [`Mode`]: start from
 /// [`UnrollOptions::train`], [`UnrollOptions::eval`] or [`UnrollOptions::new`], then add the
 /// optional parts with the `with_*` setters.
 #[derive(Clone, Copy, Debug)]
@@ -69,6 +69,20 @@ impl<'a> UnrollOptions<'a> {
         self.route = Some(route);
         self
     }
+}
+
+/// How [`dynamic_rnn`](crate::dynamic_rnn) computes an unroll (see the
+/// [route module documentation](crate::route)). By default the unroll picks the fastest exact route
+/// itself; [`UnrollOptions::with_route`] forces one (e.g. to compare them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Route {
+    /// The core's own steps, one time step at a time (any core).
+    Loop,
+    /// libtorch's fused recurrent kernels over runs of steps (plain cores only).
+    Fused,
+    /// The core's parts one after another over the whole sequence, each on its own
+    /// automatic route (cores with an [`RnnCore::split`] only).
+    Split,
 }
 
 /// Checks the inputs, lengths and initial state of an unroll of `core` and returns the

@@ -33,26 +33,12 @@
 //! [`Route::Split`], and any other core the step loop.
 
 use crate::core::{RnnCore, Split};
-use crate::options::{validate, UnrollOptions};
+use crate::options::{validate, Route, UnrollOptions};
 use crate::plan::Plan;
 use crate::state::State;
 use crate::torch_cell::{layer_states, needs_grad, TorchCellKind, TorchCellWeights};
 use couplet_modules::{Error, Mode, Result};
 use tch::{Device, Kind, Tensor};
-
-/// How [`dynamic_rnn`](crate::dynamic_rnn) computes an unroll (see the
-/// [module documentation](self)). By default the unroll picks the fastest exact route
-/// itself; [`UnrollOptions::with_route`] forces one (e.g. to compare them).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Route {
-    /// The core's own steps, one time step at a time (any core).
-    Loop,
-    /// libtorch's fused recurrent kernels over runs of steps (plain cores only).
-    Fused,
-    /// The core's parts one after another over the whole sequence, each on its own
-    /// automatic route (cores with an [`RnnCore::split`] only).
-    Split,
-}
 
 /// The route [`dynamic_rnn`](crate::dynamic_rnn) takes for `core`, `inputs` and `options`
 /// (without running it; a lazy plain core is built for the inputs). Benchmarks and tests

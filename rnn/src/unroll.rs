@@ -46,9 +46,9 @@
 
 use crate::core::{RnnCore, SequenceContext, Split};
 use crate::fused;
-use crate::options::{validate, UnrollOptions};
+use crate::options::{validate, Route, UnrollOptions};
 use crate::plan::Plan;
-use crate::route::{select, Choice, Route};
+use crate::route::{select, Choice};
 use crate::state::State;
 use crate::step_loop;
 use crate::torch_cell::layer_states;
