@@ -2,7 +2,7 @@
 //! `scaled_dot_product_attention`.
 
 use crate::softmax::masked_softmax;
-use couplet_modules::{check_kind, Error, Linear, LinearConfig, Mode, Module, Result, Scope, TorchContext};
+use couplet_modules::{Error, Linear, LinearConfig, Mode, Module, Result, Scope, TorchContext};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
@@ -221,7 +221,7 @@ impl MultiHeadAttention {
             let l = len.map_or("L".to_string(), |l| l.to_string());
             return Err(Error::shape(self.scope.path(), what, format!("[{b}, {l}, {size}]"), s));
         }
-        check_kind(&self.scope, what, x)
+        self.scope.check_kind(what, x)
     }
 
     /// The per-head projections `[B, h, L, d]` of query, key and value. Self-attention (the

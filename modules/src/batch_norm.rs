@@ -3,9 +3,10 @@
 
 use crate::error::{Error, Result, TorchContext};
 use crate::init::Initializer;
-use crate::module::{build_once, check_keys, check_kind, Forward, Mode, Module};
+use crate::module::{Forward, Mode, Module};
 use crate::regularizer::Regularizer;
 use crate::store::Scope;
+use crate::util::{build_once, check_keys};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -306,7 +307,7 @@ impl BatchNorm {
             let channels = if c == 0 { "C > 0".to_string() } else { channels };
             return Err(Error::shape(module, "input", self.pattern(&channels), size));
         }
-        check_kind(&self.scope, "input", x)?;
+        self.scope.check_kind("input", x)?;
         let per_channel: i64 = size.iter().product::<i64>() / c;
         let batch_stats = mode.is_training() || self.config.test_local_stats;
         if mode.is_training() && per_channel == 1 {

@@ -4,7 +4,7 @@
 use crate::core::{RnnCore, Split};
 use crate::state::{State, StateSize};
 use crate::torch_cell::TorchCellWeights;
-use couplet_modules::{check_rank, Error, Mode, Module, Result, Scope, TorchContext};
+use couplet_modules::{util::check_rank, Error, Mode, Module, Result, Scope, TorchContext};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 

@@ -50,7 +50,7 @@ use crate::lengths::Lengths;
 use crate::plan::Plan;
 use crate::route::{layer_states, select, Choice, Route};
 use crate::state::{State, StateSize};
-use couplet_modules::{check_rank, Error, Mode, Result, TorchContext};
+use couplet_modules::{util::check_rank, Error, Mode, Result, TorchContext};
 use tch::Tensor;
 
 /// The options of [`dynamic_rnn`]. There is no default [`Mode`]: start from
