@@ -64,7 +64,7 @@ impl MultiHeadAttentionConfig {
     }
 }
 
-/// Masks and options of one [`MultiHeadAttention::forward`] call.
+/// Masks and options of one [`MultiHeadAttention::forward_t`] call.
 #[derive(Debug, Default)]
 pub struct AttentionMasks<'a> {
     /// Bool `[B, Lk]`, **true = attend** (couplet's convention everywhere; PyTorch's
@@ -278,7 +278,7 @@ impl MultiHeadAttention {
     /// [`Error::Shape`] naming the module when a rank, batch, length, feature size or kind
     /// differs (`"multi_head_attention: key must be [2, L, 8], got [3, 4, 8]"`), or the key
     /// mask is not a bool `[B, Lk]`.
-    pub fn forward(
+    pub fn forward_t(
         &self,
         query: &Tensor,
         key: &Tensor,

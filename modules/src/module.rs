@@ -132,7 +132,15 @@ pub trait Module: Send {
 }
 
 /// A module that maps one tensor to one tensor: what [`Sequential`](crate::Sequential) and
-/// [`Mlp`](crate::Mlp) compose. Modules whose behaviour does not depend on the mode ignore it.
+/// [`Mlp`](crate::Mlp) compose. Every such module implements it; modules whose behaviour does
+/// not depend on the mode ignore it.
+///
+/// The naming follows tch: a module whose result cannot depend on the mode also has an
+/// inherent `forward(x)` ([`Linear`](crate::Linear), [`LayerNorm`](crate::LayerNorm), the
+/// convolutions, ...); a mode-dependent module ([`Mlp`](crate::Mlp),
+/// [`Sequential`](crate::Sequential), [`Dropout`](crate::Dropout),
+/// [`BatchNorm`](crate::BatchNorm), and the multi-input attention modules) has
+/// `forward_t(.., mode)` and no `forward`. Generic code calls `Forward::forward_t(x, mode)`.
 pub trait Forward: Module {
     /// Applies the module to `x`.
     ///
