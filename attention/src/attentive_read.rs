@@ -4,7 +4,7 @@ use crate::softmax::{check_mask, masked_softmax};
 use couplet_modules::{Error, Forward, Mode, Module, Result, Scope, TorchContext};
 use tch::Tensor;
 
-/// What [`AttentiveRead::forward`] returns.
+/// What [`AttentiveRead::forward_t`] returns.
 #[derive(Debug)]
 pub struct AttentionOutput {
     /// The weighted sum of memory slots, `[B, Dm]`.
@@ -62,7 +62,7 @@ impl AttentiveRead {
     /// [`Error::Shape`] naming this module when `memory` is not rank 3, `query` not rank 2,
     /// their batch sizes differ, the mask is not a bool `[B, N]`, or the logit module does not
     /// return `[B·N, 1]`; errors of the logit module itself pass through.
-    pub fn forward(
+    pub fn forward_t(
         &self,
         memory: &Tensor,
         query: &Tensor,
@@ -153,7 +153,7 @@ mod tests {
         let store = Store::cpu();
         let read = read_module(&store);
         let (memory, query) = inputs();
-        let out = read.forward(&memory, &query, None, Mode::Eval).unwrap();
+        let out = read.forward_t(&memory, &query, None, Mode::Eval).unwrap();
         // Logits: slot 0: 1 + 0 + 1 = 2, slot 1: 0 + 2 + 1 = 3, slot 2: 1 + 2 + 1 = 4.
         close(&values(&out.logits.get(0)), &[2.0, 3.0, 4.0]);
         close(&values(&out.weights.get(0)), &[0.09003057317038046, 0.24472847105479767, 0.6652409557748219]);
@@ -167,7 +167,7 @@ mod tests {
         let read = read_module(&store);
         let (memory, query) = inputs();
         let mask = Tensor::from_slice(&[true, false, true, false, false, false]).view([2, 3]);
-        let out = read.forward(&memory, &query, Some(&mask), Mode::Eval).unwrap();
+        let out = read.forward_t(&memory, &query, Some(&mask), Mode::Eval).unwrap();
         close(&values(&out.weights.get(0)), &[0.11920292202211756, 0.0, 0.8807970779778824]);
         close(&values(&out.read.get(0)), &[1.0, 0.8807970779778824]);
         close(&values(&out.weights.get(1)), &[0.0, 0.0, 0.0]);
@@ -181,18 +181,18 @@ mod tests {
         let store = Store::cpu();
         let read = read_module(&store);
         let (memory, query) = inputs();
-        let e = read.forward(&memory.get(0), &query, None, Mode::Eval).unwrap_err();
+        let e = read.forward_t(&memory.get(0), &query, None, Mode::Eval).unwrap_err();
         assert_eq!(e.to_string(), "attention: memory must be [B, N, Dm], got [3, 2]");
-        let e = read.forward(&memory, &query.narrow(0, 0, 1), None, Mode::Eval).unwrap_err();
+        let e = read.forward_t(&memory, &query.narrow(0, 0, 1), None, Mode::Eval).unwrap_err();
         assert_eq!(e.to_string(), "attention: query must be [2, Dq], got [1, 1]");
         let bad_mask = Tensor::ones([2, 3], (Kind::Float, Device::Cpu));
-        let e = read.forward(&memory, &query, Some(&bad_mask), Mode::Eval).unwrap_err();
+        let e = read.forward_t(&memory, &query, Some(&bad_mask), Mode::Eval).unwrap_err();
         assert_eq!(e.to_string(), "attention: mask must be a bool tensor [2, 3], got Float [2, 3]");
         // A logit module that does not return one logit per slot.
         let wide = Linear::new(&store.root(), LinearConfig::new(2).with_initializer("w", Initializer::Ones))
             .unwrap();
         let read2 = AttentiveRead::new(&store.root(), wide).unwrap();
-        let e = read2.forward(&memory, &query, None, Mode::Eval).unwrap_err();
+        let e = read2.forward_t(&memory, &query, None, Mode::Eval).unwrap_err();
         assert_eq!(e.to_string(), "attention_1: logit module output must be [6, 1] (B·N rows), got [6, 2]");
     }
 

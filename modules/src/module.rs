@@ -1,12 +1,11 @@
 //! The [`Module`] trait every couplet module implements, the [`Forward`] trait of modules
-//! that map one tensor to one tensor, the explicit training/evaluation [`Mode`], and small
-//! helpers for lazy building and input checks.
+//! that map one tensor to one tensor, and the explicit training/evaluation [`Mode`]. (The
+//! helpers for lazy building and input checks are in [`crate::util`].)
 
 use crate::error::{Error, Result};
 use crate::store::{regularization_sum, Scope, Variable};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use std::sync::OnceLock;
 use tch::Tensor;
 
 /// Whether a call trains or evaluates. Passed explicitly to every call whose behaviour
@@ -133,79 +132,21 @@ pub trait Module: Send {
 }
 
 /// A module that maps one tensor to one tensor: what [`Sequential`](crate::Sequential) and
-/// [`Mlp`](crate::Mlp) compose. Modules whose behaviour does not depend on the mode ignore it.
+/// [`Mlp`](crate::Mlp) compose. Every such module implements it; modules whose behaviour does
+/// not depend on the mode ignore it.
+///
+/// The naming follows tch: a module whose result cannot depend on the mode also has an
+/// inherent `forward(x)` ([`Linear`](crate::Linear), [`LayerNorm`](crate::LayerNorm), the
+/// convolutions, ...); a mode-dependent module ([`Mlp`](crate::Mlp),
+/// [`Sequential`](crate::Sequential), [`Dropout`](crate::Dropout),
+/// [`BatchNorm`](crate::BatchNorm), and the multi-input attention modules) has
+/// `forward_t(.., mode)` and no `forward`. Generic code calls `Forward::forward_t(x, mode)`.
 pub trait Forward: Module {
     /// Applies the module to `x`.
     ///
     /// # Errors
     /// A typed [`Error`] naming the module when `x` has the wrong rank, size or kind.
     fn forward_t(&self, x: &Tensor, mode: Mode) -> Result<Tensor>;
-}
-
-/// Returns the cell's value, building it with `build` on first use. Modules keep their lazy
-/// variables in a `OnceLock` and go through this, so a failed build leaves the cell empty
-/// and the module unbuilt.
-pub fn build_once<T>(cell: &OnceLock<T>, build: impl FnOnce() -> Result<T>) -> Result<&T> {
-    if let Some(value) = cell.get() {
-        return Ok(value);
-    }
-    let value = build()?;
-    Ok(cell.get_or_init(|| value))
-}
-
-/// Formats a shape as `[8, 5]`.
-pub fn shape_str(shape: &[i64]) -> String {
-    format!("{shape:?}")
-}
-
-/// Checks that `x` has rank `rank`, else an [`Error::Shape`] naming `module` and `what`,
-/// with `expected` (e.g. `[B, T, 4]`) as the accepted form.
-pub fn check_rank(module: &str, what: &str, x: &Tensor, rank: usize, expected: &str) -> Result<()> {
-    if x.dim() == rank {
-        Ok(())
-    } else {
-        Err(Error::shape(module, what, expected, x.size()))
-    }
-}
-
-/// Checks that every key of a per-variable map (`initializers`, `regularizers`) names a
-/// variable of the module, else an [`Error::Config`] listing the valid keys.
-pub fn check_keys<'a>(
-    module: &str,
-    what: &str,
-    keys: impl IntoIterator<Item = &'a String>,
-    valid: &[&str],
-) -> Result<()> {
-    for key in keys {
-        if !valid.contains(&key.as_str()) {
-            return Err(Error::config(module, format!("unknown {what} key {key:?}; valid keys: {valid:?}")));
-        }
-    }
-    Ok(())
-}
-
-/// Checks that `x` is a floating-point tensor of the store's kind, so a wrong dtype is a
-/// clear error instead of a libtorch one.
-pub fn check_kind(scope: &Scope, what: &str, x: &Tensor) -> Result<()> {
-    if x.kind() == scope.kind() {
-        Ok(())
-    } else {
-        Err(Error::shape(scope.path(), format!("{what} kind"), format!("{:?}", scope.kind()), x.kind()))
-    }
-}
-
-/// Whether libtorch can store `value` in a tensor of `kind` (`full`, `clamp`, `masked_fill`,
-/// …): false for a finite value beyond the largest finite `Half`, `BFloat16` or `Float`,
-/// which libtorch refuses with an overflow error (that tch 0.26 turns into a panic even in
-/// its `f_` ops that take a scalar). NaN, infinities and other kinds are accepted.
-pub fn scalar_fits(value: f64, kind: tch::Kind) -> bool {
-    let max = match kind {
-        tch::Kind::Half => 65504.0,
-        tch::Kind::BFloat16 => 3.389_531_389_251_535_5e38,
-        tch::Kind::Float => f32::MAX as f64,
-        _ => return true,
-    };
-    !value.is_finite() || value.abs() <= max
 }
 
 /// A boxed module is the module: every method forwards to it, overrides included.

@@ -36,7 +36,7 @@ enum Layer {
 /// let l0 = Linear::new(seq.scope(), LinearConfig::new(8))?;
 /// let l1 = Linear::new(seq.scope(), LinearConfig::new(2))?;
 /// let seq = seq.push(l0).add_fn(|x, _| Activation::Relu.apply(x)).push(l1);
-/// let y = seq.forward(&tch::Tensor::zeros([3, 4], (tch::Kind::Float, tch::Device::Cpu)), Mode::Eval)?;
+/// let y = seq.forward_t(&tch::Tensor::zeros([3, 4], (tch::Kind::Float, tch::Device::Cpu)), Mode::Eval)?;
 /// assert_eq!(y.size(), [3, 2]);
 /// assert_eq!(seq.variables()?.len(), 4); // sequential/linear/{w,b}, sequential/linear_1/{w,b}
 /// # Ok(())
@@ -120,7 +120,7 @@ impl Sequential {
     ///
     /// # Errors
     /// The first member error, unchanged (it names the member module).
-    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    pub fn forward_t(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let mut h = x.shallow_clone();
         for layer in &self.layers {
             h = match layer {
@@ -151,7 +151,7 @@ impl Module for Sequential {
 
 impl Forward for Sequential {
     fn forward_t(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        self.forward(x, mode)
+        Sequential::forward_t(self, x, mode)
     }
 }
 
@@ -186,7 +186,7 @@ mod tests {
         assert_eq!(seq.len(), 4);
         let x = Tensor::from_slice(&[2.0f32, 1.0, -3.0, 1.0]).view([2, 2]);
         // Row 0: relu(3 - 1) = [2, 2] → 2·4 - 1 = 7 → 70. Row 1: relu(-2 - 1) = 0 → -1 → -10.
-        let y = Vec::<f32>::try_from(seq.forward(&x, Mode::Eval).unwrap().flatten(0, -1)).unwrap();
+        let y = Vec::<f32>::try_from(seq.forward_t(&x, Mode::Eval).unwrap().flatten(0, -1)).unwrap();
         assert_eq!(y, [70.0, -10.0]);
     }
 
@@ -198,7 +198,7 @@ mod tests {
         let seq =
             seq.push(drop).add_fn(|x, mode| Ok(if mode.is_training() { x + 1 } else { x.shallow_clone() }));
         let x = Tensor::ones([1000], (Kind::Float, Device::Cpu));
-        assert!(seq.forward(&x, Mode::Eval).unwrap().equal(&x));
+        assert!(seq.forward_t(&x, Mode::Eval).unwrap().equal(&x));
         let y = seq.forward_t(&x, Mode::Train).unwrap();
         // Dropped: 0 + 1; kept: 2 + 1.
         assert_eq!(y.eq(1.0).logical_or(&y.eq(3.0)).all().int64_value(&[]), 1);
@@ -216,7 +216,7 @@ mod tests {
         assert!(
             matches!(seq.variables(), Err(Error::NotBuilt { ref module }) if module == "sequential/linear")
         );
-        let _ = seq.forward(&Tensor::zeros([1, 2], (Kind::Float, Device::Cpu)), Mode::Eval).unwrap();
+        let _ = seq.forward_t(&Tensor::zeros([1, 2], (Kind::Float, Device::Cpu)), Mode::Eval).unwrap();
         assert!(seq.is_built());
         let want = ["linear/w", "linear/b", "sequential/linear/w", "sequential/linear/b"];
         assert_eq!(names(seq.variables().unwrap()), want);
@@ -225,7 +225,7 @@ mod tests {
         // An empty Sequential is the identity and has no variables.
         let empty = Sequential::named(&store.root(), "empty").unwrap();
         let x = Tensor::ones([2], (Kind::Float, Device::Cpu));
-        assert!(empty.forward(&x, Mode::Train).unwrap().equal(&x));
+        assert!(empty.forward_t(&x, Mode::Train).unwrap().equal(&x));
         assert!(empty.is_empty() && empty.variables().unwrap().is_empty());
     }
 
@@ -272,7 +272,7 @@ mod tests {
         let seq = Sequential::new(&store.root()).unwrap();
         let lin = constant_linear(seq.scope(), 2, 3, 1.0);
         let seq = seq.push(lin);
-        let e = seq.forward(&Tensor::zeros([1, 4], (Kind::Float, Device::Cpu)), Mode::Eval).unwrap_err();
+        let e = seq.forward_t(&Tensor::zeros([1, 4], (Kind::Float, Device::Cpu)), Mode::Eval).unwrap_err();
         assert_eq!(e.to_string(), "sequential/linear: input must be [.., 3], got [1, 4]");
     }
 

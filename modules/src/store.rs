@@ -268,6 +268,20 @@ impl Scope {
         Ok(Scope { store: self.store.clone(), path: candidate })
     }
 
+    /// Checks that `x` has the store's floating-point kind, so a wrong dtype is a clear error
+    /// naming this scope instead of a libtorch one.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] naming this scope and `{what} kind`, e.g.
+    /// `"linear: input kind must be Float, got Double"`.
+    pub fn check_kind(&self, what: &str, x: &Tensor) -> Result<()> {
+        if x.kind() == self.kind() {
+            Ok(())
+        } else {
+            Err(Error::shape(self.path(), format!("{what} kind"), format!("{:?}", self.kind()), x.kind()))
+        }
+    }
+
     /// Starts creating the variable `name` of `shape` in this scope. Defaults: zeros,
     /// trainable, no regularizer, fans from the shape (TF convention, see [`Fans`]).
     pub fn var<'a>(&'a self, name: &'a str, shape: &'a [i64]) -> VarBuilder<'a> {

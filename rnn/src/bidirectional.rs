@@ -6,7 +6,7 @@ use crate::options::{Route, UnrollOptions};
 use crate::sequence::reverse_within;
 use crate::state::State;
 use crate::unroll::unroll;
-use couplet_modules::{check_rank, Error, Mode, Result, TorchContext};
+use couplet_modules::{util::check_rank, Error, Mode, Result, TorchContext};
 use tch::Tensor;
 
 /// The options of [`bidirectional_dynamic_rnn`]: those of

@@ -5,9 +5,7 @@
 use crate::cell::VarMaker;
 use crate::core::{InputProjection, RnnCore};
 use crate::state::{with_batch, State, StateSize};
-use couplet_modules::{
-    check_kind, Error, Initializer, Mode, Module, Regularizer, Result, Scope, TorchContext,
-};
+use couplet_modules::{Error, Initializer, Mode, Module, Regularizer, Result, Scope, TorchContext};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tch::{TchError, Tensor};
@@ -212,7 +210,7 @@ impl ConvLstm {
                 size,
             ));
         }
-        check_kind(&self.scope, what, x)
+        self.scope.check_kind(what, x)
     }
 }
 

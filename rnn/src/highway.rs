@@ -4,9 +4,7 @@
 use crate::cell::{check_sizes, check_step_input, tensor_state, VarMaker};
 use crate::core::{InputProjection, RnnCore};
 use crate::state::{State, StateSize};
-use couplet_modules::{
-    check_kind, Error, Initializer, Mode, Module, Regularizer, Result, Scope, TorchContext,
-};
+use couplet_modules::{Error, Initializer, Mode, Module, Regularizer, Result, Scope, TorchContext};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tch::{TchError, Tensor};
@@ -127,7 +125,7 @@ impl HighwayCore {
     }
 
     fn build(&self, input_size: i64) -> Result<&Vars> {
-        couplet_modules::build_once(&self.vars, || {
+        couplet_modules::util::build_once(&self.vars, || {
             let c = &self.config;
             let h = c.hidden_size;
             let mk =
@@ -201,7 +199,7 @@ impl InputProjection for HighwayCore {
     fn step_projected(&self, projected: &Tensor, state: &State, _mode: Mode) -> Result<(Tensor, State)> {
         let h = self.config.hidden_size;
         let batch = crate::cell::check_projected(&self.scope, projected, 2 * h)?;
-        check_kind(&self.scope, "projected input", projected)?;
+        self.scope.check_kind("projected input", projected)?;
         let v = self.vars()?;
         let mut s = tensor_state(&self.scope, state, batch, h)?.shallow_clone();
         let compute = |s: &Tensor| -> Result<Tensor, TchError> {

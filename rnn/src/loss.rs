@@ -1,6 +1,6 @@
 //! [`sequence_loss`]: weighted per-token cross-entropy over padded sequences (TF seq2seq).
 
-use couplet_modules::{check_rank, Error, Result, TorchContext};
+use couplet_modules::{util::check_rank, Error, Result, TorchContext};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Reduction, Tensor};
 

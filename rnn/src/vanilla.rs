@@ -10,7 +10,7 @@ use crate::core::{InputProjection, RnnCore};
 use crate::state::{State, StateSize};
 use crate::torch_cell::{TorchCellKind, TorchCellWeights};
 use couplet_modules::{
-    build_once, Error, Initializer, Mode, Module, Regularizer, Result, Scope, TorchContext,
+    util::build_once, Error, Initializer, Mode, Module, Regularizer, Result, Scope, TorchContext,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
