@@ -354,7 +354,7 @@ impl Gan {
     /// [`Error::Shape`] naming `gan/generator/linear_0` if `z`'s last dimension is not
     /// `noise_size`.
     pub fn generator(&self, z: &Tensor, mode: Mode) -> Result<Tensor> {
-        self.generator.forward(z, mode)
+        self.generator.forward_t(z, mode)
     }
 
     /// Scores samples `x [B, 2]` in packs of `pack` consecutive rows: logits `[B / pack, 1]`,
@@ -369,7 +369,7 @@ impl Gan {
             let expected = format!("[B, 2] with B a multiple of {}", self.pack);
             return Err(Error::shape(self.discriminator.name(), "input", expected, size));
         }
-        self.discriminator.forward(&x.reshape([-1, 2 * self.pack]), mode)
+        self.discriminator.forward_t(&x.reshape([-1, 2 * self.pack]), mode)
     }
 
     /// The generator's trainable variables.
@@ -387,8 +387,10 @@ impl Module for Gan {
     fn scope(&self) -> &Scope {
         &self.scope
     }
-    fn is_built(&self) -> bool {
-        self.generator.is_built() && self.discriminator.is_built()
+    /// The generator and the discriminator: `is_built`, `variables` and
+    /// `regularization_loss` follow from them.
+    fn children(&self) -> Vec<&dyn Module> {
+        vec![&self.generator, &self.discriminator]
     }
 }
 

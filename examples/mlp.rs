@@ -60,7 +60,7 @@ fn main() -> couplet::Result<()> {
     let mut last = 0.0;
     for step in 0..=args.steps {
         let x = Tensor::rand([128, 1], options) * 2.0 - 1.0;
-        let loss = (mlp.forward(&x, Mode::Train)? - target(&x)).square().mean(Kind::Float);
+        let loss = (mlp.forward_t(&x, Mode::Train)? - target(&x)).square().mean(Kind::Float);
         // The MLP builds its variables on its first call, so the optimizer comes after it.
         let opt = match &mut optimizer {
             Some(opt) => opt,
@@ -70,7 +70,7 @@ fn main() -> couplet::Result<()> {
         loss.backward();
         opt.step()?;
         if step % (args.steps / 10).max(1) == 0 {
-            let val = tch::no_grad(|| mlp.forward(&x_val, Mode::Eval))?;
+            let val = tch::no_grad(|| mlp.forward_t(&x_val, Mode::Eval))?;
             last = (val - &y_val).square().mean(Kind::Float).double_value(&[]);
             let start = *first.get_or_insert(last);
             println!(

@@ -35,8 +35,9 @@ impl Module for TwoLayer {
     fn scope(&self) -> &Scope {
         &self.scope
     }
-    fn is_built(&self) -> bool {
-        self.hidden.is_built() && self.out.is_built()
+    /// The parts: `is_built`, `variables` and `regularization_loss` follow from them.
+    fn children(&self) -> Vec<&dyn Module> {
+        vec![&self.hidden, &self.out]
     }
 }
 

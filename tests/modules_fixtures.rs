@@ -86,12 +86,12 @@ fn check_batch_norm(fx: &Fixture, case: &str, data_format: DataFormat) {
     let store = Store::cpu();
     let bn = BatchNorm::new(&store.root(), BatchNormConfig::new().with_data_format(data_format)).unwrap();
     // PyTorch's defaults are couplet's: eps 1e-5, momentum 0.1 = decay_rate 0.9.
-    let _ = bn.forward(&to_format(key("train1.x")), Mode::Eval).unwrap();
+    let _ = bn.forward_t(&to_format(key("train1.x")), Mode::Eval).unwrap();
     assign(bn.scale().unwrap().unwrap(), &key("weight"));
     assign(bn.offset().unwrap().unwrap(), &key("bias"));
     for step in ["train1", "train2"] {
         let x = to_format(key(&format!("{step}.x"))).detach().set_requires_grad(true);
-        let y = bn.forward(&x, Mode::Train).unwrap();
+        let y = bn.forward_t(&x, Mode::Train).unwrap();
         assert_close(&y, &to_format(key(&format!("{step}.y"))), TOL);
         assert_close(bn.moving_mean().unwrap(), &key(&format!("{step}.running_mean")), TOL);
         assert_close(bn.moving_variance().unwrap(), &key(&format!("{step}.running_var")), TOL);
@@ -102,7 +102,7 @@ fn check_batch_norm(fx: &Fixture, case: &str, data_format: DataFormat) {
             assert_close(&bn.offset().unwrap().unwrap().grad(), &key("train1.grad_bias"), TOL);
         }
     }
-    let y = bn.forward(&to_format(key("eval.x")), Mode::Eval).unwrap();
+    let y = bn.forward_t(&to_format(key("eval.x")), Mode::Eval).unwrap();
     assert_close(&y, &to_format(key("eval.y")), TOL);
     assert_close(bn.moving_mean().unwrap(), &key("train2.running_mean"), TOL);
 }

@@ -173,12 +173,12 @@ proptest! {
         let mlp = Mlp::new(&store.root(), MlpConfig::new(&[3, 2]).with_dropout_rate(0.5)).unwrap();
         if pre {
             let _ = lin.forward(&Tensor::zeros([2, 3], (Kind::Float, Device::Cpu))).unwrap();
-            let _ = mlp.forward(&Tensor::zeros([2, 3], (Kind::Float, Device::Cpu)), Mode::Eval).unwrap();
+            let _ = mlp.forward_t(&Tensor::zeros([2, 3], (Kind::Float, Device::Cpu)), Mode::Eval).unwrap();
         }
         let t = x.tensor(&[2, 3], Kind::Float, (-2, 5));
         let d = x.describe(&t);
         guard("linear", &d, || lin.forward(&t))?;
-        guard("mlp", &d, || mlp.forward(&t, mode(train)))?;
+        guard("mlp", &d, || mlp.forward_t(&t, mode(train)))?;
     }
 
     #[test]
@@ -204,12 +204,12 @@ proptest! {
         let bn = BatchNorm::new(&store.root(), BatchNormConfig::new().with_data_format(format)).unwrap();
         if pre {
             let _ = ln.forward(&Tensor::ones([2, 3], (Kind::Float, Device::Cpu))).unwrap();
-            let _ = bn.forward(&Tensor::ones([2, 3, 4], (Kind::Float, Device::Cpu)), Mode::Train).unwrap();
+            let _ = bn.forward_t(&Tensor::ones([2, 3, 4], (Kind::Float, Device::Cpu)), Mode::Train).unwrap();
         }
         let t = x.tensor(&[2, 3, 4], Kind::Float, (-2, 5));
         let d = x.describe(&t);
         guard("layer_norm", &d, || ln.forward(&t))?;
-        guard("batch_norm", &d, || bn.forward(&t, mode(train)))?;
+        guard("batch_norm", &d, || bn.forward_t(&t, mode(train)))?;
     }
 
     #[test]
@@ -368,14 +368,14 @@ proptest! {
         let read = AttentiveRead::new(&root, logit).unwrap();
         if pre {
             let m = Tensor::zeros([2, 3, 4], (Kind::Float, Device::Cpu));
-            read.forward(&m, &Tensor::zeros([2, 2], (Kind::Float, Device::Cpu)), None, Mode::Eval).unwrap();
+            read.forward_t(&m, &Tensor::zeros([2, 2], (Kind::Float, Device::Cpu)), None, Mode::Eval).unwrap();
         }
         let m = memory.tensor(&[2, 3, 4], Kind::Float, (-2, 5));
         let q = query.tensor(&[2, 2], Kind::Float, (-2, 5));
         let k = mask.tensor(&[2, 3], Kind::Bool, (0, 2));
         let d = (memory.describe(&m), query.describe(&q), mask.describe(&k));
-        guard("attentive_read", &d, || read.forward(&m, &q, None, mode(train)))?;
-        guard("attentive_read", &d, || read.forward(&m, &q, Some(&k), mode(train)))?;
+        guard("attentive_read", &d, || read.forward_t(&m, &q, None, mode(train)))?;
+        guard("attentive_read", &d, || read.forward_t(&m, &q, Some(&k), mode(train)))?;
     }
 
     #[test]
@@ -401,7 +401,7 @@ proptest! {
             let m = mask.tensor(&[2, 4], Kind::Bool, (0, 2));
             let masks = AttentionMasks { key_mask: with_mask.then_some(&m), causal, need_weights: weights };
             let d = (query.describe(&q), key.describe(&k), value.describe(&v), mask.describe(&m), &masks, &config);
-            guard("multi_head_attention", &d, || mha.forward(&q, &k, &v, &masks, mode(train)))?;
+            guard("multi_head_attention", &d, || mha.forward_t(&q, &k, &v, &masks, mode(train)))?;
         }
     }
 
@@ -450,7 +450,7 @@ proptest! {
                 guard("deep_rnn::new", &(), || StackedRnn::new(&root, cores, config))?.map(|c| Box::new(c) as _)
             }
             1 => {
-                let config = DropoutWrapperConfig::new().with_input_keep_prob(keep).with_state_keep_prob(keep).with_variational(train).with_input_size(3);
+                let config = DropoutWrapperConfig::new().with_input_dropout(keep).with_state_dropout(keep).with_variational(train).with_input_size(3);
                 guard("dropout::new", &keep, || DropoutWrapper::new(&root, lstm(), config))?.map(|c| Box::new(c) as _)
             }
             2 => {

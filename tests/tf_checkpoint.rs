@@ -169,7 +169,7 @@ fn a_keras_model_matches_layer_by_layer() {
     close(&d, &want.tensor("dense").unwrap(), "dense");
     let ln = layer_norm.forward(&d).unwrap();
     close(&ln, &want.tensor("layer_norm").unwrap(), "layer norm");
-    let bn = batch_norm.forward(&ln, Mode::Eval).unwrap();
+    let bn = batch_norm.forward_t(&ln, Mode::Eval).unwrap();
     close(&bn, &want.tensor("batch_norm").unwrap(), "batch norm (moving statistics)");
 }
 

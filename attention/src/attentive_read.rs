@@ -1,10 +1,10 @@
 //! `AttentiveRead`: Sonnet v1's soft read of a memory, with any logit module.
 
 use crate::softmax::{check_mask, masked_softmax};
-use couplet_modules::{Error, Forward, Mode, Module, Result, Scope, TorchContext, Variable};
+use couplet_modules::{Error, Forward, Mode, Module, Result, Scope, TorchContext};
 use tch::Tensor;
 
-/// What [`AttentiveRead::forward`] returns.
+/// What [`AttentiveRead::forward_t`] returns.
 #[derive(Debug)]
 pub struct AttentionOutput {
     /// The weighted sum of memory slots, `[B, Dm]`.
@@ -62,7 +62,7 @@ impl AttentiveRead {
     /// [`Error::Shape`] naming this module when `memory` is not rank 3, `query` not rank 2,
     /// their batch sizes differ, the mask is not a bool `[B, N]`, or the logit module does not
     /// return `[B·N, 1]`; errors of the logit module itself pass through.
-    pub fn forward(
+    pub fn forward_t(
         &self,
         memory: &Tensor,
         query: &Tensor,
@@ -108,29 +108,17 @@ impl Module for AttentiveRead {
     fn scope(&self) -> &Scope {
         &self.scope
     }
-    fn is_built(&self) -> bool {
-        self.logit_module.is_built()
-    }
-    /// This module's variables followed by the logit module's (which may live in another
-    /// scope), without duplicates.
-    fn variables(&self) -> Result<Vec<Variable>> {
-        if !self.is_built() {
-            return Err(Error::NotBuilt { module: self.name().to_string() });
-        }
-        let mut vars = self.scope.variables();
-        for v in self.logit_module.variables()? {
-            if !vars.iter().any(|w| w.name() == v.name()) {
-                vars.push(v);
-            }
-        }
-        Ok(vars)
+    /// The logit module (which may live in another scope): the read is built when it is, and
+    /// lists and regularizes its variables.
+    fn children(&self) -> Vec<&dyn Module> {
+        vec![&self.logit_module]
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use couplet_modules::{Initializer, Linear, LinearConfig, Store};
+    use couplet_modules::{Initializer, Linear, LinearConfig, Mlp, MlpConfig, Regularizer, Store};
     use tch::{Device, Kind};
 
     fn values(t: &Tensor) -> Vec<f32> {
@@ -165,7 +153,7 @@ mod tests {
         let store = Store::cpu();
         let read = read_module(&store);
         let (memory, query) = inputs();
-        let out = read.forward(&memory, &query, None, Mode::Eval).unwrap();
+        let out = read.forward_t(&memory, &query, None, Mode::Eval).unwrap();
         // Logits: slot 0: 1 + 0 + 1 = 2, slot 1: 0 + 2 + 1 = 3, slot 2: 1 + 2 + 1 = 4.
         close(&values(&out.logits.get(0)), &[2.0, 3.0, 4.0]);
         close(&values(&out.weights.get(0)), &[0.09003057317038046, 0.24472847105479767, 0.6652409557748219]);
@@ -179,7 +167,7 @@ mod tests {
         let read = read_module(&store);
         let (memory, query) = inputs();
         let mask = Tensor::from_slice(&[true, false, true, false, false, false]).view([2, 3]);
-        let out = read.forward(&memory, &query, Some(&mask), Mode::Eval).unwrap();
+        let out = read.forward_t(&memory, &query, Some(&mask), Mode::Eval).unwrap();
         close(&values(&out.weights.get(0)), &[0.11920292202211756, 0.0, 0.8807970779778824]);
         close(&values(&out.read.get(0)), &[1.0, 0.8807970779778824]);
         close(&values(&out.weights.get(1)), &[0.0, 0.0, 0.0]);
@@ -193,18 +181,18 @@ mod tests {
         let store = Store::cpu();
         let read = read_module(&store);
         let (memory, query) = inputs();
-        let e = read.forward(&memory.get(0), &query, None, Mode::Eval).unwrap_err();
+        let e = read.forward_t(&memory.get(0), &query, None, Mode::Eval).unwrap_err();
         assert_eq!(e.to_string(), "attention: memory must be [B, N, Dm], got [3, 2]");
-        let e = read.forward(&memory, &query.narrow(0, 0, 1), None, Mode::Eval).unwrap_err();
+        let e = read.forward_t(&memory, &query.narrow(0, 0, 1), None, Mode::Eval).unwrap_err();
         assert_eq!(e.to_string(), "attention: query must be [2, Dq], got [1, 1]");
         let bad_mask = Tensor::ones([2, 3], (Kind::Float, Device::Cpu));
-        let e = read.forward(&memory, &query, Some(&bad_mask), Mode::Eval).unwrap_err();
+        let e = read.forward_t(&memory, &query, Some(&bad_mask), Mode::Eval).unwrap_err();
         assert_eq!(e.to_string(), "attention: mask must be a bool tensor [2, 3], got Float [2, 3]");
         // A logit module that does not return one logit per slot.
         let wide = Linear::new(&store.root(), LinearConfig::new(2).with_initializer("w", Initializer::Ones))
             .unwrap();
         let read2 = AttentiveRead::new(&store.root(), wide).unwrap();
-        let e = read2.forward(&memory, &query, None, Mode::Eval).unwrap_err();
+        let e = read2.forward_t(&memory, &query, None, Mode::Eval).unwrap_err();
         assert_eq!(e.to_string(), "attention_1: logit module output must be [6, 1] (B·N rows), got [6, 2]");
     }
 
@@ -216,5 +204,29 @@ mod tests {
         assert_eq!(names, ["linear/w"]);
         fn send<T: Send>() {}
         send::<AttentiveRead>();
+    }
+
+    #[test]
+    fn regularization_loss_includes_the_logit_module_built_elsewhere() {
+        let store = Store::cpu();
+        // An MLP logit module outside the read's scope, with L1 on its first layer's weights
+        // and L2 on its biases.
+        let config = MlpConfig::new(&[2, 1])
+            .with_input_size(3)
+            .with_initializer("w", Initializer::Constant { value: -0.5 })
+            .with_initializer("b", Initializer::Constant { value: 3.0 })
+            .with_regularizer("w", Regularizer::L1 { scale: 0.1 })
+            .with_regularizer("b", Regularizer::L2 { scale: 0.01 });
+        let mlp = Mlp::new(&store.root(), config).unwrap();
+        let read = AttentiveRead::new(&store.root(), mlp).unwrap();
+        assert!(read.is_built());
+        // L1: 0.1 · (3·2 + 2·1 weights of |-0.5|) = 0.1 · 4 = 0.4;
+        // L2: 0.01 · (2 + 1 biases of 3²) = 0.01 · 27 = 0.27.
+        let loss = read.regularization_loss().unwrap().double_value(&[]);
+        assert!((loss - 0.67).abs() < 1e-6, "{loss}");
+        // The read's own scope holds none of them.
+        assert_eq!(read.scope().regularization_loss().unwrap().double_value(&[]), 0.0);
+        let boxed: Box<dyn Module> = Box::new(read);
+        assert!((boxed.regularization_loss().unwrap().double_value(&[]) - 0.67).abs() < 1e-6);
     }
 }

@@ -4,10 +4,9 @@
 use crate::decoder_state::{AlignmentHistory, DecoderState};
 use crate::mechanism::AttentionMechanism;
 use crate::softmax::check_mask;
-use couplet_modules::{Error, Linear, LinearConfig, Mode, Module, Result, Scope, TorchContext, Variable};
-use couplet_rnn::{sequence_mask, Lengths, RnnCore, State, StateSize};
+use couplet_modules::{Error, Linear, LinearConfig, Mode, Module, Result, Scope, TorchContext};
+use couplet_rnn::{sequence_mask, InnerStep, Lengths, RnnCore, State, StateSize, Wrapper, WrapperInput};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
 use tch::{Kind, Tensor};
 
 /// Configuration of an [`AttentionDecoderCore`].
@@ -27,7 +26,7 @@ pub struct AttentionDecoderConfig {
     pub alignment_history: bool,
     /// The memory depth `Dm`, if known in advance (default `None`). Required when the output
     /// is the context (`attention_layer_size` is `None` and `output_attention` is `true`), so
-    /// that [`RnnCore::output_size`] is known; when set, memories of another depth are refused
+    /// that [`RnnCore::output_shape`] is known; when set, memories of another depth are refused
     /// and the attention layer is created at construction.
     pub memory_size: Option<i64>,
 }
@@ -157,11 +156,22 @@ impl AttentionDecoderCore {
                  or attention_layer_size, or output the cell output (output_attention = false)",
             ));
         }
+        let cell_output = match cell.output_shape().as_slice() {
+            [o] => *o,
+            other => {
+                return Err(Error::config(
+                    module,
+                    format!(
+                        "the cell's output rows must be vectors [O] (attention reads them), got {other:?}"
+                    ),
+                ))
+            }
+        };
         let attention_layer = match config.attention_layer_size {
             Some(a) => {
                 let mut layer = LinearConfig::new(a).with_bias(false);
                 if let Some(dm) = config.memory_size {
-                    layer = layer.with_input_size(cell.output_size() + dm);
+                    layer = layer.with_input_size(cell_output + dm);
                 }
                 Some(Linear::named(&scope, "attention_layer", layer)?)
             }
@@ -377,12 +387,12 @@ impl AttentionDecoderCore {
         Ok((output, state.into_state()?))
     }
 
-    /// Reads `state` and checks `x [B, ..]` against its batch.
-    fn read(&self, x: &Tensor, state: &State, what: &str) -> Result<DecoderState> {
+    /// Reads `state` and checks an input of shape `x` (`[B, I]`) against its batch.
+    fn read(&self, x: &[i64], state: &State, what: &str) -> Result<DecoderState> {
         let s = self.decoder_state(state)?;
         let b = s.alignments.size()[0];
-        if x.dim() != 2 || x.size()[0] != b {
-            return Err(Error::shape(self.name(), what, format!("[{b}, I]"), x.size()));
+        if x.len() != 2 || x[0] != b {
+            return Err(Error::shape(self.name(), what, format!("[{b}, I]"), x));
         }
         Ok(s)
     }
@@ -392,41 +402,51 @@ impl Module for AttentionDecoderCore {
     fn scope(&self) -> &Scope {
         &self.scope
     }
-    /// Built when the cell, the mechanism and the attention layer are.
-    fn is_built(&self) -> bool {
-        self.cell.is_built()
-            && self.mechanism.is_built()
-            && self.attention_layer.as_ref().map_or(true, Linear::is_built)
-    }
-    /// The cell's variables, then the mechanism's, then those of this module's scope, each
-    /// once (listed by name).
-    fn variables(&self) -> Result<Vec<Variable>> {
-        if !self.is_built() {
-            return Err(Error::NotBuilt { module: self.name().to_string() });
+    /// The cell, the mechanism and the attention layer (if any), in that order: the core is
+    /// built when they are, and lists their variables (then any other of its scope), each once.
+    fn children(&self) -> Vec<&dyn Module> {
+        let mut parts: Vec<&dyn Module> = vec![&self.cell, &self.mechanism];
+        if let Some(layer) = &self.attention_layer {
+            parts.push(layer);
         }
-        let mut seen = HashSet::new();
-        let mut out = Vec::new();
-        let parts = [self.cell.variables()?, self.mechanism.variables()?, self.scope.variables()];
-        for v in parts.into_iter().flatten() {
-            if seen.insert(v.name().to_string()) {
-                out.push(v);
-            }
-        }
-        Ok(out)
-    }
-    /// The sum of the regularizers of [`Module::variables`].
-    fn regularization_loss(&self) -> Result<Tensor> {
-        let mut total = Tensor::f_zeros([], (self.scope.kind(), self.scope.device())).ctx(self.name())?;
-        for v in self.variables()? {
-            if let Some(r) = v.regularizer() {
-                total = total.f_add(&r.loss(v.tensor()).ctx(v.name())?).ctx(v.name())?;
-            }
-        }
-        Ok(total)
+        parts
     }
 }
 
-impl RnnCore for AttentionDecoderCore {
+impl Wrapper for AttentionDecoderCore {
+    type Inner = dyn RnnCore;
+
+    /// The cell.
+    fn inner(&self) -> &(dyn RnnCore + 'static) {
+        &*self.cell
+    }
+
+    /// [`WrapperInput::Read`] with input feeding (the cell's input includes the previous
+    /// attention), else [`WrapperInput::Passed`]: unrolls then use the cell's projection.
+    fn input_use(&self) -> WrapperInput {
+        if self.config.input_feeding {
+            WrapperInput::Read
+        } else {
+            WrapperInput::Passed
+        }
+    }
+
+    /// One step without input feeding: the cell's step on the input (raw or projected by the
+    /// cell's projection), then attention.
+    ///
+    /// # Errors
+    /// As [`Wrapper::read_step`].
+    fn after_step(
+        &self,
+        inner: InnerStep<'_, dyn RnnCore>,
+        state: &State,
+        mode: Mode,
+    ) -> Result<(Tensor, State)> {
+        let s = self.read(&inner.input_shape(), state, "input")?;
+        let (out, cell_state) = inner.run(&s.cell, mode)?;
+        self.attend(out, cell_state, s)
+    }
+
     /// One step: `input [B, I]` and a state from
     /// [`AttentionDecoderCore::initial_state_with_memory`] → `(attention [B, A] (or the cell
     /// output), new state)`.
@@ -436,8 +456,8 @@ impl RnnCore for AttentionDecoderCore {
     /// `input` is not `[B, I]` with the state's `B`; with input feeding, a cell input of the
     /// wrong size is reported by this module (`"attention_decoder: cell input [x, attention]
     /// (3 + 4 features) must be [B, 6], got [2, 7]"`); other errors of the cell and mechanism.
-    fn step(&self, input: &Tensor, state: &State, mode: Mode) -> Result<(Tensor, State)> {
-        let s = self.read(input, state, "input")?;
+    fn read_step(&self, input: &Tensor, state: &State, mode: Mode) -> Result<(Tensor, State)> {
+        let s = self.read(&input.size(), state, "input")?;
         if !self.config.input_feeding {
             let (out, cell_state) = self.cell.step(input, &s.cell, mode)?;
             return self.attend(out, cell_state, s);
@@ -459,11 +479,12 @@ impl RnnCore for AttentionDecoderCore {
         self.attend(out, cell_state, s)
     }
 
-    /// The attention size `A` (or the cell's output size when `output_attention` is false).
-    fn output_size(&self) -> i64 {
+    /// `[A]`, the attention size (or the cell's output shape when `output_attention` is
+    /// false).
+    fn wrapper_output_shape(&self) -> Vec<i64> {
         match self.attention_size() {
-            Some(a) if self.config.output_attention => a,
-            _ => self.cell.output_size(),
+            Some(a) if self.config.output_attention => vec![a],
+            _ => self.cell.output_shape(),
         }
     }
 
@@ -473,15 +494,15 @@ impl RnnCore for AttentionDecoderCore {
     /// history and the step counter (both `Empty` without an alignment history). The sizes
     /// depend on the memory: build the state with
     /// [`AttentionDecoderCore::initial_state_with_memory`].
-    fn state_size(&self) -> StateSize {
+    fn wrapper_state_size(&self) -> StateSize {
         let (history, steps) = if self.config.alignment_history {
-            (StateSize::Dynamic, StateSize::Tensor(1))
+            (StateSize::Dynamic, StateSize::vector(1))
         } else {
             (StateSize::Empty, StateSize::Empty)
         };
         StateSize::Tuple(vec![
             self.cell.state_size(),
-            self.attention_size().map_or(StateSize::Dynamic, StateSize::Tensor),
+            self.attention_size().map_or(StateSize::Dynamic, StateSize::vector),
             StateSize::Dynamic,
             history,
             steps,
@@ -496,37 +517,12 @@ impl RnnCore for AttentionDecoderCore {
     /// # Errors
     /// Always [`Error::Config`] naming the module and pointing to
     /// [`AttentionDecoderCore::initial_state_with_memory`].
-    fn initial_state(&self, _batch_size: i64) -> Result<State> {
+    fn wrapper_initial_state(&self, _batch_size: i64) -> Result<State> {
         Err(Error::config(
             self.name(),
             "the state holds the attention memory: build it with initial_state_with_memory(memory, mask, \
              max_steps) and pass it as the initial state",
         ))
-    }
-
-    /// Without input feeding, the cell's input projection (if it has one); with input feeding
-    /// `None` (the cell's input includes the previous attention).
-    fn project_inputs(&self, inputs: &Tensor) -> Result<Option<Tensor>> {
-        if self.config.input_feeding {
-            return Ok(None);
-        }
-        self.cell.project_inputs(inputs)
-    }
-
-    /// The step from a row of the cell's projected inputs `[B, P]` (without input feeding).
-    ///
-    /// # Errors
-    /// [`Error::Config`] with input feeding; otherwise as [`RnnCore::step`].
-    fn step_projected(&self, projected: &Tensor, state: &State, mode: Mode) -> Result<(Tensor, State)> {
-        if self.config.input_feeding {
-            return Err(Error::config(
-                self.name(),
-                "with input feeding there is no input projection; call step",
-            ));
-        }
-        let s = self.read(projected, state, "projected input")?;
-        let (out, cell_state) = self.cell.step_projected(projected, &s.cell, mode)?;
-        self.attend(out, cell_state, s)
     }
 }
 

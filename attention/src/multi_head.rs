@@ -2,7 +2,7 @@
 //! `scaled_dot_product_attention`.
 
 use crate::softmax::masked_softmax;
-use couplet_modules::{check_kind, Error, Linear, LinearConfig, Mode, Module, Result, Scope, TorchContext};
+use couplet_modules::{Error, Linear, LinearConfig, Mode, Module, Result, Scope, TorchContext};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
@@ -64,7 +64,7 @@ impl MultiHeadAttentionConfig {
     }
 }
 
-/// Masks and options of one [`MultiHeadAttention::forward`] call.
+/// Masks and options of one [`MultiHeadAttention::forward_t`] call.
 #[derive(Debug, Default)]
 pub struct AttentionMasks<'a> {
     /// Bool `[B, Lk]`, **true = attend** (couplet's convention everywhere; PyTorch's
@@ -221,7 +221,7 @@ impl MultiHeadAttention {
             let l = len.map_or("L".to_string(), |l| l.to_string());
             return Err(Error::shape(self.scope.path(), what, format!("[{b}, {l}, {size}]"), s));
         }
-        check_kind(&self.scope, what, x)
+        self.scope.check_kind(what, x)
     }
 
     /// The per-head projections `[B, h, L, d]` of query, key and value. Self-attention (the
@@ -278,7 +278,7 @@ impl MultiHeadAttention {
     /// [`Error::Shape`] naming the module when a rank, batch, length, feature size or kind
     /// differs (`"multi_head_attention: key must be [2, L, 8], got [3, 4, 8]"`), or the key
     /// mask is not a bool `[B, Lk]`.
-    pub fn forward(
+    pub fn forward_t(
         &self,
         query: &Tensor,
         key: &Tensor,
@@ -372,5 +372,9 @@ impl MultiHeadAttention {
 impl Module for MultiHeadAttention {
     fn scope(&self) -> &Scope {
         &self.scope
+    }
+    /// The query, key, value and output projections, in that order.
+    fn children(&self) -> Vec<&dyn Module> {
+        vec![&self.query, &self.key, &self.value, &self.output]
     }
 }

@@ -7,8 +7,8 @@ use couplet_attention::{
 };
 use couplet_modules::{Error, Mode, Module, Store};
 use couplet_rnn::{
-    dynamic_rnn, Gru, GruConfig, Lstm, LstmConfig, Nonlinearity, RnnCore, State, UnrollOptions, VanillaRnn,
-    VanillaRnnConfig,
+    dynamic_rnn, Gru, GruConfig, InputProjection, Lstm, LstmConfig, Nonlinearity, RnnCore, State,
+    UnrollOptions, VanillaRnn, VanillaRnnConfig,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -116,7 +116,7 @@ fn hand_worked_steps_feed_the_previous_attention_to_the_cell() {
     assert_eq!(history.size(), [2, 1, 2]);
     close(&history, &[AL1, AL2].concat(), 1e-6);
     assert_eq!(dec.alignment_history(&s0).unwrap().size(), [0, 1, 2]);
-    assert_eq!(dec.output_size(), 2);
+    assert_eq!(dec.output_shape()[0], 2);
 }
 
 #[test]
@@ -177,7 +177,7 @@ fn step_loop(dec: &AttentionDecoderCore, inputs: &Tensor, state: State) -> (Tens
         state = s;
     }
     if outputs.is_empty() {
-        let shape = [inputs.size()[0], 0, dec.output_size()];
+        let shape = [inputs.size()[0], 0, dec.output_shape()[0]];
         return (Tensor::zeros(shape, (Kind::Float, Device::Cpu)), state);
     }
     (Tensor::stack(&outputs, 1), state)
@@ -466,8 +466,9 @@ fn errors_are_typed_and_name_the_module() {
         message(e),
         "attention_decoder_1: bad configuration: alignment_history is disabled in the config"
     );
-    // step_projected with input feeding.
-    let e = dec.step_projected(&rand(&[2, 16]), &s0, Mode::Eval).unwrap_err();
+    // With input feeding there is no projection, and a projected step is refused.
+    assert!(dec.projection().is_none());
+    let e = InputProjection::step_projected(&dec, &rand(&[2, 16]), &s0, Mode::Eval).unwrap_err();
     assert!(matches!(e, Error::Config { .. }));
 }
 
@@ -492,16 +493,16 @@ fn config_errors_and_sizes() {
     let e = make(AttentionDecoderConfig::new(2).with_memory_size(Some(-3))).unwrap_err();
     assert_eq!(message(e), "attention_decoder_2: bad configuration: memory_size must be > 0, got -3");
     let dec = make(AttentionDecoderConfig::default().with_output_attention(false)).unwrap();
-    assert_eq!(dec.output_size(), 4);
-    assert!(dec.project_inputs(&rand(&[3, 2])).unwrap().is_none());
+    assert_eq!(dec.output_shape()[0], 4);
+    assert!(dec.projection().is_none());
     let dec = make(AttentionDecoderConfig::new(2).with_memory_size(Some(4))).unwrap();
-    assert_eq!(dec.output_size(), 2);
+    assert_eq!(dec.output_shape()[0], 2);
     assert!(dec.attention_layer().unwrap().is_built());
     let e = dec.initial_state_with_memory(&rand(&[1, 2, 3]), None, None).unwrap_err();
     assert_eq!(message(e), "attention_decoder_4: memory must be [B, N, 4] with N > 0, got [1, 2, 3]");
     // Without input feeding the cell's projection is used.
     let dec = make(AttentionDecoderConfig::new(2).with_input_feeding(false)).unwrap();
-    assert_eq!(dec.project_inputs(&rand(&[3, 2])).unwrap().unwrap().size(), [3, 12]);
+    assert_eq!(dec.projection().unwrap().project_inputs(&rand(&[3, 2])).unwrap().size(), [3, 12]);
 }
 
 #[test]

@@ -138,7 +138,7 @@ proptest! {
         let read = AttentiveRead::new(&store.root(), logits).unwrap();
         let mask = masked.then(|| mask_of(&bits, b, n, empty_row && b > 0));
         let (memory, query, mask) = memory_inputs(fault, (b, n, dm, dq), mask);
-        let result = read.forward(&memory, &query, mask.as_ref(), Mode::Train);
+        let result = read.forward_t(&memory, &query, mask.as_ref(), Mode::Train);
         // A query of the wrong size is the logit module's shape error once it is built.
         let fault = match fault { Fault::Features => Fault::None, f => f };
         judge(fault, result, |out| {
@@ -149,7 +149,7 @@ proptest! {
             check_weights(&out.weights, mask.as_ref());
         })?;
         if b > 0 && n > 0 && matches!(fault, Fault::None) {
-            let again = read.forward(&memory, &randn(&[b, query.size()[1] + 1]), None, Mode::Eval);
+            let again = read.forward_t(&memory, &randn(&[b, query.size()[1] + 1]), None, Mode::Eval);
             judge(Fault::Features, again, |_| ())?;
         }
     }
@@ -230,7 +230,7 @@ proptest! {
         }
         let masks = AttentionMasks { key_mask: mask.as_ref(), causal, need_weights };
         let mode = if train { Mode::Train } else { Mode::Eval };
-        let result = mha.forward(&q, &k, &v, &masks, mode);
+        let result = mha.forward_t(&q, &k, &v, &masks, mode);
         judge(fault, result, |(out, weights)| {
             assert_eq!(out.size(), [b, lq, e]);
             assert!(!has_nan(&out));

@@ -223,14 +223,14 @@ pub fn attention_cases() -> Vec<Case> {
                 let read = attentive_read(&store().root());
                 let memory = randn(&[ATTN_BATCH, ATTN_LEN, ATTN_MODEL]);
                 let query = randn(&[ATTN_BATCH, ATTN_MODEL]);
-                Box::new(move || pass.run(|mode| Ok(read.forward(&memory, &query, None, mode)?.read)))
+                Box::new(move || pass.run(|mode| Ok(read.forward_t(&memory, &query, None, mode)?.read)))
             },
         ));
         cases.push(Case::new("attention", format!("mha/{}/{label}", pass.label()), true, false, move || {
             let mha = multi_head(&store().root());
             let x = randn(&[ATTN_BATCH, ATTN_LEN, ATTN_MODEL]);
             Box::new(move || {
-                pass.run(|mode| Ok(mha.forward(&x, &x, &x, &AttentionMasks::default(), mode)?.0))
+                pass.run(|mode| Ok(mha.forward_t(&x, &x, &x, &AttentionMasks::default(), mode)?.0))
             })
         }));
     }

@@ -9,7 +9,8 @@ use cases::Case;
 use couplet::attention::{AttentiveRead, MultiHeadAttention, MultiHeadAttentionConfig};
 use couplet::rnn::{
     bidirectional_dynamic_rnn, dynamic_rnn, BiRnnOptions, DropoutWrapper, DropoutWrapperConfig, Gru,
-    GruConfig, Lstm, LstmConfig, RnnCore, StackedRnn, StackedRnnConfig, State, StateSize, UnrollOptions,
+    GruConfig, InputProjection, Lstm, LstmConfig, RnnCore, StackedRnn, StackedRnnConfig, State, StateSize,
+    UnrollOptions,
 };
 use couplet::{Mlp, MlpConfig, Mode, Module, Result, Scope, Store, Variable};
 use criterion::{Criterion, SamplingMode};
@@ -152,7 +153,7 @@ impl Pass {
     }
 }
 
-/// A core behind a wall: it forwards the `RnnCore` step methods and nothing else, so an
+/// A core behind a wall: it forwards the step and the input projection and nothing else, so an
 /// unroll cannot recognise the core and take a specialised route.
 pub struct GenericRoute<C>(pub C);
 
@@ -172,8 +173,8 @@ impl<C: RnnCore> RnnCore for GenericRoute<C> {
     fn step(&self, input: &Tensor, state: &State, mode: Mode) -> Result<(Tensor, State)> {
         self.0.step(input, state, mode)
     }
-    fn output_size(&self) -> i64 {
-        self.0.output_size()
+    fn output_shape(&self) -> Vec<i64> {
+        self.0.output_shape()
     }
     fn state_size(&self) -> StateSize {
         self.0.state_size()
@@ -181,11 +182,8 @@ impl<C: RnnCore> RnnCore for GenericRoute<C> {
     fn initial_state(&self, batch_size: i64) -> Result<State> {
         self.0.initial_state(batch_size)
     }
-    fn project_inputs(&self, inputs: &Tensor) -> Result<Option<Tensor>> {
-        self.0.project_inputs(inputs)
-    }
-    fn step_projected(&self, projected: &Tensor, state: &State, mode: Mode) -> Result<(Tensor, State)> {
-        self.0.step_projected(projected, state, mode)
+    fn projection(&self) -> Option<&dyn InputProjection> {
+        self.0.projection()
     }
 }
 
@@ -254,12 +252,12 @@ pub fn gru(scope: &Scope, shape: Shape) -> Gru {
     Gru::new(scope, GruConfig::new(shape.h).with_input_size(shape.i)).expect("gru")
 }
 
-/// Keep probability of the dropout-wrapped benches (PyTorch `dropout = 0.1`).
-pub const KEEP: f64 = 0.9;
+/// Dropout rate of the dropout-wrapped benches (PyTorch `dropout = 0.1`).
+pub const DROPOUT: f64 = 0.1;
 
 /// An LSTM `I → H` whose outputs go through a (non-variational) dropout wrapper.
 pub fn dropout_lstm(scope: &Scope, shape: Shape) -> DropoutWrapper<Lstm> {
-    let config = DropoutWrapperConfig::new().with_output_keep_prob(KEEP);
+    let config = DropoutWrapperConfig::new().with_output_dropout(DROPOUT);
     DropoutWrapper::new(scope, lstm(scope, shape), config).expect("dropout wrapper")
 }
 

@@ -2,9 +2,10 @@
 
 use crate::error::{Error, Result, TorchContext};
 use crate::init::Initializer;
-use crate::module::{build_once, check_keys, check_kind, shape_str, Forward, Mode, Module};
+use crate::module::{Forward, Mode, Module};
 use crate::regularizer::Regularizer;
 use crate::store::Scope;
+use crate::util::{build_once, check_keys, shape_str};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -191,7 +192,7 @@ impl AddBias {
             };
             return Err(Error::shape(module, "input", expected, size));
         }
-        check_kind(&self.scope, "input", x)?;
+        self.scope.check_kind("input", x)?;
         let vars = self.build(size[1..].to_vec())?;
         x.f_add(&vars.b).ctx(module)
     }

@@ -3,9 +3,10 @@
 
 use crate::error::{Error, Result, TorchContext};
 use crate::init::Initializer;
-use crate::module::{build_once, check_keys, check_kind, Forward, Mode, Module};
+use crate::module::{Forward, Mode, Module};
 use crate::regularizer::Regularizer;
 use crate::store::Scope;
+use crate::util::{build_once, check_keys};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -289,7 +290,7 @@ impl BatchNorm {
     /// - [`Error::InvalidArgument`] if training sees only one value per channel (e.g. `[1, C]`:
     ///   the unbiased variance would be NaN; PyTorch raises too), or batch statistics are
     ///   asked of an input with no value per channel.
-    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    pub fn forward_t(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let module = self.scope.path();
         let size = x.size();
         let known = self.num_channels();
@@ -306,7 +307,7 @@ impl BatchNorm {
             let channels = if c == 0 { "C > 0".to_string() } else { channels };
             return Err(Error::shape(module, "input", self.pattern(&channels), size));
         }
-        check_kind(&self.scope, "input", x)?;
+        self.scope.check_kind("input", x)?;
         let per_channel: i64 = size.iter().product::<i64>() / c;
         let batch_stats = mode.is_training() || self.config.test_local_stats;
         if mode.is_training() && per_channel == 1 {
@@ -362,7 +363,7 @@ impl Module for BatchNorm {
 
 impl Forward for BatchNorm {
     fn forward_t(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        self.forward(x, mode)
+        BatchNorm::forward_t(self, x, mode)
     }
 }
 
@@ -403,7 +404,7 @@ mod tests {
         let bn = BatchNorm::new(&store.root(), BatchNormConfig::new()).unwrap();
         assert!(matches!(bn.variables(), Err(Error::NotBuilt { .. })));
         assert!(matches!(bn.moving_mean(), Err(Error::NotBuilt { .. })));
-        let _ = bn.forward(&batch(), Mode::Train).unwrap();
+        let _ = bn.forward_t(&batch(), Mode::Train).unwrap();
         assert_eq!(
             names(bn.variables().unwrap()),
             ["batch_norm/scale", "batch_norm/offset", "batch_norm/moving_mean", "batch_norm/moving_variance"]
@@ -422,13 +423,13 @@ mod tests {
     fn training_normalises_with_batch_statistics_and_updates_moving_ones_by_hand() {
         let store = Store::cpu();
         let bn = BatchNorm::new(&store.root(), BatchNormConfig::new()).unwrap();
-        let y = bn.forward(&batch(), Mode::Train).unwrap();
+        let y = bn.forward_t(&batch(), Mode::Train).unwrap();
         assert_values(&y, &BATCH_NORMALISED);
         // 0.9 * 0 + 0.1 * mean; 0.9 * 1 + 0.1 * unbiased variance (PyTorch's rule).
         assert_values(bn.moving_mean().unwrap(), &[0.3, 0.1]);
         assert_values(bn.moving_variance().unwrap(), &[0.9 + 1.4 / 3.0, 0.9 + 0.4 / 3.0]);
         // A second step decays again: 0.9 * 0.3 + 0.1 * 3 = 0.57.
-        let _ = bn.forward(&batch(), Mode::Train).unwrap();
+        let _ = bn.forward_t(&batch(), Mode::Train).unwrap();
         assert_values(bn.moving_mean().unwrap(), &[0.57, 0.19]);
     }
 
@@ -440,12 +441,12 @@ mod tests {
             .with_initializer("scale", Initializer::Constant { value: 2.0 })
             .with_initializer("offset", Initializer::Constant { value: 1.0 });
         let bn = BatchNorm::new(&store.root(), config).unwrap();
-        let _ = bn.forward(&batch(), Mode::Train).unwrap();
+        let _ = bn.forward_t(&batch(), Mode::Train).unwrap();
         // moving_mean = 0.5 * [3, 1] = [1.5, 0.5]; moving_variance = 0.5 + 0.5 * [14/3, 4/3].
         let (mean, var): ([f32; 2], [f32; 2]) = ([1.5, 0.5], [0.5 + 7.0 / 3.0, 0.5 + 2.0 / 3.0]);
         assert_values(bn.moving_mean().unwrap(), &mean);
         let x = Tensor::from_slice(&[3.0f32, 2.0]).view([1, 2]);
-        let y = bn.forward(&x, Mode::Eval).unwrap();
+        let y = bn.forward_t(&x, Mode::Eval).unwrap();
         let expected: Vec<f32> =
             (0..2).map(|c| 2.0 * ([3.0, 2.0][c] - mean[c]) / (var[c] + 1e-5).sqrt() + 1.0).collect();
         assert_values(&y, &expected);
@@ -459,12 +460,12 @@ mod tests {
     fn test_local_stats_uses_batch_statistics_in_eval_without_updating() {
         let store = Store::cpu();
         let bn = BatchNorm::new(&store.root(), BatchNormConfig::new().with_test_local_stats(true)).unwrap();
-        let y = bn.forward(&batch(), Mode::Eval).unwrap();
+        let y = bn.forward_t(&batch(), Mode::Eval).unwrap();
         assert_values(&y, &BATCH_NORMALISED);
         assert_values(bn.moving_mean().unwrap(), &[0.0, 0.0]);
         assert_values(bn.moving_variance().unwrap(), &[1.0, 1.0]);
         // A single example is fine in evaluation: its biased variance is 0.
-        let y = bn.forward(&Tensor::from_slice(&[5.0f32, -1.0]).view([1, 2]), Mode::Eval).unwrap();
+        let y = bn.forward_t(&Tensor::from_slice(&[5.0f32, -1.0]).view([1, 2]), Mode::Eval).unwrap();
         assert_values(&y, &[0.0, 0.0]);
     }
 
@@ -473,7 +474,7 @@ mod tests {
         let store = Store::cpu();
         let bn = BatchNorm::new(&store.root(), BatchNormConfig::new()).unwrap();
         let x = batch().set_requires_grad(true);
-        let y = bn.forward(&x, Mode::Train).unwrap();
+        let y = bn.forward_t(&x, Mode::Train).unwrap();
         (&y * &y).sum(Kind::Float).backward();
         for stat in [bn.moving_mean().unwrap(), bn.moving_variance().unwrap()] {
             assert!(!stat.requires_grad());
@@ -494,8 +495,8 @@ mod tests {
         let x = Tensor::randn([4, 3, 5, 2], (Kind::Float, Device::Cpu)) * 2.0 + 1.0;
         let x_last = x.permute([0, 2, 3, 1]);
         for mode in [Mode::Train, Mode::Train, Mode::Eval] {
-            let y = first.forward(&x, mode).unwrap();
-            let y_last = last.forward(&x_last, mode).unwrap();
+            let y = first.forward_t(&x, mode).unwrap();
+            let y_last = last.forward_t(&x_last, mode).unwrap();
             assert_eq!(y_last.size(), [4, 5, 2, 3]);
             assert!(y_last.allclose(&y.permute([0, 2, 3, 1]), 1e-6, 1e-6, false));
         }
@@ -514,7 +515,7 @@ mod tests {
         let store = Store::cpu();
         let bn = BatchNorm::new(&store.root(), BatchNormConfig::new()).unwrap();
         let one = Tensor::from_slice(&[1.0f32, 2.0, 3.0]).view([1, 3]);
-        let e = bn.forward(&one, Mode::Train).unwrap_err();
+        let e = bn.forward_t(&one, Mode::Train).unwrap_err();
         assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
         assert_eq!(
             e.to_string(),
@@ -524,14 +525,14 @@ mod tests {
         assert!(!bn.is_built(), "a refused input builds nothing");
         // With spatial dimensions a batch of one has several values per channel.
         assert_eq!(
-            bn.forward(&one.view([1, 3, 1]).repeat([1, 1, 2]), Mode::Train).unwrap().size(),
+            bn.forward_t(&one.view([1, 3, 1]).repeat([1, 1, 2]), Mode::Train).unwrap().size(),
             [1, 3, 2]
         );
         // Evaluation with the moving statistics is fine.
-        assert_eq!(bn.forward(&one, Mode::Eval).unwrap().size(), [1, 3]);
+        assert_eq!(bn.forward_t(&one, Mode::Eval).unwrap().size(), [1, 3]);
         let local =
             BatchNorm::new(&store.root(), BatchNormConfig::new().with_test_local_stats(true)).unwrap();
-        let e = local.forward(&Tensor::zeros([0, 3], (Kind::Float, Device::Cpu)), Mode::Eval).unwrap_err();
+        let e = local.forward_t(&Tensor::zeros([0, 3], (Kind::Float, Device::Cpu)), Mode::Eval).unwrap_err();
         assert_eq!(
             e.to_string(),
             "batch_norm_1: batch statistics need at least 1 value per channel, got input [0, 3]"
@@ -543,22 +544,22 @@ mod tests {
         let store = Store::cpu();
         let f = |shape: &[i64]| Tensor::zeros(shape, (Kind::Float, Device::Cpu));
         let bn = BatchNorm::new(&store.root(), BatchNormConfig::new()).unwrap();
-        let e = bn.forward(&f(&[4]), Mode::Train).unwrap_err();
+        let e = bn.forward_t(&f(&[4]), Mode::Train).unwrap_err();
         assert_eq!(e.to_string(), "batch_norm: input must be [B, C, ..], got [4]");
-        let e = bn.forward(&f(&[4, 0]), Mode::Train).unwrap_err();
+        let e = bn.forward_t(&f(&[4, 0]), Mode::Train).unwrap_err();
         assert_eq!(e.to_string(), "batch_norm: input must be [B, C > 0, ..], got [4, 0]");
-        let _ = bn.forward(&f(&[8, 4]), Mode::Train).unwrap();
-        let e = bn.forward(&f(&[8, 5]), Mode::Train).unwrap_err();
+        let _ = bn.forward_t(&f(&[8, 4]), Mode::Train).unwrap();
+        let e = bn.forward_t(&f(&[8, 5]), Mode::Train).unwrap_err();
         assert_eq!(e.to_string(), "batch_norm: input must be [B, 4, ..], got [8, 5]");
         assert!(matches!(e, Error::Shape { .. }));
-        let e = bn.forward(&Tensor::zeros([8, 4], (Kind::Double, Device::Cpu)), Mode::Eval).unwrap_err();
+        let e = bn.forward_t(&Tensor::zeros([8, 4], (Kind::Double, Device::Cpu)), Mode::Eval).unwrap_err();
         assert_eq!(e.to_string(), "batch_norm: input kind must be Float, got Double");
         let last = BatchNorm::new(
             &store.root(),
             BatchNormConfig::new().with_num_channels(3).with_data_format(DataFormat::ChannelsLast),
         )
         .unwrap();
-        let e = last.forward(&f(&[2, 3, 5, 4]), Mode::Train).unwrap_err();
+        let e = last.forward_t(&f(&[2, 3, 5, 4]), Mode::Train).unwrap_err();
         assert_eq!(e.to_string(), "batch_norm_1: input must be [B, .., 3], got [2, 3, 5, 4]");
     }
 

@@ -95,7 +95,7 @@ impl Dropout {
     ///
     /// # Errors
     /// [`Error::Shape`] if `x` is not floating point.
-    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    pub fn forward_t(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         dropout(self.scope.path(), x, self.config.rate, mode)
     }
 }
@@ -108,7 +108,7 @@ impl Module for Dropout {
 
 impl Forward for Dropout {
     fn forward_t(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        self.forward(x, mode)
+        Dropout::forward_t(self, x, mode)
     }
 }
 
@@ -124,7 +124,7 @@ mod tests {
         let d = Dropout::new(&store.root(), DropoutConfig::new(0.25)).unwrap();
         tch::manual_seed(7);
         let x = Tensor::ones([200, 500], (Kind::Float, Device::Cpu));
-        let y = d.forward(&x, Mode::Train).unwrap();
+        let y = d.forward_t(&x, Mode::Train).unwrap();
         let kept = y.ne(0.0).to_kind(Kind::Double).mean(Kind::Double).double_value(&[]);
         // 100 000 Bernoulli(0.75) draws: standard error 0.0014.
         assert!((kept - 0.75).abs() < 0.01, "kept fraction {kept}");
@@ -132,7 +132,7 @@ mod tests {
         let off = (&y - 4.0 / 3.0).abs().minimum(&y.abs()).max().double_value(&[]);
         assert!(off < 1e-6, "{off}");
         // Two calls draw different masks.
-        assert!(!y.equal(&d.forward(&x, Mode::Train).unwrap()));
+        assert!(!y.equal(&d.forward_t(&x, Mode::Train).unwrap()));
     }
 
     #[test]
@@ -140,7 +140,7 @@ mod tests {
         let store = Store::cpu();
         let x = Tensor::randn([4, 5], (Kind::Float, Device::Cpu));
         let d = Dropout::new(&store.root(), DropoutConfig::new(0.9)).unwrap();
-        assert!(d.forward(&x, Mode::Eval).unwrap().equal(&x));
+        assert!(d.forward_t(&x, Mode::Eval).unwrap().equal(&x));
         let zero = Dropout::new(&store.root(), DropoutConfig::new(0.0)).unwrap();
         assert!(zero.forward_t(&x, Mode::Train).unwrap().equal(&x));
         assert_eq!(zero.name(), "dropout_1");
@@ -156,7 +156,7 @@ mod tests {
             assert!(e.to_string().contains("rate must be in [0, 1)"), "{e}");
         }
         let d = Dropout::new(&store.root(), DropoutConfig::default()).unwrap();
-        let e = d.forward(&Tensor::from_slice(&[1i64, 2]), Mode::Train).unwrap_err();
+        let e = d.forward_t(&Tensor::from_slice(&[1i64, 2]), Mode::Train).unwrap_err();
         assert!(e.to_string().starts_with(&format!("{}: input kind", d.name())), "{e}");
     }
 

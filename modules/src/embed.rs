@@ -3,9 +3,10 @@
 use crate::activation::check_floating;
 use crate::error::{Error, Result, TorchContext};
 use crate::init::Initializer;
-use crate::module::{check_keys, Forward, Mode, Module};
+use crate::module::{Forward, Mode, Module};
 use crate::regularizer::Regularizer;
 use crate::store::Scope;
+use crate::util::check_keys;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tch::{Kind, Tensor};

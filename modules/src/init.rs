@@ -154,7 +154,7 @@ impl Initializer {
             Initializer::Zeros => Tensor::f_zeros(shape, options).ctx(module),
             Initializer::Ones => Tensor::f_ones(shape, options).ctx(module),
             Initializer::Constant { value } => {
-                if !crate::module::scalar_fits(value, options.0) {
+                if !crate::util::scalar_fits(value, options.0) {
                     return bad(format!("constant initializer value {value:e} overflows {:?}", options.0));
                 }
                 Tensor::f_full(shape, value, options).ctx(module)

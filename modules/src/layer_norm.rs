@@ -3,9 +3,10 @@
 
 use crate::error::{Error, Result, TorchContext};
 use crate::init::Initializer;
-use crate::module::{build_once, check_keys, check_kind, Forward, Mode, Module};
+use crate::module::{Forward, Mode, Module};
 use crate::regularizer::Regularizer;
 use crate::store::Scope;
+use crate::util::{build_once, check_keys};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -249,7 +250,7 @@ impl LayerNorm {
             }
             _ => {}
         }
-        check_kind(&self.scope, "input", x)?;
+        self.scope.check_kind("input", x)?;
         let vars = self.build(trailing.to_vec())?;
         x.f_layer_norm(&vars.shape, vars.scale.as_ref(), vars.offset.as_ref(), self.config.eps, true)
             .ctx(module)

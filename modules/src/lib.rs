@@ -39,6 +39,7 @@ pub mod select_input;
 pub mod sequential;
 pub mod store;
 pub mod trainable_variable;
+pub mod util;
 
 pub use activation::Activation;
 pub use add_bias::{AddBias, AddBiasConfig};
@@ -57,9 +58,7 @@ pub use init::{Distribution, FanMode, Fans, Initializer};
 pub use layer_norm::{LayerNorm, LayerNormConfig};
 pub use linear::{Linear, LinearConfig};
 pub use mlp::{Mlp, MlpConfig};
-pub use module::{
-    build_once, check_keys, check_kind, check_rank, scalar_fits, shape_str, Forward, Mode, Module,
-};
+pub use module::{Forward, Mode, Module};
 pub use optim::{
     clip_grad_norm, clip_grad_value, Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, RmsProp, RmsPropConfig,
     Sgd, SgdConfig,

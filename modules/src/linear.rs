@@ -2,9 +2,10 @@
 
 use crate::error::{Error, Result, TorchContext};
 use crate::init::{Fans, Initializer};
-use crate::module::{build_once, check_keys, check_kind, Forward, Mode, Module};
+use crate::module::{Forward, Mode, Module};
 use crate::regularizer::Regularizer;
 use crate::store::Scope;
+use crate::util::{build_once, check_keys};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -198,7 +199,7 @@ impl Linear {
                 return Err(Error::shape(module, "input", format!("[.., {i}]"), size));
             }
         }
-        check_kind(&self.scope, "input", x)?;
+        self.scope.check_kind("input", x)?;
         let vars = self.build(last)?;
         match (&vars.b, size.len()) {
             (Some(b), 2) => b.f_addmm(x, &vars.w),

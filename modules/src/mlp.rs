@@ -6,9 +6,10 @@ use crate::dropout::{check_rate, dropout};
 use crate::error::{Error, Result};
 use crate::init::Initializer;
 use crate::linear::{Linear, LinearConfig};
-use crate::module::{check_keys, Forward, Mode, Module};
+use crate::module::{Forward, Mode, Module};
 use crate::regularizer::Regularizer;
 use crate::store::Scope;
+use crate::util::check_keys;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tch::Tensor;
@@ -186,7 +187,7 @@ impl Mlp {
     /// # Errors
     /// [`Error::Shape`] (from the first layer, named `mlp/linear_0`) if `x` is a scalar, its
     /// last dimension differs from `I`, or its kind differs from the store's.
-    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    pub fn forward_t(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let last = self.layers.len() - 1;
         let mut h = x.shallow_clone();
         for (i, layer) in self.layers.iter().enumerate() {
@@ -204,14 +205,15 @@ impl Module for Mlp {
     fn scope(&self) -> &Scope {
         &self.scope
     }
-    fn is_built(&self) -> bool {
-        self.layers.iter().all(Linear::is_built)
+    /// The layers, in order: the MLP is built when they are.
+    fn children(&self) -> Vec<&dyn Module> {
+        self.layers.iter().map(|l| l as &dyn Module).collect()
     }
 }
 
 impl Forward for Mlp {
     fn forward_t(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        self.forward(x, mode)
+        Mlp::forward_t(self, x, mode)
     }
 }
 
@@ -232,7 +234,7 @@ mod tests {
         assert!(!mlp.is_built());
         assert!(store.is_empty(), "nothing is created before the first input");
         assert!(matches!(mlp.variables(), Err(Error::NotBuilt { .. })));
-        let y = mlp.forward(&Tensor::randn([5, 6], (Kind::Float, Device::Cpu)), Mode::Eval).unwrap();
+        let y = mlp.forward_t(&Tensor::randn([5, 6], (Kind::Float, Device::Cpu)), Mode::Eval).unwrap();
         assert_eq!(y.size(), [5, 2]);
         assert!(mlp.is_built());
         assert_eq!(
@@ -262,7 +264,7 @@ mod tests {
         let config = MlpConfig::new(&[5, 3]).with_activation(Activation::Tanh);
         let mlp = Mlp::new(&store.root(), config).unwrap();
         let x = Tensor::randn([4, 2], (Kind::Float, Device::Cpu));
-        let y = mlp.forward(&x, Mode::Eval).unwrap();
+        let y = mlp.forward_t(&x, Mode::Eval).unwrap();
         let [l0, l1] = mlp.layers() else { panic!("two layers") };
         let (w0, b0) = (l0.w().unwrap(), l0.b().unwrap().unwrap());
         let (w1, b1) = (l1.w().unwrap(), l1.b().unwrap().unwrap());
@@ -279,7 +281,7 @@ mod tests {
         .unwrap();
         let layer = &fin.layers()[0];
         let want = (x.matmul(layer.w().unwrap()) + layer.b().unwrap().unwrap()).tanh();
-        assert!(fin.forward(&x, Mode::Eval).unwrap().allclose(&want, 1e-6, 1e-6, false));
+        assert!(fin.forward_t(&x, Mode::Eval).unwrap().allclose(&want, 1e-6, 1e-6, false));
     }
 
     #[test]
@@ -292,11 +294,11 @@ mod tests {
         let mlp = Mlp::new(&store.root(), config).unwrap();
         let x = Tensor::from_slice(&[3.0f32, 1.0, -2.0, 0.5]).view([2, 2]);
         // Row 0: h = relu(4 - 1) = [3, 3], y = 6 - 1 = 5. Row 1: h = relu(-1.5 - 1) = 0, y = -1.
-        let y = Vec::<f32>::try_from(mlp.forward(&x, Mode::Eval).unwrap().flatten(0, -1)).unwrap();
+        let y = Vec::<f32>::try_from(mlp.forward_t(&x, Mode::Eval).unwrap().flatten(0, -1)).unwrap();
         assert_eq!(y, [5.0, -1.0]);
         let fin =
             Mlp::new(&store.root(), MlpConfig { activate_final: true, ..mlp.config().clone() }).unwrap();
-        let y = Vec::<f32>::try_from(fin.forward(&x, Mode::Eval).unwrap().flatten(0, -1)).unwrap();
+        let y = Vec::<f32>::try_from(fin.forward_t(&x, Mode::Eval).unwrap().flatten(0, -1)).unwrap();
         assert_eq!(y, [5.0, 0.0]);
     }
 
@@ -315,11 +317,11 @@ mod tests {
             mlp.layers()[1].w().unwrap().shallow_clone().copy_(&Tensor::eye(n, (Kind::Float, Device::Cpu)))
         });
         let x = Tensor::ones([1, 1], (Kind::Float, Device::Cpu));
-        let eval = mlp.forward(&x, Mode::Eval).unwrap();
+        let eval = mlp.forward_t(&x, Mode::Eval).unwrap();
         assert!(eval.equal(&Tensor::ones([1, n], (Kind::Float, Device::Cpu))), "eval is deterministic");
-        assert!(eval.equal(&mlp.forward(&x, Mode::Eval).unwrap()));
+        assert!(eval.equal(&mlp.forward_t(&x, Mode::Eval).unwrap()));
         tch::manual_seed(11);
-        let train = mlp.forward(&x, Mode::Train).unwrap();
+        let train = mlp.forward_t(&x, Mode::Train).unwrap();
         let zeros = train.eq(0.0).to_kind(Kind::Double).mean(Kind::Double).double_value(&[]);
         let twos = train.eq(2.0).to_kind(Kind::Double).mean(Kind::Double).double_value(&[]);
         // 2000 Bernoulli(0.5) draws: standard error 0.011.
@@ -328,7 +330,7 @@ mod tests {
         // The output layer is dropped only when it is activated (Sonnet v2).
         let plain =
             Mlp::new(&store.root(), MlpConfig::new(&[n]).with_input_size(1).with_dropout_rate(0.5)).unwrap();
-        assert!(plain.forward(&x, Mode::Train).unwrap().equal(&plain.forward(&x, Mode::Eval).unwrap()));
+        assert!(plain.forward_t(&x, Mode::Train).unwrap().equal(&plain.forward_t(&x, Mode::Eval).unwrap()));
         let activated = Mlp::new(
             &store.root(),
             MlpConfig::new(&[n])
@@ -338,7 +340,7 @@ mod tests {
                 .with_initializer("w", Initializer::Ones),
         )
         .unwrap();
-        let dropped = activated.forward(&x, Mode::Train).unwrap().eq(0.0).to_kind(Kind::Double);
+        let dropped = activated.forward_t(&x, Mode::Train).unwrap().eq(0.0).to_kind(Kind::Double);
         assert!((dropped.mean(Kind::Double).double_value(&[]) - 0.5).abs() < 0.05);
     }
 
@@ -369,7 +371,7 @@ mod tests {
                 .unwrap_err();
         assert!(matches!(e, Error::Config { .. }), "{e}");
         let mlp = Mlp::new(&root, MlpConfig::new(&[2]).with_input_size(3)).unwrap();
-        let e = mlp.forward(&Tensor::zeros([1, 4], (Kind::Float, Device::Cpu)), Mode::Eval).unwrap_err();
+        let e = mlp.forward_t(&Tensor::zeros([1, 4], (Kind::Float, Device::Cpu)), Mode::Eval).unwrap_err();
         assert_eq!(e.to_string(), format!("{}/linear_0: input must be [.., 3], got [1, 4]", mlp.name()));
     }
 

@@ -1,11 +1,11 @@
 //! The [`Module`] trait every couplet module implements, the [`Forward`] trait of modules
-//! that map one tensor to one tensor, the explicit training/evaluation [`Mode`], and small
-//! helpers for lazy building and input checks.
+//! that map one tensor to one tensor, and the explicit training/evaluation [`Mode`]. (The
+//! helpers for lazy building and input checks are in [`crate::util`].)
 
 use crate::error::{Error, Result};
-use crate::store::{Scope, Variable};
+use crate::store::{regularization_sum, Scope, Variable};
 use serde::{Deserialize, Serialize};
-use std::sync::OnceLock;
+use std::collections::HashSet;
 use tch::Tensor;
 
 /// Whether a call trains or evaluates. Passed explicitly to every call whose behaviour
@@ -26,19 +26,52 @@ impl Mode {
     }
 }
 
-/// A module: something that owns variables under a [`Scope`].
+/// A module: something that owns variables under a [`Scope`] and may hold other modules,
+/// its [children](Module::children).
 ///
-/// Variables are listed by scope, so a module's listing includes every submodule built
-/// inside its scope, in creation order, under names like `gan/generator/linear_1/w`.
+/// A module's variables are its children's variables, in child order, followed by every other
+/// variable under its own scope, in creation order; each variable is listed once (by name),
+/// however many children share it. So a leaf module (no children) lists the variables under
+/// its scope, and a composite lists its parts wherever they were built. A composite only has
+/// to say what its parts are:
+///
+/// ```
+/// use couplet_modules::{Linear, LinearConfig, Module, Scope, Store};
+/// struct TwoLayer { scope: Scope, hidden: Linear, out: Linear }
+/// impl Module for TwoLayer {
+///     fn scope(&self) -> &Scope { &self.scope }
+///     fn children(&self) -> Vec<&dyn Module> { vec![&self.hidden, &self.out] }
+/// }
+/// # fn main() -> couplet_modules::Result<()> {
+/// let store = Store::cpu();
+/// let scope = store.root().child("two_layer")?;
+/// let hidden = Linear::new(&scope, LinearConfig::new(8))?; // lazy: built by its first call
+/// let out = Linear::new(&scope, LinearConfig::new(2))?;
+/// let m = TwoLayer { scope, hidden, out };
+/// assert!(!m.is_built()); // follows from the children
+/// assert!(m.variables().is_err()); // NotBuilt naming `two_layer/linear`
+/// # Ok(())
+/// # }
+/// ```
+///
+/// and [`Module::is_built`], [`Module::variables`] (with the trainable and non-trainable
+/// subsets) and [`Module::regularization_loss`] follow. Modules with lazy variables of their
+/// own override [`Module::is_built`] (and include their children's state in it).
 pub trait Module: Send {
     /// The module's scope (its unique path in the store).
     fn scope(&self) -> &Scope;
 
+    /// The modules this one holds and applies (its parts), in the order their variables are
+    /// listed. Default: none (a leaf module).
+    fn children(&self) -> Vec<&dyn Module> {
+        Vec::new()
+    }
+
     /// Whether every variable exists. Lazy modules (whose sizes come from their first
-    /// input) are not built until that first call; composite modules are built when all
-    /// their parts are.
+    /// input) are not built until that first call. Default: every child is built (true for a
+    /// module without children).
     fn is_built(&self) -> bool {
-        true
+        self.children().iter().all(|c| c.is_built())
     }
 
     /// The module's full scoped name, e.g. `gan/generator`.
@@ -46,15 +79,28 @@ pub trait Module: Send {
         self.scope().path()
     }
 
-    /// Every variable of the module and its submodules, in creation order.
+    /// Every variable of the module: its children's, in child order, then the other
+    /// variables under its scope, in creation order; each listed once.
     ///
     /// # Errors
-    /// [`Error::NotBuilt`] if the module still waits for its first input.
+    /// [`Error::NotBuilt`] naming the first child that is not built, or this module if it
+    /// still waits for its first input.
     fn variables(&self) -> Result<Vec<Variable>> {
+        let children = self.children();
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for child in &children {
+            for v in child.variables()? {
+                if seen.insert(v.name().to_string()) {
+                    out.push(v);
+                }
+            }
+        }
         if !self.is_built() {
             return Err(Error::NotBuilt { module: self.name().to_string() });
         }
-        Ok(self.scope().variables())
+        out.extend(self.scope().variables().into_iter().filter(|v| seen.insert(v.name().to_string())));
+        Ok(out)
     }
 
     /// The trainable subset of [`Module::variables`]: what an optimizer for this module takes.
@@ -74,20 +120,27 @@ pub trait Module: Send {
         Ok(self.variables()?.into_iter().filter(|v| !v.trainable()).collect())
     }
 
-    /// The sum of the regularizers of the module's variables (a zero scalar if none).
+    /// The sum of the regularizers of [`Module::variables`], each variable counted once (a
+    /// zero scalar of the store's kind if none has a regularizer).
     ///
     /// # Errors
-    /// [`Error::NotBuilt`] if the module still waits for its first input.
+    /// [`Error::NotBuilt`] if the module still waits for its first input;
+    /// [`Error::Torch`] naming the variable if libtorch fails.
     fn regularization_loss(&self) -> Result<Tensor> {
-        if !self.is_built() {
-            return Err(Error::NotBuilt { module: self.name().to_string() });
-        }
-        self.scope().regularization_loss()
+        regularization_sum(self.scope(), &self.variables()?)
     }
 }
 
 /// A module that maps one tensor to one tensor: what [`Sequential`](crate::Sequential) and
-/// [`Mlp`](crate::Mlp) compose. Modules whose behaviour does not depend on the mode ignore it.
+/// [`Mlp`](crate::Mlp) compose. Every such module implements it; modules whose behaviour does
+/// not depend on the mode ignore it.
+///
+/// The naming follows tch: a module whose result cannot depend on the mode also has an
+/// inherent `forward(x)` ([`Linear`](crate::Linear), [`LayerNorm`](crate::LayerNorm), the
+/// convolutions, ...); a mode-dependent module ([`Mlp`](crate::Mlp),
+/// [`Sequential`](crate::Sequential), [`Dropout`](crate::Dropout),
+/// [`BatchNorm`](crate::BatchNorm), and the multi-input attention modules) has
+/// `forward_t(.., mode)` and no `forward`. Generic code calls `Forward::forward_t(x, mode)`.
 pub trait Forward: Module {
     /// Applies the module to `x`.
     ///
@@ -96,81 +149,31 @@ pub trait Forward: Module {
     fn forward_t(&self, x: &Tensor, mode: Mode) -> Result<Tensor>;
 }
 
-/// Returns the cell's value, building it with `build` on first use. Modules keep their lazy
-/// variables in a `OnceLock` and go through this, so a failed build leaves the cell empty
-/// and the module unbuilt.
-pub fn build_once<T>(cell: &OnceLock<T>, build: impl FnOnce() -> Result<T>) -> Result<&T> {
-    if let Some(value) = cell.get() {
-        return Ok(value);
-    }
-    let value = build()?;
-    Ok(cell.get_or_init(|| value))
-}
-
-/// Formats a shape as `[8, 5]`.
-pub fn shape_str(shape: &[i64]) -> String {
-    format!("{shape:?}")
-}
-
-/// Checks that `x` has rank `rank`, else an [`Error::Shape`] naming `module` and `what`,
-/// with `expected` (e.g. `[B, T, 4]`) as the accepted form.
-pub fn check_rank(module: &str, what: &str, x: &Tensor, rank: usize, expected: &str) -> Result<()> {
-    if x.dim() == rank {
-        Ok(())
-    } else {
-        Err(Error::shape(module, what, expected, x.size()))
-    }
-}
-
-/// Checks that every key of a per-variable map (`initializers`, `regularizers`) names a
-/// variable of the module, else an [`Error::Config`] listing the valid keys.
-pub fn check_keys<'a>(
-    module: &str,
-    what: &str,
-    keys: impl IntoIterator<Item = &'a String>,
-    valid: &[&str],
-) -> Result<()> {
-    for key in keys {
-        if !valid.contains(&key.as_str()) {
-            return Err(Error::config(module, format!("unknown {what} key {key:?}; valid keys: {valid:?}")));
-        }
-    }
-    Ok(())
-}
-
-/// Checks that `x` is a floating-point tensor of the store's kind, so a wrong dtype is a
-/// clear error instead of a libtorch one.
-pub fn check_kind(scope: &Scope, what: &str, x: &Tensor) -> Result<()> {
-    if x.kind() == scope.kind() {
-        Ok(())
-    } else {
-        Err(Error::shape(scope.path(), format!("{what} kind"), format!("{:?}", scope.kind()), x.kind()))
-    }
-}
-
-/// Whether libtorch can store `value` in a tensor of `kind` (`full`, `clamp`, `masked_fill`,
-/// …): false for a finite value beyond the largest finite `Half`, `BFloat16` or `Float`,
-/// which libtorch refuses with an overflow error (that tch 0.26 turns into a panic even in
-/// its `f_` ops that take a scalar). NaN, infinities and other kinds are accepted.
-pub fn scalar_fits(value: f64, kind: tch::Kind) -> bool {
-    let max = match kind {
-        tch::Kind::Half => 65504.0,
-        tch::Kind::BFloat16 => 3.389_531_389_251_535_5e38,
-        tch::Kind::Float => f32::MAX as f64,
-        _ => return true,
-    };
-    !value.is_finite() || value.abs() <= max
-}
-
+/// A boxed module is the module: every method forwards to it, overrides included.
 impl<M: Module + ?Sized> Module for Box<M> {
     fn scope(&self) -> &Scope {
         (**self).scope()
     }
+    fn children(&self) -> Vec<&dyn Module> {
+        (**self).children()
+    }
     fn is_built(&self) -> bool {
         (**self).is_built()
     }
+    fn name(&self) -> &str {
+        (**self).name()
+    }
     fn variables(&self) -> Result<Vec<Variable>> {
         (**self).variables()
+    }
+    fn trainable_variables(&self) -> Result<Vec<Variable>> {
+        (**self).trainable_variables()
+    }
+    fn non_trainable_variables(&self) -> Result<Vec<Variable>> {
+        (**self).non_trainable_variables()
+    }
+    fn regularization_loss(&self) -> Result<Tensor> {
+        (**self).regularization_loss()
     }
 }
 

@@ -15,11 +15,18 @@ fn default_preserve_dims() -> usize {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BatchReshapeConfig {
     /// The new shape of the dimensions after the preserved ones: entries > 0, and at most
-    /// one `-1` standing for whatever size makes the element count match.
+    /// one `-1` standing for whatever size makes the element count match. Default `[-1]`
+    /// (every non-preserved dimension flattened into one).
     pub shape: Vec<i64>,
     /// Number of leading dimensions kept as they are (>= 1). Default 1 (the batch).
     #[serde(default = "default_preserve_dims")]
     pub preserve_dims: usize,
+}
+
+impl Default for BatchReshapeConfig {
+    fn default() -> Self {
+        BatchReshapeConfig::new(&[-1])
+    }
 }
 
 impl BatchReshapeConfig {
@@ -309,5 +316,13 @@ mod tests {
         fn send<T: Send>() {}
         send::<BatchReshape>();
         send::<BatchFlatten>();
+    }
+
+    #[test]
+    fn default_config_flattens_the_non_batch_dimensions() {
+        let store = Store::cpu();
+        let r = BatchReshape::new(&store.root(), BatchReshapeConfig::default()).unwrap();
+        let y = r.forward(&Tensor::zeros([2, 3, 4], (Kind::Float, Device::Cpu))).unwrap();
+        assert_eq!(y.size(), [2, 12]);
     }
 }

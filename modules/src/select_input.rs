@@ -23,7 +23,14 @@ pub enum Selection {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SelectInputConfig {
     /// The positions to select. Nested selections (Sonnet's nested `idx`) are not supported.
+    /// Default `Selection::One(0)` (the first input).
     pub idx: Selection,
+}
+
+impl Default for SelectInputConfig {
+    fn default() -> Self {
+        SelectInputConfig::one(0)
+    }
 }
 
 impl SelectInputConfig {
@@ -178,5 +185,13 @@ mod tests {
     fn is_send() {
         fn send<T: Send>() {}
         send::<SelectInput>();
+    }
+
+    #[test]
+    fn default_config_selects_the_first_input() {
+        let store = Store::cpu();
+        let select = SelectInput::new(&store.root(), SelectInputConfig::default()).unwrap();
+        let inputs = [tch::Tensor::from(1.0f32), tch::Tensor::from(2.0f32)];
+        assert_eq!(select.forward(&inputs).unwrap().double_value(&[]), 1.0);
     }
 }

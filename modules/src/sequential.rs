@@ -1,10 +1,9 @@
 //! `Sequential`: modules and closures applied one after the other (Sonnet's
 //! `snt.Sequential`, PyTorch's `nn.Sequential`).
 
-use crate::error::{Result, TorchContext};
+use crate::error::Result;
 use crate::module::{Forward, Mode, Module};
-use crate::store::{Scope, Variable};
-use std::collections::HashSet;
+use crate::store::Scope;
 use tch::Tensor;
 
 /// A function member of a [`Sequential`]: `(x, mode) -> y`.
@@ -20,12 +19,14 @@ enum Layer {
 /// (an activation, a reshape); with no member it is the identity.
 ///
 /// Its scope (`sequential`, `sequential_1`, …) is a convenient parent for the members, but
-/// members may have been built anywhere, so [`Module::variables`] is **not** the variables
-/// under that scope: it is the concatenation of the member modules' variables, in member
-/// order, without repeats (a module pushed twice, or two modules sharing a variable, list
-/// it once). Variables a closure captures are not listed. [`Module::is_built`] is true when
-/// every member module is built, and [`Module::regularization_loss`] sums the regularizers
-/// of exactly the listed variables.
+/// members may have been built anywhere: the member modules are its
+/// [children](Module::children), so [`Module::variables`] is the concatenation of the member
+/// modules' variables, in member order, without repeats (a module pushed twice, or two
+/// modules sharing a variable, list it once), then any other variable under its own scope
+/// (e.g. of a module a closure captures, if it was built there; variables of a captured
+/// module built elsewhere are not listed). [`Module::is_built`] is true when every member
+/// module is built, and [`Module::regularization_loss`] sums the regularizers of exactly the
+/// listed variables.
 ///
 /// ```
 /// use couplet_modules::{Activation, Linear, LinearConfig, Mode, Module, Sequential, Store};
@@ -35,7 +36,7 @@ enum Layer {
 /// let l0 = Linear::new(seq.scope(), LinearConfig::new(8))?;
 /// let l1 = Linear::new(seq.scope(), LinearConfig::new(2))?;
 /// let seq = seq.push(l0).add_fn(|x, _| Activation::Relu.apply(x)).push(l1);
-/// let y = seq.forward(&tch::Tensor::zeros([3, 4], (tch::Kind::Float, tch::Device::Cpu)), Mode::Eval)?;
+/// let y = seq.forward_t(&tch::Tensor::zeros([3, 4], (tch::Kind::Float, tch::Device::Cpu)), Mode::Eval)?;
 /// assert_eq!(y.size(), [3, 2]);
 /// assert_eq!(seq.variables()?.len(), 4); // sequential/linear/{w,b}, sequential/linear_1/{w,b}
 /// # Ok(())
@@ -119,7 +120,7 @@ impl Sequential {
     ///
     /// # Errors
     /// The first member error, unchanged (it names the member module).
-    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    pub fn forward_t(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let mut h = x.shallow_clone();
         for layer in &self.layers {
             h = match layer {
@@ -136,52 +137,28 @@ impl Module for Sequential {
         &self.scope
     }
 
-    /// Whether every member module is built.
-    fn is_built(&self) -> bool {
-        self.modules().all(|m| m.is_built())
-    }
-
-    /// The member modules' variables, concatenated in member order, each name once.
-    ///
-    /// # Errors
-    /// [`Error::NotBuilt`](crate::Error::NotBuilt) naming the first member module that is not built.
-    fn variables(&self) -> Result<Vec<Variable>> {
-        let mut seen = HashSet::new();
-        let mut all = Vec::new();
-        for m in self.modules() {
-            for v in m.variables()? {
-                if seen.insert(v.name().to_string()) {
-                    all.push(v);
-                }
-            }
-        }
-        Ok(all)
-    }
-
-    /// The sum of the regularizers of [`Module::variables`] (a zero scalar if none).
-    ///
-    /// # Errors
-    /// [`Error::NotBuilt`](crate::Error::NotBuilt) naming the first member module that is not built.
-    fn regularization_loss(&self) -> Result<Tensor> {
-        let mut total = Tensor::zeros([], (self.scope.kind(), self.scope.device()));
-        for v in self.variables()? {
-            if let Some(r) = v.regularizer() {
-                total = total.f_add(&r.loss(v.tensor()).ctx(v.name())?).ctx(self.name())?;
-            }
-        }
-        Ok(total)
+    /// The member modules, in member order (functions are skipped).
+    fn children(&self) -> Vec<&dyn Module> {
+        self.layers
+            .iter()
+            .filter_map(|l| match l {
+                Layer::Module(m) => Some(m as &dyn Module),
+                Layer::Fn(_) => None,
+            })
+            .collect()
     }
 }
 
 impl Forward for Sequential {
     fn forward_t(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        self.forward(x, mode)
+        Sequential::forward_t(self, x, mode)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Variable;
     use crate::{
         Activation, Dropout, DropoutConfig, Error, Initializer, Linear, LinearConfig, Regularizer, Store,
     };
@@ -209,7 +186,7 @@ mod tests {
         assert_eq!(seq.len(), 4);
         let x = Tensor::from_slice(&[2.0f32, 1.0, -3.0, 1.0]).view([2, 2]);
         // Row 0: relu(3 - 1) = [2, 2] → 2·4 - 1 = 7 → 70. Row 1: relu(-2 - 1) = 0 → -1 → -10.
-        let y = Vec::<f32>::try_from(seq.forward(&x, Mode::Eval).unwrap().flatten(0, -1)).unwrap();
+        let y = Vec::<f32>::try_from(seq.forward_t(&x, Mode::Eval).unwrap().flatten(0, -1)).unwrap();
         assert_eq!(y, [70.0, -10.0]);
     }
 
@@ -221,7 +198,7 @@ mod tests {
         let seq =
             seq.push(drop).add_fn(|x, mode| Ok(if mode.is_training() { x + 1 } else { x.shallow_clone() }));
         let x = Tensor::ones([1000], (Kind::Float, Device::Cpu));
-        assert!(seq.forward(&x, Mode::Eval).unwrap().equal(&x));
+        assert!(seq.forward_t(&x, Mode::Eval).unwrap().equal(&x));
         let y = seq.forward_t(&x, Mode::Train).unwrap();
         // Dropped: 0 + 1; kept: 2 + 1.
         assert_eq!(y.eq(1.0).logical_or(&y.eq(3.0)).all().int64_value(&[]), 1);
@@ -239,7 +216,7 @@ mod tests {
         assert!(
             matches!(seq.variables(), Err(Error::NotBuilt { ref module }) if module == "sequential/linear")
         );
-        let _ = seq.forward(&Tensor::zeros([1, 2], (Kind::Float, Device::Cpu)), Mode::Eval).unwrap();
+        let _ = seq.forward_t(&Tensor::zeros([1, 2], (Kind::Float, Device::Cpu)), Mode::Eval).unwrap();
         assert!(seq.is_built());
         let want = ["linear/w", "linear/b", "sequential/linear/w", "sequential/linear/b"];
         assert_eq!(names(seq.variables().unwrap()), want);
@@ -248,7 +225,7 @@ mod tests {
         // An empty Sequential is the identity and has no variables.
         let empty = Sequential::named(&store.root(), "empty").unwrap();
         let x = Tensor::ones([2], (Kind::Float, Device::Cpu));
-        assert!(empty.forward(&x, Mode::Train).unwrap().equal(&x));
+        assert!(empty.forward_t(&x, Mode::Train).unwrap().equal(&x));
         assert!(empty.is_empty() && empty.variables().unwrap().is_empty());
     }
 
@@ -295,7 +272,7 @@ mod tests {
         let seq = Sequential::new(&store.root()).unwrap();
         let lin = constant_linear(seq.scope(), 2, 3, 1.0);
         let seq = seq.push(lin);
-        let e = seq.forward(&Tensor::zeros([1, 4], (Kind::Float, Device::Cpu)), Mode::Eval).unwrap_err();
+        let e = seq.forward_t(&Tensor::zeros([1, 4], (Kind::Float, Device::Cpu)), Mode::Eval).unwrap_err();
         assert_eq!(e.to_string(), "sequential/linear: input must be [.., 3], got [1, 4]");
     }
 

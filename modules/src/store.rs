@@ -268,6 +268,20 @@ impl Scope {
         Ok(Scope { store: self.store.clone(), path: candidate })
     }
 
+    /// Checks that `x` has the store's floating-point kind, so a wrong dtype is a clear error
+    /// naming this scope instead of a libtorch one.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] naming this scope and `{what} kind`, e.g.
+    /// `"linear: input kind must be Float, got Double"`.
+    pub fn check_kind(&self, what: &str, x: &Tensor) -> Result<()> {
+        if x.kind() == self.kind() {
+            Ok(())
+        } else {
+            Err(Error::shape(self.path(), format!("{what} kind"), format!("{:?}", self.kind()), x.kind()))
+        }
+    }
+
     /// Starts creating the variable `name` of `shape` in this scope. Defaults: zeros,
     /// trainable, no regularizer, fans from the shape (TF convention, see [`Fans`]).
     pub fn var<'a>(&'a self, name: &'a str, shape: &'a [i64]) -> VarBuilder<'a> {
@@ -296,15 +310,26 @@ impl Scope {
 
     /// The sum of the regularization losses of every variable under this scope; a zero
     /// scalar when none has a regularizer.
+    ///
+    /// # Errors
+    /// [`Error::Torch`] naming the variable if libtorch fails.
     pub fn regularization_loss(&self) -> Result<Tensor> {
-        let mut total = Tensor::zeros([], (self.kind(), self.device()));
-        for v in self.variables() {
-            if let Some(r) = &v.regularizer {
-                total = total.f_add(&r.loss(&v.tensor).ctx(&v.name)?).ctx(&v.name)?;
-            }
-        }
-        Ok(total)
+        regularization_sum(self, &self.variables())
     }
+}
+
+/// The sum of the regularizers of `variables` (a zero scalar of `scope`'s kind and device
+/// when none has one): what [`Scope::regularization_loss`] and
+/// [`Module::regularization_loss`](crate::Module::regularization_loss) return.
+pub(crate) fn regularization_sum(scope: &Scope, variables: &[Variable]) -> Result<Tensor> {
+    let module = if scope.path.is_empty() { "<root>" } else { scope.path.as_str() };
+    let mut total = Tensor::f_zeros([], (scope.kind(), scope.device())).ctx(module)?;
+    for v in variables {
+        if let Some(r) = &v.regularizer {
+            total = total.f_add(&r.loss(&v.tensor).ctx(&v.name)?).ctx(&v.name)?;
+        }
+    }
+    Ok(total)
 }
 
 /// Builder for one variable, from [`Scope::var`].

@@ -3,9 +3,10 @@
 
 use crate::error::{Error, Result};
 use crate::init::Initializer;
-use crate::module::{check_keys, Module};
+use crate::module::Module;
 use crate::regularizer::Regularizer;
 use crate::store::Scope;
+use crate::util::check_keys;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tch::Tensor;

@@ -2,7 +2,7 @@
 //! variable initialisers. libtorch's generator is process-wide, so every test in this binary
 //! holds one lock while it draws (the harness runs tests on parallel threads).
 
-use couplet_modules::{Dropout, DropoutConfig, Forward, Initializer, Linear, LinearConfig, Mode, Store};
+use couplet_modules::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig, Mode, Store};
 use std::sync::{Mutex, MutexGuard};
 use tch::{Device, Kind, Tensor};
 
@@ -16,7 +16,7 @@ fn masks(seed: i64) -> (Tensor, Tensor) {
     let d = Dropout::new(&store.root(), DropoutConfig::default()).unwrap();
     let x = Tensor::ones([256], (Kind::Float, Device::Cpu));
     tch::manual_seed(seed);
-    (d.forward(&x, Mode::Train).unwrap(), d.forward_t(&x, Mode::Train).unwrap())
+    (d.forward_t(&x, Mode::Train).unwrap(), d.forward_t(&x, Mode::Train).unwrap())
 }
 
 #[test]

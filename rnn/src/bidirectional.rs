@@ -2,11 +2,11 @@
 
 use crate::core::RnnCore;
 use crate::lengths::Lengths;
-use crate::route::Route;
+use crate::options::{Route, UnrollOptions};
 use crate::sequence::reverse_within;
 use crate::state::State;
-use crate::unroll::{unroll, UnrollOptions};
-use couplet_modules::{check_rank, Error, Mode, Result, TorchContext};
+use crate::unroll::unroll;
+use couplet_modules::{util::check_rank, Error, Mode, Result, TorchContext};
 use tch::Tensor;
 
 /// The options of [`bidirectional_dynamic_rnn`]: those of

@@ -4,9 +4,7 @@
 //! state-dict copies.
 
 use crate::state::{State, StateSize};
-use couplet_modules::{
-    check_keys, check_kind, Error, Fans, Initializer, Regularizer, Result, Scope, TorchContext,
-};
+use couplet_modules::{util::check_keys, Error, Fans, Initializer, Regularizer, Result, Scope, TorchContext};
 use std::collections::{BTreeMap, HashMap};
 use tch::Tensor;
 
@@ -108,7 +106,7 @@ pub(crate) fn check_step_input(scope: &Scope, x: &Tensor, input_size: Option<i64
         [_, i] if input_size.map_or(true, |n| n == *i) => {}
         _ => return Err(Error::shape(scope.path(), "input", expected, size)),
     }
-    check_kind(scope, "input", x)?;
+    scope.check_kind("input", x)?;
     Ok(size[1])
 }
 
@@ -121,7 +119,7 @@ pub(crate) fn check_many_inputs(scope: &Scope, x: &Tensor, input_size: Option<i6
         let expected = input_size.map_or("[.., I]".to_string(), |i| format!("[.., {i}]"));
         return Err(Error::shape(scope.path(), "inputs", expected, size));
     }
-    check_kind(scope, "inputs", x)?;
+    scope.check_kind("inputs", x)?;
     Ok(size[size.len() - 1])
 }
 
@@ -130,7 +128,7 @@ pub(crate) fn check_projected(scope: &Scope, p: &Tensor, width: i64) -> Result<i
     let size = p.size();
     match size.as_slice() {
         [b, w] if *w == width => {
-            check_kind(scope, "projected input", p)?;
+            scope.check_kind("projected input", p)?;
             Ok(*b)
         }
         _ => Err(Error::shape(scope.path(), "projected input", format!("[B, {width}]"), size)),
@@ -152,7 +150,7 @@ fn check_leaf(scope: &Scope, what: &str, t: &Tensor, batch: i64, n: i64) -> Resu
     if t.size() != [batch, n] {
         return Err(Error::shape(scope.path(), what, format!("[{batch}, {n}]"), t.size()));
     }
-    check_kind(scope, what, t)
+    scope.check_kind(what, t)
 }
 
 /// The tensor of a `State::Tensor([batch, n])`, or an error naming the expected and actual state.

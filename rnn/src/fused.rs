@@ -2,16 +2,15 @@
 //! kernels, one call per layer over the whole sequence, or with lengths one call per layer
 //! and per segment of steps in which the same (sorted) rows are running.
 
-use crate::plan::Plan;
-use crate::route::{layer_states, needs_grad};
+use crate::options::UnrollOptions;
+use crate::plan::{Plan, RunningRows};
 use crate::state::State;
-use crate::torch_cell::{TorchCellKind, TorchCellWeights};
-use crate::unroll::UnrollOptions;
+use crate::torch_cell::{layer_states, needs_grad, TorchCellKind, TorchCellWeights};
 use couplet_modules::{Error, Result, TorchContext};
 use tch::{TchError, Tensor};
 
 /// Runs `layers` (bottom first) over `inputs` from `initial` (already checked by
-/// [`select`](crate::route::select) to fit them), with `dynamic_rnn`'s semantics.
+/// the route choice to fit them), with `dynamic_rnn`'s semantics.
 ///
 /// Without lengths (or all `T`), each layer is one kernel call over `[B, T, ..]` (or
 /// `[T, B, ..]`) directly. Otherwise the real steps are packed time-major in sorted row
@@ -57,34 +56,16 @@ pub(crate) fn run(
             .map(|(p, &(steps, rows))| p.f_view([steps, rows, -1]))
             .collect::<Result<Vec<_>, _>>()
             .ctx(func)?;
-        let perm = plan.perm(device);
         let mut finals = Vec::with_capacity(layers.len());
         for (layer, state) in layers.iter().zip(states) {
-            let mut state = match &perm {
-                Some(p) => state.select_rows(p)?,
-                None => state.clone(),
-            };
-            let (mut active, mut ended) = (plan.batch(), Vec::new());
+            let mut running = RunningRows::new(plan, state, device)?;
             let mut outs = Vec::with_capacity(pieces.len());
             for (x, &(_, rows)) in pieces.iter().zip(&segments) {
-                if rows < active {
-                    ended.push(state.narrow_rows(rows, active - rows)?);
-                    state = state.narrow_rows(0, rows)?;
-                    active = rows;
-                }
-                let (y, next) = call(func, layer, x, &state, false, train)?;
+                let (y, next) = call(func, layer, x, running.running(rows)?, false, train)?;
                 outs.push(y);
-                state = next;
+                running.advance(next);
             }
-            if !ended.is_empty() {
-                ended.push(state);
-                ended.reverse();
-                state = State::cat_rows(&ended)?;
-            }
-            finals.push(match plan.inverse_perm(device) {
-                Some(inv) => state.select_rows(&inv)?,
-                None => state,
-            });
+            finals.push(running.finish(plan, device)?);
             pieces = outs;
         }
         let flat = pieces.iter().map(|y| y.f_flatten(0, 1)).collect::<Result<Vec<_>, _>>().ctx(func)?;

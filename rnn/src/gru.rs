@@ -6,11 +6,11 @@ use crate::cell::{
     export_params, input_size_from_dict, load_params, tensor_state, tile, yes, zero_state, StateDict,
     TorchWeights, VarMaker,
 };
-use crate::core::RnnCore;
+use crate::core::{InputProjection, RnnCore};
 use crate::state::{State, StateSize};
 use crate::torch_cell::{TorchCellKind, TorchCellWeights};
 use couplet_modules::{
-    build_once, Error, Initializer, Mode, Module, Regularizer, Result, Scope, TorchContext,
+    util::build_once, Error, Initializer, Mode, Module, Regularizer, Result, Scope, TorchContext,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -181,6 +181,11 @@ impl Gru {
         &self.config
     }
 
+    /// The output size `O` (each output and `h` are `[B, O]`).
+    pub fn output_size(&self) -> i64 {
+        self.config.hidden_size
+    }
+
     /// Number of units `H`.
     pub fn hidden_size(&self) -> i64 {
         self.config.hidden_size
@@ -265,12 +270,13 @@ impl RnnCore for Gru {
         self.step_projected(&projected, state, mode)
     }
 
-    fn output_size(&self) -> i64 {
-        self.config.hidden_size
+    /// `[O]`: [`Gru::output_size`].
+    fn output_shape(&self) -> Vec<i64> {
+        vec![self.output_size()]
     }
 
     fn state_size(&self) -> StateSize {
-        StateSize::Tensor(self.config.hidden_size)
+        StateSize::vector(self.config.hidden_size)
     }
 
     /// Zeros, or the learned `initial_h` repeated to `batch_size` rows.
@@ -281,13 +287,6 @@ impl RnnCore for Gru {
         }
     }
 
-    /// `inputs [.., I]` → `W_ih x + b_ih` `[.., 3H]` (`+ b_hh` with `reset_after = false`,
-    /// where `b_hn` is additive too; with `reset_after` the step adds `b_hh` to `W_hh h`).
-    fn project_inputs(&self, inputs: &Tensor) -> Result<Option<Tensor>> {
-        let i = check_many_inputs(&self.scope, inputs, self.input_size())?;
-        self.project(inputs, i).map(Some)
-    }
-
     /// One `Gru` layer with `reset_after = true` (PyTorch's GRU); `None` with
     /// `reset_after = false`, or for an `input_size` other than the cell's.
     fn torch_layers(&self, input_size: i64) -> Result<Option<Vec<TorchCellWeights>>> {
@@ -296,6 +295,20 @@ impl RnnCore for Gru {
         }
         let v = self.build(input_size)?;
         Ok(Some(vec![TorchCellWeights::new(TorchCellKind::Gru, v, None)]))
+    }
+
+    /// The cell's [`InputProjection`] (`W_ih x` and the additive biases, for every step at once).
+    fn projection(&self) -> Option<&dyn InputProjection> {
+        Some(self)
+    }
+}
+
+impl InputProjection for Gru {
+    /// `inputs [.., I]` → `W_ih x + b_ih` `[.., 3H]` (`+ b_hh` with `reset_after = false`,
+    /// where `b_hn` is additive too; with `reset_after` the step adds `b_hh` to `W_hh h`).
+    fn project_inputs(&self, inputs: &Tensor) -> Result<Tensor> {
+        let i = check_many_inputs(&self.scope, inputs, self.input_size())?;
+        self.project(inputs, i)
     }
 
     fn step_projected(&self, projected: &Tensor, state: &State, _mode: Mode) -> Result<(Tensor, State)> {
@@ -373,7 +386,7 @@ mod tests {
                 s("gru/bias_hh", &[18])
             ]
         );
-        assert_eq!(gru.state_size(), StateSize::Tensor(6));
+        assert_eq!(gru.state_size(), StateSize::vector(6));
         let store = Store::cpu();
         let _ =
             Gru::named(&store.root(), "enc", GruConfig::new(2).with_input_size(1).with_bias(false)).unwrap();
@@ -406,7 +419,7 @@ mod tests {
             let store = Store::cpu();
             let gru = Gru::new(&store.root(), GruConfig::new(4).with_reset_after(reset_after)).unwrap();
             let xs = Tensor::randn([3, 2, 5], CPU);
-            let projected = gru.project_inputs(&xs).unwrap().unwrap();
+            let projected = gru.project_inputs(&xs).unwrap();
             let mut s = State::Tensor(Tensor::randn([2, 4], CPU));
             for t in 0..3 {
                 let (ya, sa) = gru.step(&xs.get(t), &s, Mode::Train).unwrap();

@@ -1,6 +1,6 @@
 //! [`sequence_loss`]: weighted per-token cross-entropy over padded sequences (TF seq2seq).
 
-use couplet_modules::{check_rank, Error, Result, TorchContext};
+use couplet_modules::{util::check_rank, Error, Result, TorchContext};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Reduction, Tensor};
 
@@ -75,14 +75,14 @@ fn div_no_nan(num: &Tensor, den: &Tensor) -> Result<Tensor> {
 }
 
 /// Weighted per-token cross-entropy (TF `seq2seq.sequence_loss`): `logits [B, T, V]`,
-/// `targets [B, T]` (int64 class ids in `0..V`), `weights [B, T]` (floating, e.g. a
-/// [`sequence_mask`](crate::sequence_mask) as floats). `ce[b, t] = −log softmax(logits[b, t])[targets[b, t]]`,
+/// `targets [B, T]` (int64 class ids in `0..V`), `weights [B, T]` (floating, or Bool such as
+/// a [`sequence_mask`](crate::sequence_mask): `true` weighs 1, `false` 0). `ce[b, t] = −log softmax(logits[b, t])[targets[b, t]]`,
 /// multiplied by `weights[b, t]` and reduced as [`SequenceLossOptions`] says (default: a scalar
 /// `Σ ce·w / Σ w`; all-zero weights give 0, not NaN).
 ///
 /// # Errors
 /// [`Error::Shape`] naming `sequence_loss` if `logits` is not rank 3, `targets` or `weights`
-/// is not `[B, T]`, `targets` is not int64 or `weights` not floating point;
+/// is not `[B, T]`, `targets` is not int64 or `weights` neither floating point nor Bool;
 /// [`Error::InvalidArgument`] for a target outside `0..V` (naming its position and value);
 /// [`Error::Config`] if an axis is both averaged and summed, or the averaging of one axis is
 /// mixed with the summing of the other (TF silently ignores one of the flags there).
@@ -114,8 +114,8 @@ pub fn sequence_loss(
     if targets.kind() != Kind::Int64 {
         return Err(Error::shape(FUNC, "targets kind", "Int64", targets.kind()));
     }
-    if !weights.is_floating_point() {
-        return Err(Error::shape(FUNC, "weights kind", "a floating-point kind", weights.kind()));
+    if !weights.is_floating_point() && weights.kind() != Kind::Bool {
+        return Err(Error::shape(FUNC, "weights kind", "a floating-point kind or Bool", weights.kind()));
     }
     let bad = targets.f_lt(0).ctx(FUNC)?.f_logical_or(&targets.f_ge(v).ctx(FUNC)?).ctx(FUNC)?;
     if bad.f_any().ctx(FUNC)?.f_int64_value(&[]).ctx(FUNC)? != 0 {
@@ -232,6 +232,25 @@ mod tests {
     }
 
     #[test]
+    fn a_bool_sequence_mask_weighs_like_ones_and_zeros() {
+        let (logits, targets, ce) = case();
+        let mask = crate::sequence_mask(&[2i64, 1], Some(2)).unwrap();
+        assert_eq!(mask.kind(), Kind::Bool);
+        let d = SequenceLossOptions::default();
+        // Tokens (0, 0), (0, 1), (1, 0) are real: the mean of their cross-entropies.
+        close(
+            &floats(&sequence_loss(&logits, &targets, &mask, &d).unwrap()),
+            &[(ce[0] + ce[1] + ce[2]) / 3.0],
+        );
+        let ones_zeros = mask.to_kind(Kind::Float);
+        let none = d.with_average_across_batch(false).with_average_across_timesteps(false);
+        close(
+            &floats(&sequence_loss(&logits, &targets, &mask, &none).unwrap()),
+            &floats(&sequence_loss(&logits, &targets, &ones_zeros, &none).unwrap()),
+        );
+    }
+
+    #[test]
     fn bad_inputs_are_typed_errors() {
         let (logits, targets, _) = case();
         let w = Tensor::ones([2, 2], (Kind::Float, Device::Cpu));
@@ -251,7 +270,11 @@ mod tests {
             sequence_loss(&logits, &targets.to_kind(Kind::Int), &w, &d),
             Err(Error::Shape { .. })
         ));
-        assert!(matches!(sequence_loss(&logits, &targets, &targets, &d), Err(Error::Shape { .. })));
+        let e = sequence_loss(&logits, &targets, &targets, &d).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "sequence_loss: weights kind must be a floating-point kind or Bool, got Int64"
+        );
         let both = d.with_sum_over_batch(true);
         assert!(matches!(sequence_loss(&logits, &targets, &w, &both), Err(Error::Config { .. })));
         let mixed = d.with_average_across_batch(false).with_sum_over_batch(true);

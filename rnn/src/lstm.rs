@@ -6,11 +6,12 @@ use crate::cell::{
     check_variable_keys, export_params, input_size_from_dict, load_params, lstm_state, tile, torch_default,
     yes, zero_state, StateDict, TorchWeights, VarMaker,
 };
-use crate::core::RnnCore;
+use crate::core::{InputProjection, RnnCore};
 use crate::state::{State, StateSize};
 use crate::torch_cell::{TorchCellKind, TorchCellWeights};
 use couplet_modules::{
-    build_once, scalar_fits, Error, Initializer, Mode, Module, Regularizer, Result, Scope, TorchContext,
+    util::{build_once, scalar_fits},
+    Error, Initializer, Mode, Module, Regularizer, Result, Scope, TorchContext,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -353,6 +354,11 @@ impl Lstm {
         &self.config
     }
 
+    /// The output size `O` (each output and `h` are `[B, O]`).
+    pub fn output_size(&self) -> i64 {
+        self.config.proj_size.unwrap_or(self.config.hidden_size)
+    }
+
     /// Number of units `H` (the size of `c`).
     pub fn hidden_size(&self) -> i64 {
         self.config.hidden_size
@@ -491,12 +497,13 @@ impl RnnCore for Lstm {
         self.step_projected(&projected, state, mode)
     }
 
-    fn output_size(&self) -> i64 {
-        self.config.proj_size.unwrap_or(self.config.hidden_size)
+    /// `[O]`: [`Lstm::output_size`].
+    fn output_shape(&self) -> Vec<i64> {
+        vec![self.output_size()]
     }
 
     fn state_size(&self) -> StateSize {
-        StateSize::Lstm { h: self.output_size(), c: self.hidden_size() }
+        StateSize::lstm(self.output_size(), self.hidden_size())
     }
 
     /// Zeros, or the learned `initial_h`, `initial_c` repeated to `batch_size` rows.
@@ -510,12 +517,6 @@ impl RnnCore for Lstm {
         }
     }
 
-    /// `inputs [.., I]` → `W_ih x + b_ih + b_hh` `[.., 4H]` (both biases are additive).
-    fn project_inputs(&self, inputs: &Tensor) -> Result<Option<Tensor>> {
-        let i = check_many_inputs(&self.scope, inputs, self.input_size())?;
-        self.project(inputs, i).map(Some)
-    }
-
     /// One `Lstm` layer (with `weight_hr` for a projection) without peepholes, layer norm,
     /// cell clip or projection clip; `None` with any of them, or for an `input_size` other than the cell's.
     fn torch_layers(&self, input_size: i64) -> Result<Option<Vec<TorchCellWeights>>> {
@@ -526,6 +527,19 @@ impl RnnCore for Lstm {
         }
         let v = self.build(input_size)?;
         Ok(Some(vec![TorchCellWeights::new(TorchCellKind::Lstm, &v.torch, v.weight_hr.as_ref())]))
+    }
+
+    /// The cell's [`InputProjection`] (`W_ih x` and the additive biases, for every step at once).
+    fn projection(&self) -> Option<&dyn InputProjection> {
+        Some(self)
+    }
+}
+
+impl InputProjection for Lstm {
+    /// `inputs [.., I]` → `W_ih x + b_ih + b_hh` `[.., 4H]` (both biases are additive).
+    fn project_inputs(&self, inputs: &Tensor) -> Result<Tensor> {
+        let i = check_many_inputs(&self.scope, inputs, self.input_size())?;
+        self.project(inputs, i)
     }
 
     fn step_projected(&self, projected: &Tensor, state: &State, _mode: Mode) -> Result<(Tensor, State)> {
@@ -651,7 +665,7 @@ mod tests {
         let short: Vec<String> = want.iter().map(|(n, _)| n["lstm/".len()..].to_string()).collect();
         assert_eq!(config.variable_names(), short);
         assert_eq!(lstm.output_size(), 3);
-        assert_eq!(lstm.state_size(), StateSize::Lstm { h: 3, c: 6 });
+        assert_eq!(lstm.state_size(), StateSize::lstm(3, 6));
         let store = Store::cpu();
         let _ = Lstm::new(&store.root(), LstmConfig::new(2).with_input_size(1).with_bias(false)).unwrap();
         assert_eq!(store.variable_names(), ["lstm/weight_ih", "lstm/weight_hh"]);
@@ -737,7 +751,7 @@ mod tests {
         let s0 = lstm.initial_state(4).unwrap();
         let (out, s1) = lstm.step(&x, &s0, Mode::Train).unwrap();
         assert_eq!(out.size(), [4, 2]);
-        assert_eq!(s1.size(), StateSize::Lstm { h: 2, c: 3 });
+        assert_eq!(s1.size(), StateSize::lstm(2, 3));
         assert_eq!(lstm.input_size(), Some(5));
         assert_eq!(store.get("lstm/weight_ih").unwrap().tensor().size(), [12, 5]);
         let e = lstm.step(&Tensor::zeros([4, 6], CPU), &s0, Mode::Eval).unwrap_err();
@@ -768,7 +782,7 @@ mod tests {
         // Layer norm (eps 1e-12) amplifies float rounding, which differs between the two
         // routes' order of additions: compare to 1e-5.
         let xs = Tensor::randn([3, 2, 5], CPU);
-        let projected = lstm.project_inputs(&xs).unwrap().unwrap();
+        let projected = lstm.project_inputs(&xs).unwrap();
         assert_eq!(projected.size(), [3, 2, 16]);
         let (mut a, mut b) = (lstm.initial_state(2).unwrap(), lstm.initial_state(2).unwrap());
         for t in 0..3 {

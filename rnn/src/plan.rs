@@ -1,7 +1,10 @@
 //! The row plan of a length-aware unroll: rows sorted by length, how many are still running
 //! at each step, and the gather indices that put the compacted per-step outputs back in
-//! place. Everything here is host arithmetic on the lengths, done once before the loop.
+//! place (host arithmetic on the lengths, done once before the loop); and [`RunningRows`],
+//! the state of the rows still running, with ended rows' states set aside, that every
+//! executor (step loop, fused kernels) carries.
 
+use crate::state::State;
 use couplet_modules::{Result, TorchContext};
 use tch::{Device, Tensor};
 
@@ -146,6 +149,57 @@ impl Plan {
         let lead = if time_major { [self.time, self.batch] } else { [self.batch, self.time] };
         let shape: Vec<i64> = lead.iter().chain(trailing).copied().collect();
         flat.f_index_select(0, &index).ctx(func)?.f_view(shape.as_slice()).ctx(func)
+    }
+}
+
+/// The state of a compacted unroll: the running rows (in sorted order) shrink as rows end,
+/// the ended rows' states are set aside (views of the state's last rows), and
+/// [`RunningRows::finish`] puts everything back in the original row order.
+pub(crate) struct RunningRows {
+    state: State,
+    active: i64,
+    ended: Vec<State>,
+}
+
+impl RunningRows {
+    /// The rows of `initial` (original row order) sorted as `plan` runs them.
+    pub(crate) fn new(plan: &Plan, initial: &State, device: Device) -> Result<Self> {
+        let state = match plan.perm(device) {
+            Some(p) => initial.select_rows(&p)?,
+            None => initial.clone(),
+        };
+        Ok(RunningRows { state, active: plan.batch(), ended: Vec::new() })
+    }
+
+    /// The state of the first `rows` running rows, setting the others aside (`rows` never
+    /// grows: the plan's rows end longest last).
+    pub(crate) fn running(&mut self, rows: i64) -> Result<&State> {
+        if rows < self.active {
+            self.ended.push(self.state.narrow_rows(rows, self.active - rows)?);
+            self.state = self.state.narrow_rows(0, rows)?;
+            self.active = rows;
+        }
+        Ok(&self.state)
+    }
+
+    /// Replaces the running rows' state by their state after a step.
+    pub(crate) fn advance(&mut self, next: State) {
+        self.state = next;
+    }
+
+    /// Every row's final state, in the original row order.
+    pub(crate) fn finish(mut self, plan: &Plan, device: Device) -> Result<State> {
+        let state = if self.ended.is_empty() {
+            self.state
+        } else {
+            self.ended.push(self.state);
+            self.ended.reverse();
+            State::cat_rows(&self.ended)?
+        };
+        match plan.inverse_perm(device) {
+            Some(inv) => state.select_rows(&inv),
+            None => Ok(state),
+        }
     }
 }
 

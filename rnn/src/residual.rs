@@ -1,18 +1,18 @@
 //! `ResidualWrapper`: `output = input + core output` (TF `ResidualWrapper`).
 
-use crate::core::{RnnCore, SequenceContext, SequenceMaps, Split};
-use crate::sequence::sequence_mask;
-use crate::state::{State, StateSize};
-use crate::wrapped::{merged_variables, regularization_loss};
-use couplet_modules::{Error, Mode, Module, Result, Scope, TorchContext, Variable};
+use crate::core::{RnnCore, SequenceContext, SequenceMaps, Wrapper, WrapperInput};
+use crate::sequence::zero_padded_steps;
+use crate::state::State;
+use couplet_modules::{Error, Mode, Module, Result, Scope, TorchContext};
 use tch::Tensor;
 
 /// A residual connection around a core: `output = input + core output`, the core's state
 /// untouched. The input size must equal the core's output size.
 ///
-/// Has no input projection (the residual needs the raw input): `project_inputs` is `None`.
-/// Unrolls split it ([`RnnCore::split`]): the core runs on its own route (a plain LSTM
-/// fused) and the input sequence is added to its outputs at once.
+/// Has no input projection (the residual needs the raw input). Unrolls split it
+/// ([`RnnCore::split`]): the core runs on its own route (a plain LSTM fused) and the input
+/// sequence is added to its outputs at once. Outputs and inputs may have any shape
+/// `[B, ..]` (equal to the core's output shape).
 /// Variables: the core's (the wrapper has none).
 pub struct ResidualWrapper<C = Box<dyn RnnCore>> {
     scope: Scope,
@@ -58,100 +58,84 @@ impl<C: RnnCore> Module for ResidualWrapper<C> {
     fn scope(&self) -> &Scope {
         &self.scope
     }
-    /// Built when the core is.
-    fn is_built(&self) -> bool {
-        self.core.is_built()
-    }
-    /// The core's variables (and any other of the wrapper's scope), each once.
-    fn variables(&self) -> Result<Vec<Variable>> {
-        merged_variables(&self.scope, &[&self.core])
-    }
-    fn regularization_loss(&self) -> Result<Tensor> {
-        regularization_loss(self)
+    /// The wrapped core: the wrapper is built when it is, and lists its variables.
+    fn children(&self) -> Vec<&dyn Module> {
+        vec![&self.core]
     }
 }
 
-impl<C: RnnCore> RnnCore for ResidualWrapper<C> {
-    /// `input [B, O]` → (`input + core output [B, O]`, the core's new state).
+impl<C: RnnCore> ResidualWrapper<C> {
+    /// Checks that `input` is `[lead.., ..output_shape]` (`lead` leading dimensions).
+    fn check_input(&self, what: &str, input: &Tensor, lead: usize) -> Result<()> {
+        let o = self.core.output_shape();
+        let size = input.size();
+        if size.len() != lead + o.len() || size[lead..] != o[..] {
+            let dims = if lead == 1 { "B, " } else { ".., " };
+            let inner = format!("{o:?}");
+            let expected = format!(
+                "[{dims}{}] (the core's output shape, as output = input + core output)",
+                &inner[1..inner.len() - 1]
+            );
+            return Err(Error::shape(self.name(), what, expected, size));
+        }
+        Ok(())
+    }
+}
+
+impl<C: RnnCore> Wrapper for ResidualWrapper<C> {
+    type Inner = C;
+
+    fn inner(&self) -> &C {
+        &self.core
+    }
+
+    /// [`WrapperInput::Read`]: the residual needs the raw input (no input projection).
+    fn input_use(&self) -> WrapperInput {
+        WrapperInput::Read
+    }
+
+    /// `input [B, ..O]` → (`input + core output`, the core's new state).
     ///
     /// # Errors
-    /// [`Error::Shape`] if `input` is not `[B, O]` with `O` the core's output size
-    /// (`"residual_wrapper: input must be [B, 4] (the core's output size, as output = input
+    /// [`Error::Shape`] if `input` is not `[B, ..O]` with `O` the core's output shape
+    /// (`"residual_wrapper: input must be [B, 4] (the core's output shape, as output = input
     /// + core output), got [2, 3]"`); the core's errors.
-    fn step(&self, input: &Tensor, state: &State, mode: Mode) -> Result<(Tensor, State)> {
-        let o = self.core.output_size();
-        let size = input.size();
-        if size.len() != 2 || size[1] != o {
-            let expected = format!("[B, {o}] (the core's output size, as output = input + core output)");
-            return Err(Error::shape(self.name(), "input", expected, size));
-        }
+    fn read_step(&self, input: &Tensor, state: &State, mode: Mode) -> Result<(Tensor, State)> {
+        self.check_input("input", input, 1)?;
         let (output, state) = self.core.step(input, state, mode)?;
         Ok((input.f_add(&output).ctx(self.name())?, state))
     }
 
-    /// The core's output size.
-    fn output_size(&self) -> i64 {
-        self.core.output_size()
-    }
-
-    /// The core's state size.
-    fn state_size(&self) -> StateSize {
-        self.core.state_size()
-    }
-
-    /// The core's initial state.
-    fn initial_state(&self, batch_size: i64) -> Result<State> {
-        self.core.initial_state(batch_size)
-    }
-
-    /// [`Split::Around`] in any mode: unrolls run the core on its own route (e.g. fused) and
-    /// add the whole input sequence to its outputs, zero past each row's length.
-    fn split(&self, _mode: Mode) -> Option<Split<'_>> {
-        Some(Split::Around(self))
+    /// In any mode: unrolls run the core on its own route (e.g. fused) and add the whole
+    /// input sequence to its outputs, zero past each row's length.
+    fn sequence_maps(&self, _mode: Mode) -> Option<&dyn SequenceMaps> {
+        Some(self)
     }
 }
 
 impl<C: RnnCore> SequenceMaps for ResidualWrapper<C> {
-    fn inner(&self) -> &dyn RnnCore {
+    fn inner_core(&self) -> &dyn RnnCore {
         &self.core
     }
 
-    fn inner_state(&self, state: &State) -> Result<State> {
-        Ok(state.clone())
-    }
-
-    /// The inputs unchanged, once their size is checked against the core's output size.
+    /// The inputs unchanged, once their shape is checked against the core's output shape.
     fn map_inputs(&self, seq: &SequenceContext) -> Result<Tensor> {
-        let (o, size) = (self.core.output_size(), seq.inputs.size());
-        if size.last() != Some(&o) {
-            let expected = format!("[.., {o}] (the core's output size, as output = input + core output)");
-            return Err(Error::shape(self.name(), "inputs", expected, size));
-        }
+        self.check_input("inputs", seq.inputs, 2)?;
         Ok(seq.inputs.shallow_clone())
     }
 
     /// `inputs + outputs` at real steps, zero past each row's length (as the step loop, which
     /// never reads padded inputs, gives; no gradient reaches them).
     fn map_outputs(&self, outputs: &Tensor, seq: &SequenceContext) -> Result<Tensor> {
-        let name = self.name();
-        let sum = seq.inputs.f_add(outputs).ctx(name)?;
-        let Some(lengths) = seq.lengths else {
-            return Ok(sum);
-        };
-        let time = sum.size()[usize::from(!seq.time_major)];
-        let steps = sequence_mask(lengths, Some(time))?.f_to_device(sum.device()).ctx(name)?;
-        let steps = if seq.time_major { steps.f_tr().ctx(name)? } else { steps };
-        sum.f_where_scalarother(&steps.f_unsqueeze(-1).ctx(name)?, 0.0).ctx(name)
-    }
-
-    fn outer_state(&self, inner_final: State, _seq: &SequenceContext) -> Result<State> {
-        Ok(inner_final)
+        let sum = seq.inputs.f_add(outputs).ctx(self.name())?;
+        zero_padded_steps(self.name(), &sum, seq.lengths, seq.time_major)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::StateSize;
     use crate::test_cores::{leaves, t, v, Accum};
     use couplet_modules::Store;
 
@@ -169,8 +153,8 @@ mod tests {
         // s' = 2x, output = 3x.
         assert_eq!(v(&o), [3.0, 6.0, -3.0, 1.5]);
         assert_eq!(leaves(&s), [vec![2.0, 4.0, -2.0, 1.0]]);
-        assert!(r.project_inputs(&x).unwrap().is_none());
-        assert_eq!((r.output_size(), r.state_size()), (2, StateSize::Tensor(2)));
+        assert!(r.projection().is_none());
+        assert_eq!((r.output_shape(), r.state_size()), (vec![2], StateSize::vector(2)));
     }
 
     #[test]
@@ -180,7 +164,7 @@ mod tests {
         let e = r.step(&t(&[1.0, 2.0, 3.0], 1), &r.initial_state(1).unwrap(), Mode::Eval).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "residual_wrapper: input must be [B, 2] (the core's output size, as output = input + core \
+            "residual_wrapper: input must be [B, 2] (the core's output shape, as output = input + core \
              output), got [1, 3]"
         );
     }

@@ -33,26 +33,12 @@
 //! [`Route::Split`], and any other core the step loop.
 
 use crate::core::{RnnCore, Split};
+use crate::options::{validate, Route, UnrollOptions};
 use crate::plan::Plan;
 use crate::state::State;
-use crate::torch_cell::{TorchCellKind, TorchCellWeights};
-use crate::unroll::{validate, UnrollOptions};
+use crate::torch_cell::{layer_states, needs_grad, TorchCellKind, TorchCellWeights};
 use couplet_modules::{Error, Mode, Result};
 use tch::{Device, Kind, Tensor};
-
-/// How [`dynamic_rnn`](crate::dynamic_rnn) computes an unroll (see the
-/// [module documentation](self)). By default the unroll picks the fastest exact route
-/// itself; [`UnrollOptions::with_route`] forces one (e.g. to compare them).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Route {
-    /// The core's own steps, one time step at a time (any core).
-    Loop,
-    /// libtorch's fused recurrent kernels over runs of steps (plain cores only).
-    Fused,
-    /// The core's parts one after another over the whole sequence, each on its own
-    /// automatic route (cores with an [`RnnCore::split`] only).
-    Split,
-}
 
 /// The route [`dynamic_rnn`](crate::dynamic_rnn) takes for `core`, `inputs` and `options`
 /// (without running it; a lazy plain core is built for the inputs). Benchmarks and tests
@@ -155,7 +141,11 @@ pub(crate) fn select<'a, C: RnnCore + ?Sized>(
             )
         });
     }
-    let layers = core.torch_layers(inputs.size()[2])?.filter(|l| fits(l, inputs, initial));
+    // The fused kernels take `[B, T, I]` inputs only.
+    let layers = match inputs.size().as_slice() {
+        [_, _, i] => core.torch_layers(*i)?.filter(|l| fits(l, inputs, initial)),
+        _ => None,
+    };
     match (forced, layers) {
         (Some(Route::Fused), None) => Err(Error::config(
             func,
@@ -192,22 +182,6 @@ fn faster(layers: &[TorchCellWeights], inputs: &Tensor, initial: &State, plan: &
     }
 }
 
-/// Whether an unroll of `layers` over `inputs` from `initial` records a gradient: autograd is
-/// on for this thread (not under `tch::no_grad`) and some tensor requires one.
-pub(crate) fn needs_grad(layers: &[TorchCellWeights], inputs: &Tensor, initial: &State) -> bool {
-    let any = inputs.requires_grad()
-        || initial.leaves().iter().any(|t| t.requires_grad())
-        || layers.iter().any(|l| l.params().iter().any(|t| t.requires_grad()));
-    any && grad_mode_enabled()
-}
-
-/// Whether autograd records operations on this thread: a product with a tensor that requires a
-/// gradient requires one only then (tch does not expose the grad mode itself).
-fn grad_mode_enabled() -> bool {
-    let probe = Tensor::ones([], (Kind::Float, Device::Cpu)).set_requires_grad(true);
-    probe.f_mul_scalar(1.0).map_or(true, |t| t.requires_grad())
-}
-
 /// Whether the fused kernels can take `layers` with `inputs` and `initial` as they are.
 fn fits(layers: &[TorchCellWeights], inputs: &Tensor, initial: &State) -> bool {
     let (kind, device) = (inputs.kind(), inputs.device());
@@ -222,15 +196,4 @@ fn fits(layers: &[TorchCellWeights], inputs: &Tensor, initial: &State) -> bool {
         })
     });
     floating && weights_fit && states_fit
-}
-
-/// The layers' states within a plain core's state: the state itself for one layer, or the
-/// entries of a `State::Tuple` of one state per layer.
-pub(crate) fn layer_states(state: &State, layers: usize) -> Option<&[State]> {
-    match state {
-        State::Tuple(v) if v.len() == layers => Some(v),
-        State::Tuple(_) => None,
-        single if layers == 1 => Some(std::slice::from_ref(single)),
-        _ => None,
-    }
 }

@@ -77,6 +77,32 @@ pub(crate) fn reverse_within(func: &str, x: &Tensor, lengths: &[i64], time_major
     x.f_flatten(0, 1).ctx(func)?.f_index_select(0, &index).ctx(func)?.f_view(size.as_slice()).ctx(func)
 }
 
+/// `x [B, T, ..]` (`[T, B, ..]` if `time_major`) with every step at or past its row's
+/// length set to zero (`lengths` `None`: `x` itself). What a [`SequenceMaps`]
+/// wrapper's outputs need when it maps the real steps (e.g. adds its inputs).
+///
+/// # Errors
+/// [`Error::Torch`] naming `module` if `x` is not `[B, T, ..]` for the lengths.
+///
+/// [`SequenceMaps`]: crate::SequenceMaps
+pub fn zero_padded_steps(
+    module: &str,
+    x: &Tensor,
+    lengths: Option<&[i64]>,
+    time_major: bool,
+) -> Result<Tensor> {
+    let Some(lengths) = lengths else {
+        return Ok(x.shallow_clone());
+    };
+    let time = x.size().get(usize::from(!time_major)).copied().unwrap_or(0);
+    let steps = sequence_mask(lengths, Some(time))?.f_to_device(x.device()).ctx(module)?;
+    let steps = if time_major { steps.f_tr().ctx(module)? } else { steps };
+    // Broadcast the [B, T] mask over the trailing dimensions, whatever their number.
+    let mut shape = steps.size();
+    shape.resize(x.dim().max(2), 1);
+    x.f_where_scalarother(&steps.f_view(shape.as_slice()).ctx(module)?, 0.0).ctx(module)
+}
+
 /// Reverses each row within its length (TF `reverse_sequence`): `out[b, t] = x[b, len[b] − 1 − t]`
 /// for `t < len[b]`, and `out[b, t] = x[b, t]` (padding left in place) otherwise.
 /// `x` is `[B, T, ..]`, or `[T, B, ..]` if `time_major`; the result has its shape.

@@ -1,11 +1,10 @@
 //! `StackedRnn`: cores stacked bottom-to-top (TF `MultiRNNCell`, Sonnet `DeepRNN`), and
 //! conversions of a stack's final state to and from PyTorch's `[num_layers * D, B, H]` layout.
 
-use crate::core::{RnnCore, Split};
+use crate::core::{InputProjection, RnnCore, Split};
 use crate::state::{State, StateSize};
 use crate::torch_cell::TorchCellWeights;
-use crate::wrapped::{merged_variables, regularization_loss};
-use couplet_modules::{check_rank, Error, Mode, Module, Result, Scope, TorchContext, Variable};
+use couplet_modules::{Error, Mode, Module, Result, Scope, TorchContext};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
@@ -141,7 +140,7 @@ impl StackedRnn {
                         let expected = format!("[{}, ..] (the input's batch)", x.size()[0]);
                         return Err(Error::shape(self.name(), "layer output", expected, prev.size()));
                     }
-                    Tensor::f_cat(&[x, &prev], 1).ctx(self.name())?
+                    Tensor::f_cat(&[x, &prev], -1).ctx(self.name())?
                 }
                 _ => prev,
             };
@@ -151,7 +150,7 @@ impl StackedRnn {
             prev = output;
         }
         let output =
-            if self.config.skip_connections { Tensor::f_cat(&outputs, 1).ctx(self.name())? } else { prev };
+            if self.config.skip_connections { Tensor::f_cat(&outputs, -1).ctx(self.name())? } else { prev };
         Ok((output, State::Tuple(new_states)))
     }
 }
@@ -160,17 +159,10 @@ impl Module for StackedRnn {
     fn scope(&self) -> &Scope {
         &self.scope
     }
-    /// Built when every core is.
-    fn is_built(&self) -> bool {
-        self.cores.iter().all(|c| c.is_built())
-    }
-    /// The cores' variables in layer order, then any other variable of the stack's scope.
-    fn variables(&self) -> Result<Vec<Variable>> {
-        let cores: Vec<&dyn Module> = self.cores.iter().map(|c| c as &dyn Module).collect();
-        merged_variables(&self.scope, &cores)
-    }
-    fn regularization_loss(&self) -> Result<Tensor> {
-        regularization_loss(self)
+    /// The cores, bottom first: the stack is built when they are, and lists their variables
+    /// in layer order.
+    fn children(&self) -> Vec<&dyn Module> {
+        self.cores.iter().map(|c| c as &dyn Module).collect()
     }
 }
 
@@ -183,19 +175,25 @@ impl RnnCore for StackedRnn {
     /// [`Error::Shape`] if `input` is not `[B, I]`; [`Error::InvalidArgument`] if `state` is
     /// not a tuple of one state per layer; any layer's error.
     fn step(&self, input: &Tensor, state: &State, mode: Mode) -> Result<(Tensor, State)> {
-        check_rank(self.name(), "input", input, 2, "[B, I]")?;
+        if input.dim() < 2 {
+            return Err(Error::shape(self.name(), "input", "[B, I..]", input.size()));
+        }
         let states = self.layer_states(state)?;
         let bottom = self.cores[0].step(input, &states[0], mode)?;
         self.step_upper(Some(input), bottom, states, mode)
     }
 
-    /// The top layer's output size, or with skip connections the sum of all layers'.
-    fn output_size(&self) -> i64 {
+    /// The top layer's output shape, or with skip connections the layers' outputs
+    /// concatenated along their last dimension.
+    fn output_shape(&self) -> Vec<i64> {
+        let mut shape = self.cores[self.cores.len() - 1].output_shape();
         if self.config.skip_connections {
-            self.cores.iter().map(|c| c.output_size()).sum()
-        } else {
-            self.cores[self.cores.len() - 1].output_size()
+            let last = |c: &dyn RnnCore| c.output_shape().last().copied().unwrap_or(0);
+            if let Some(n) = shape.last_mut() {
+                *n = self.cores.iter().map(|c| last(&**c)).sum();
+            }
         }
+        shape
     }
 
     /// `StateSize::Tuple` of the layers' sizes, bottom first.
@@ -210,11 +208,11 @@ impl RnnCore for StackedRnn {
 
     /// The bottom layer's projection when there are no skip connections (the input reaches
     /// only the bottom layer); `None` with skip connections.
-    fn project_inputs(&self, inputs: &Tensor) -> Result<Option<Tensor>> {
+    fn projection(&self) -> Option<&dyn InputProjection> {
         if self.config.skip_connections {
-            return Ok(None);
+            return None;
         }
-        self.cores[0].project_inputs(inputs)
+        self.cores[0].projection().map(|_| self as &dyn InputProjection)
     }
 
     /// Every core's single plain layer, bottom first (layer `k > 0` for the input size of
@@ -231,7 +229,10 @@ impl RnnCore for StackedRnn {
                 Some(mut one) if one.len() == 1 => layers.append(&mut one),
                 _ => return Ok(None),
             }
-            size = core.output_size();
+            size = match core.output_shape().as_slice() {
+                [n] => *n,
+                _ => return Ok(None),
+            };
         }
         Ok(Some(layers))
     }
@@ -244,21 +245,35 @@ impl RnnCore for StackedRnn {
         }
         Some(Split::Layers(self.cores.iter().map(|c| &**c as &dyn RnnCore).collect()))
     }
+}
+
+impl InputProjection for StackedRnn {
+    /// The bottom layer's projection.
+    ///
+    /// # Errors
+    /// [`Error::Config`] with skip connections or a bottom layer without projection.
+    fn project_inputs(&self, inputs: &Tensor) -> Result<Tensor> {
+        self.bottom_projection()?.project_inputs(inputs)
+    }
 
     /// The bottom layer's `step_projected`, then the upper layers' `step`.
     ///
     /// # Errors
-    /// [`Error::Config`] with skip connections (the upper layers need the raw input).
+    /// [`Error::Config`] with skip connections (the upper layers need the raw input) or a
+    /// bottom layer without projection; as [`RnnCore::step`].
     fn step_projected(&self, projected: &Tensor, state: &State, mode: Mode) -> Result<(Tensor, State)> {
-        if self.config.skip_connections {
-            return Err(Error::config(
-                self.name(),
-                "a stack with skip connections has no input projection; call step",
-            ));
-        }
         let states = self.layer_states(state)?;
-        let bottom = self.cores[0].step_projected(projected, &states[0], mode)?;
+        let bottom = self.bottom_projection()?.step_projected(projected, &states[0], mode)?;
         self.step_upper(None, bottom, states, mode)
+    }
+}
+
+impl StackedRnn {
+    fn bottom_projection(&self) -> Result<&dyn InputProjection> {
+        match self.cores[0].projection() {
+            Some(p) if !self.config.skip_connections => Ok(p),
+            _ => Err(Error::config(self.name(), "this stack has no input projection; call step")),
+        }
     }
 }
 
@@ -399,8 +414,8 @@ mod tests {
         // Bottom: s0 = 3x. Top accumulates the bottom's outputs x, 2x, 3x: s1 = 6x.
         assert_eq!(leaves(&s), [vec![3.0, 6.0], vec![6.0, 12.0]]);
         assert_eq!(v(&out), [6.0, 12.0]);
-        assert_eq!(stack.output_size(), 2);
-        assert_eq!(stack.state_size(), StateSize::Tuple(vec![StateSize::Tensor(2); 2]));
+        assert_eq!(stack.output_shape(), [2]);
+        assert_eq!(stack.state_size(), StateSize::Tuple(vec![StateSize::vector(2); 2]));
         assert_eq!(stack.name(), "deep_rnn");
     }
 
@@ -413,7 +428,7 @@ mod tests {
         let s = stack.initial_state(1).unwrap();
         let (out, s) = stack.step(&t(&[3.0], 1), &s, Mode::Eval).unwrap();
         // Accum: s0 = 3; LstmLike on 3: c = 3, h = 6.
-        assert_eq!(s.size(), StateSize::Tuple(vec![StateSize::Tensor(1), StateSize::Lstm { h: 1, c: 1 }]));
+        assert_eq!(s.size(), StateSize::Tuple(vec![StateSize::vector(1), StateSize::lstm(1, 1)]));
         assert_eq!(leaves(&s), [vec![3.0], vec![6.0], vec![3.0]]);
         assert_eq!(v(&out), [6.0]);
     }
@@ -422,7 +437,7 @@ mod tests {
     fn skip_connections_feed_the_input_upward_and_concat_every_output() {
         let store = Store::cpu();
         let stack = two_accums(&store, true);
-        assert_eq!(stack.output_size(), 6);
+        assert_eq!(stack.output_shape(), [6]);
         let x = t(&[1.0, 2.0], 1);
         let s = stack.initial_state(1).unwrap();
         let (out, s) = stack.step(&x, &s, Mode::Train).unwrap();
@@ -431,7 +446,7 @@ mod tests {
         let (out, _) = stack.step(&x, &s, Mode::Train).unwrap();
         // out0 = [2, 4]; layer 1 reads [1, 2, 2, 4] onto [1, 2, 1, 2].
         assert_eq!(v(&out), [2.0, 4.0, 2.0, 4.0, 3.0, 6.0]);
-        assert!(stack.project_inputs(&t(&[1.0, 2.0], 1)).unwrap().is_none());
+        assert!(stack.projection().is_none());
         let e = stack.step_projected(&x, &s, Mode::Train).unwrap_err();
         assert!(matches!(e, Error::Config { .. }), "{e}");
     }
@@ -449,7 +464,7 @@ mod tests {
         assert!(e.to_string().starts_with("deep_rnn_1: state must be State::Tuple of 2"), "{e}");
         let flat = Tensor::from_slice(&[1.0f32, 2.0]);
         let e = stack.step(&flat, &stack.initial_state(1).unwrap(), Mode::Train).unwrap_err();
-        assert_eq!(e.to_string(), "deep_rnn_1: input must be [B, I], got [2]");
+        assert_eq!(e.to_string(), "deep_rnn_1: input must be [B, I..], got [2]");
     }
 
     #[test]
@@ -460,7 +475,7 @@ mod tests {
             vec![Box::new(Accum::new(&root, 2, 0.5)), Box::new(Accum::new(&root, 2, 3.0))];
         let stack = StackedRnn::new(&root, cores, StackedRnnConfig::new()).unwrap();
         let xs = t(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0], 3).view([3, 2, 2]);
-        let p = stack.project_inputs(&xs).unwrap().unwrap();
+        let p = stack.projection().unwrap().project_inputs(&xs).unwrap();
         let (mut a, mut b) = (stack.initial_state(2).unwrap(), stack.initial_state(2).unwrap());
         for step in 0..3 {
             let (oa, sa) = stack.step(&xs.get(step), &a, Mode::Train).unwrap();
@@ -546,9 +561,9 @@ mod tests {
         let root = store.root();
         let layer = |root: &Scope| -> Box<dyn RnnCore> {
             let config = DropoutWrapperConfig::new()
-                .with_input_keep_prob(0.5)
-                .with_state_keep_prob(0.5)
-                .with_output_keep_prob(0.5)
+                .with_input_dropout(0.5)
+                .with_state_dropout(0.5)
+                .with_output_dropout(0.5)
                 .with_variational(true)
                 .with_input_size(2);
             let dropout = DropoutWrapper::new(root, Accum::boxed(root, 2), config).unwrap();
@@ -572,7 +587,8 @@ mod tests {
             (out, s) = top.step(&x, &s, Mode::Train).unwrap();
             assert_eq!(out.size(), [2, 2]);
         }
-        assert_eq!(s.size(), top.state_size());
+        // The state has the stack's structure (its masks are leaves the wrappers draw).
+        assert_eq!(format!("{:?}", s.size()), format!("{:?}", top.state_size()).replace("Drawn", "Tensor"));
     }
 
     #[test]

@@ -11,9 +11,10 @@ use tch::{Device, Kind, Tensor};
 pub enum State {
     /// No tensors (a stateless core, or a wrapper's slot that is not filled yet).
     Empty,
-    /// One tensor `[B, H]` (vanilla RNN, GRU).
+    /// One tensor `[B, ..]` (vanilla RNN and GRU `[B, H]`).
     Tensor(Tensor),
-    /// LSTM state, PyTorch/Keras order: `h [B, P]` (P = projection size, else H), `c [B, H]`.
+    /// LSTM state, PyTorch/Keras order: `h [B, P]` (P = projection size, else H), `c [B, H]`
+    /// (`[B, .., C]` both for a convolutional LSTM).
     Lstm {
         /// Hidden state (the output).
         h: Tensor,
@@ -37,26 +38,50 @@ impl Clone for State {
     }
 }
 
-/// The sizes of a [`State`]'s leaves without the batch dimension, mirroring its structure.
+/// The shapes of a [`State`]'s leaves without the batch dimension, mirroring its structure:
+/// a leaf `[B, ..shape]` has the size `shape` (`[n]` for the usual `[B, n]` leaves,
+/// `[H, W, C]` for a 2-D convolutional LSTM's).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StateSize {
     /// No tensors.
     Empty,
-    /// One tensor `[B, n]`.
-    Tensor(i64),
-    /// LSTM `h [B, h]`, `c [B, c]`.
+    /// One tensor `[B, ..shape]`.
+    Tensor(Vec<i64>),
+    /// LSTM `h [B, ..h]`, `c [B, ..c]`.
     Lstm {
-        /// Size of `h`.
-        h: i64,
-        /// Size of `c`.
-        c: i64,
+        /// Shape of `h`.
+        h: Vec<i64>,
+        /// Shape of `c`.
+        c: Vec<i64>,
     },
     /// A sequence of sizes.
     Tuple(Vec<StateSize>),
+    /// One tensor `[B, ..shape]` the core draws itself (a variational dropout mask): unrolls
+    /// check its shape, but [`State::zeros`] refuses to build it, as zeros would be a valid
+    /// looking but wrong state (an all-zero mask drops everything); the core's
+    /// [`initial_state`](crate::RnnCore::initial_state) draws it.
+    Drawn(Vec<i64>),
     /// One tensor `[B, ..]` whose other sizes depend on the data the state was built from
     /// (e.g. an attention decoder's memory): unrolls check only its batch size, and
     /// [`State::zeros`] cannot build it (the core's own constructor does).
     Dynamic,
+}
+
+impl StateSize {
+    /// One vector leaf `[B, n]`.
+    pub fn vector(n: i64) -> StateSize {
+        StateSize::Tensor(vec![n])
+    }
+
+    /// An LSTM state of vectors `h [B, h]`, `c [B, c]`.
+    pub fn lstm(h: i64, c: i64) -> StateSize {
+        StateSize::Lstm { h: vec![h], c: vec![c] }
+    }
+}
+
+/// `[batch, ..shape]`.
+pub(crate) fn with_batch(batch: i64, shape: &[i64]) -> Vec<i64> {
+    std::iter::once(batch).chain(shape.iter().copied()).collect()
 }
 
 fn structure_error(what: &str) -> Error {
@@ -67,19 +92,25 @@ impl State {
     /// A state of zeros with the structure of `size` for `batch_size` rows.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] if `size` has a [`StateSize::Dynamic`] leaf.
+    /// [`Error::InvalidArgument`] if `size` has a [`StateSize::Dynamic`] or
+    /// [`StateSize::Drawn`] leaf.
     pub fn zeros(size: &StateSize, batch_size: i64, options: (Kind, Device)) -> Result<State> {
-        let z = |n: i64| Tensor::f_zeros([batch_size, n], options).ctx("state");
+        let z = |shape: &[i64]| Tensor::f_zeros(with_batch(batch_size, shape), options).ctx("state");
         Ok(match size {
             StateSize::Empty => State::Empty,
-            StateSize::Tensor(n) => State::Tensor(z(*n)?),
-            StateSize::Lstm { h, c } => State::Lstm { h: z(*h)?, c: z(*c)? },
+            StateSize::Tensor(n) => State::Tensor(z(n)?),
+            StateSize::Lstm { h, c } => State::Lstm { h: z(h)?, c: z(c)? },
             StateSize::Tuple(v) => {
                 State::Tuple(v.iter().map(|s| State::zeros(s, batch_size, options)).collect::<Result<_>>()?)
             }
             StateSize::Dynamic => return Err(Error::invalid(
                 "state",
                 "a StateSize::Dynamic leaf depends on data: build the state with the core's own constructor",
+            )),
+            StateSize::Drawn(_) => return Err(Error::invalid(
+                "state",
+                "a StateSize::Drawn leaf (a dropout mask) is drawn by the core: start from its initial_state \
+                 (zeros would drop everything)",
             )),
         })
     }
@@ -135,9 +166,9 @@ impl State {
         }
     }
 
-    /// The structure's sizes (each leaf's second dimension).
+    /// The structure's sizes (each leaf's shape without its first, batch, dimension).
     pub fn size(&self) -> StateSize {
-        let n = |t: &Tensor| t.size().get(1).copied().unwrap_or(0);
+        let n = |t: &Tensor| t.size().get(1..).map_or_else(Vec::new, <[i64]>::to_vec);
         match self {
             State::Empty => StateSize::Empty,
             State::Tensor(t) => StateSize::Tensor(n(t)),
@@ -264,12 +295,12 @@ mod tests {
         let parts = [s.narrow_rows(0, 1).unwrap(), s.narrow_rows(1, 2).unwrap()];
         assert_eq!(values(&State::cat_rows(&parts).unwrap()), values(&s));
         assert_eq!(s.batch_size(), Some(3));
-        assert_eq!(s.size(), StateSize::Tuple(vec![StateSize::Lstm { h: 1, c: 1 }, StateSize::Tensor(1)]));
+        assert_eq!(s.size(), StateSize::Tuple(vec![StateSize::lstm(1, 1), StateSize::vector(1)]));
     }
 
     #[test]
     fn zeros_follow_the_size_and_mismatched_structures_are_errors() {
-        let size = StateSize::Tuple(vec![StateSize::Lstm { h: 2, c: 3 }, StateSize::Empty]);
+        let size = StateSize::Tuple(vec![StateSize::lstm(2, 3), StateSize::Empty]);
         let z = State::zeros(&size, 4, (Kind::Float, Device::Cpu)).unwrap();
         assert_eq!(z.leaves().iter().map(|l| l.size()).collect::<Vec<_>>(), [vec![4, 2], vec![4, 3]]);
         assert_eq!(z.size(), size);
@@ -280,10 +311,17 @@ mod tests {
     }
 
     #[test]
-    fn dynamic_sizes_cannot_be_zeroed() {
-        let size = StateSize::Tuple(vec![StateSize::Tensor(2), StateSize::Dynamic]);
+    fn dynamic_and_drawn_sizes_cannot_be_zeroed_and_leaves_take_any_shape() {
+        let size = StateSize::Tuple(vec![StateSize::vector(2), StateSize::Dynamic]);
         let e = State::zeros(&size, 4, (Kind::Float, Device::Cpu)).unwrap_err();
         assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
+        let e = State::zeros(&StateSize::Drawn(vec![3]), 4, (Kind::Float, Device::Cpu)).unwrap_err();
+        assert!(e.to_string().contains("drawn by the core"), "{e}");
+        // Leaves of any shape.
+        let conv = StateSize::Lstm { h: vec![3, 4, 2], c: vec![3, 4, 2] };
+        let z = State::zeros(&conv, 5, (Kind::Float, Device::Cpu)).unwrap();
+        assert_eq!(z.leaves()[1].size(), [5, 3, 4, 2]);
+        assert_eq!(z.size(), conv);
     }
 
     #[test]

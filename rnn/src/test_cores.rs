@@ -1,6 +1,6 @@
 //! Small hand-checkable cores for the wrappers' tests.
 
-use crate::{RnnCore, State, StateSize};
+use crate::{InputProjection, RnnCore, State, StateSize};
 use couplet_modules::{Error, Initializer, Mode, Module, Regularizer, Result, Scope, TorchContext};
 use tch::Tensor;
 
@@ -48,14 +48,20 @@ impl RnnCore for Accum {
         self.check("input", input)?;
         self.step_projected(&(input * &self.w), state, mode)
     }
-    fn output_size(&self) -> i64 {
-        self.n
+    fn output_shape(&self) -> Vec<i64> {
+        vec![self.n]
     }
     fn state_size(&self) -> StateSize {
-        StateSize::Tensor(self.n)
+        StateSize::vector(self.n)
     }
-    fn project_inputs(&self, inputs: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(inputs * &self.w))
+    fn projection(&self) -> Option<&dyn InputProjection> {
+        Some(self)
+    }
+}
+
+impl InputProjection for Accum {
+    fn project_inputs(&self, inputs: &Tensor) -> Result<Tensor> {
+        Ok(inputs * &self.w)
     }
     fn step_projected(&self, p: &Tensor, state: &State, _mode: Mode) -> Result<(Tensor, State)> {
         let State::Tensor(s) = state else {
@@ -94,11 +100,11 @@ impl RnnCore for LstmLike {
         let h = h + &c * 2.0;
         Ok((h.shallow_clone(), State::Lstm { h, c }))
     }
-    fn output_size(&self) -> i64 {
-        self.n
+    fn output_shape(&self) -> Vec<i64> {
+        vec![self.n]
     }
     fn state_size(&self) -> StateSize {
-        StateSize::Lstm { h: self.n, c: self.n }
+        StateSize::lstm(self.n, self.n)
     }
 }
 

@@ -27,11 +27,12 @@ use crate::core::RnnCore;
 use crate::gru::{Gru, GruConfig};
 use crate::lengths::Lengths;
 use crate::lstm::{Lstm, LstmConfig};
+use crate::options::UnrollOptions;
 use crate::stack::{from_torch_layout, to_torch_layout};
 use crate::state::State;
-use crate::unroll::{dynamic_rnn, UnrollOptions};
+use crate::unroll::dynamic_rnn;
 use crate::vanilla::{Nonlinearity, VanillaRnn, VanillaRnnConfig};
-use couplet_modules::{check_kind, checkpoint, Error, Forward, Mode, Module, Result, Scope, TorchContext};
+use couplet_modules::{checkpoint, Error, Forward, Mode, Module, Result, Scope, TorchContext};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -434,7 +435,7 @@ impl TorchRnn {
         if size.len() != 3 || size[2] != c.input_size {
             return Err(Error::shape(module, "input", expected, size));
         }
-        check_kind(&self.scope, "input", inputs)?;
+        self.scope.check_kind("input", inputs)?;
         let (batch, time) = if time_major { (size[1], size[0]) } else { (size[0], size[1]) };
         let lengths = lengths.map(|l| l.validate(module, batch, time)).transpose()?;
         let initial = initial.map(|(h0, c0)| self.initial_states(h0, c0, batch)).transpose()?;
@@ -485,7 +486,7 @@ impl TorchRnn {
             if t.size() != want {
                 return Err(Error::shape(module, what, format!("{want:?} ([L * D, B, {width}])"), t.size()));
             }
-            check_kind(&self.scope, what, t)
+            self.scope.check_kind(what, t)
         };
         check("h0", h0, c.h_size())?;
         match (c.kind, c0) {

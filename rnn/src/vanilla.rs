@@ -6,11 +6,11 @@ use crate::cell::{
     export_params, input_size_from_dict, load_params, tensor_state, tile, yes, zero_state, StateDict,
     TorchWeights, VarMaker,
 };
-use crate::core::RnnCore;
+use crate::core::{InputProjection, RnnCore};
 use crate::state::{State, StateSize};
 use crate::torch_cell::{TorchCellKind, TorchCellWeights};
 use couplet_modules::{
-    build_once, Error, Initializer, Mode, Module, Regularizer, Result, Scope, TorchContext,
+    util::build_once, Error, Initializer, Mode, Module, Regularizer, Result, Scope, TorchContext,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -186,6 +186,11 @@ impl VanillaRnn {
         &self.config
     }
 
+    /// The output size `O` (each output and `h` are `[B, O]`).
+    pub fn output_size(&self) -> i64 {
+        self.config.hidden_size
+    }
+
     /// Number of units `H`.
     pub fn hidden_size(&self) -> i64 {
         self.config.hidden_size
@@ -258,12 +263,13 @@ impl RnnCore for VanillaRnn {
         self.step_projected(&projected, state, mode)
     }
 
-    fn output_size(&self) -> i64 {
-        self.config.hidden_size
+    /// `[O]`: [`VanillaRnn::output_size`].
+    fn output_shape(&self) -> Vec<i64> {
+        vec![self.output_size()]
     }
 
     fn state_size(&self) -> StateSize {
-        StateSize::Tensor(self.config.hidden_size)
+        StateSize::vector(self.config.hidden_size)
     }
 
     /// Zeros, or the learned `initial_h` repeated to `batch_size` rows.
@@ -272,12 +278,6 @@ impl RnnCore for VanillaRnn {
             Some(h0) => Ok(State::Tensor(tile(&self.scope, h0, batch_size)?)),
             None => zero_state(&self.scope, &self.state_size(), batch_size),
         }
-    }
-
-    /// `inputs [.., I]` → `W_ih x + b_ih + b_hh` `[.., H]`.
-    fn project_inputs(&self, inputs: &Tensor) -> Result<Option<Tensor>> {
-        let i = check_many_inputs(&self.scope, inputs, self.input_size())?;
-        self.project(inputs, i).map(Some)
     }
 
     /// One `RnnTanh` or `RnnRelu` layer; `None` for an `input_size` other than the cell's.
@@ -291,6 +291,19 @@ impl RnnCore for VanillaRnn {
         };
         let v = self.build(input_size)?;
         Ok(Some(vec![TorchCellWeights::new(kind, v, None)]))
+    }
+
+    /// The cell's [`InputProjection`] (`W_ih x` and the additive biases, for every step at once).
+    fn projection(&self) -> Option<&dyn InputProjection> {
+        Some(self)
+    }
+}
+
+impl InputProjection for VanillaRnn {
+    /// `inputs [.., I]` → `W_ih x + b_ih + b_hh` `[.., H]`.
+    fn project_inputs(&self, inputs: &Tensor) -> Result<Tensor> {
+        let i = check_many_inputs(&self.scope, inputs, self.input_size())?;
+        self.project(inputs, i)
     }
 
     fn step_projected(&self, projected: &Tensor, state: &State, _mode: Mode) -> Result<(Tensor, State)> {
@@ -339,7 +352,7 @@ mod tests {
                 s("vanilla_rnn/bias_hh", &[6])
             ]
         );
-        assert_eq!((rnn.output_size(), rnn.state_size()), (6, StateSize::Tensor(6)));
+        assert_eq!((rnn.output_size(), rnn.state_size()), (6, StateSize::vector(6)));
     }
 
     #[test]
@@ -368,7 +381,7 @@ mod tests {
         let rnn = VanillaRnn::new(&store.root(), VanillaRnnConfig::new(4)).unwrap();
         assert!(!rnn.is_built());
         let xs = Tensor::randn([2, 3, 5], CPU);
-        let projected = rnn.project_inputs(&xs).unwrap().unwrap();
+        let projected = rnn.project_inputs(&xs).unwrap();
         assert_eq!(rnn.input_size(), Some(5));
         let s = State::Tensor(Tensor::randn([3, 4], CPU));
         let (ya, _) = rnn.step(&xs.get(1), &s, Mode::Eval).unwrap();

@@ -1,10 +1,9 @@
 //! `ZoneoutWrapper`: zoneout on a core's state (Krueger et al. 2016; Sonnet v1
 //! `ZoneoutWrapper`).
 
-use crate::core::RnnCore;
-use crate::state::{State, StateSize};
-use crate::wrapped::{merged_variables, regularization_loss};
-use couplet_modules::{Error, Mode, Module, Result, Scope, TorchContext, Variable};
+use crate::core::{InnerStep, RnnCore, Wrapper};
+use crate::state::State;
+use couplet_modules::{Error, Mode, Module, Result, Scope, TorchContext};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
@@ -160,53 +159,27 @@ impl<C: RnnCore> Module for ZoneoutWrapper<C> {
     fn scope(&self) -> &Scope {
         &self.scope
     }
-    /// Built when the core is.
-    fn is_built(&self) -> bool {
-        self.core.is_built()
-    }
-    /// The core's variables (and any other of the wrapper's scope), each once.
-    fn variables(&self) -> Result<Vec<Variable>> {
-        merged_variables(&self.scope, &[&self.core])
-    }
-    fn regularization_loss(&self) -> Result<Tensor> {
-        regularization_loss(self)
+    /// The wrapped core: the wrapper is built when it is, and lists its variables.
+    fn children(&self) -> Vec<&dyn Module> {
+        vec![&self.core]
     }
 }
 
-impl<C: RnnCore> RnnCore for ZoneoutWrapper<C> {
-    /// The core's step, then zoneout of its new state against `state`.
+impl<C: RnnCore> Wrapper for ZoneoutWrapper<C> {
+    type Inner = C;
+
+    fn inner(&self) -> &C {
+        &self.core
+    }
+
+    /// The core's step (on the raw or projected input: zoneout acts on the state only), then
+    /// zoneout of its new state against `state`.
     ///
     /// # Errors
     /// The core's errors; [`Error::InvalidArgument`] / [`Error::Shape`] if the core's new
     /// state does not have `state`'s structure and shapes.
-    fn step(&self, input: &Tensor, state: &State, mode: Mode) -> Result<(Tensor, State)> {
-        let (output, new) = self.core.step(input, state, mode)?;
-        Ok((output, self.zoneout(state, &new, mode)?))
-    }
-
-    /// The core's output size.
-    fn output_size(&self) -> i64 {
-        self.core.output_size()
-    }
-
-    /// The core's state size.
-    fn state_size(&self) -> StateSize {
-        self.core.state_size()
-    }
-
-    /// The core's initial state.
-    fn initial_state(&self, batch_size: i64) -> Result<State> {
-        self.core.initial_state(batch_size)
-    }
-
-    /// The core's projection (zoneout acts on the state only).
-    fn project_inputs(&self, inputs: &Tensor) -> Result<Option<Tensor>> {
-        self.core.project_inputs(inputs)
-    }
-
-    /// The core's `step_projected`, then zoneout.
-    fn step_projected(&self, projected: &Tensor, state: &State, mode: Mode) -> Result<(Tensor, State)> {
-        let (output, new) = self.core.step_projected(projected, state, mode)?;
+    fn after_step(&self, inner: InnerStep<'_, C>, state: &State, mode: Mode) -> Result<(Tensor, State)> {
+        let (output, new) = inner.run(state, mode)?;
         Ok((output, self.zoneout(state, &new, mode)?))
     }
 }
@@ -290,10 +263,11 @@ mod tests {
         let z = ZoneoutWrapper::new(&store.root(), Accum::new(&store.root(), 2, 0.5), ZoneoutConfig::new())
             .unwrap();
         let xs = t(&[1.0, 2.0, 3.0, 4.0], 2).view([2, 1, 2]);
-        let p = z.project_inputs(&xs).unwrap().unwrap();
+        let proj = z.projection().unwrap();
+        let p = proj.project_inputs(&xs).unwrap();
         let s = State::Tensor(t(&[1.0, 1.0], 1));
         let (a, sa) = z.step(&xs.get(1), &s, Mode::Eval).unwrap();
-        let (b, sb) = z.step_projected(&p.get(1), &s, Mode::Eval).unwrap();
+        let (b, sb) = proj.step_projected(&p.get(1), &s, Mode::Eval).unwrap();
         assert_eq!((v(&a), leaves(&sa)), (v(&b), leaves(&sb)));
         // s_new = 1 + 0.5 · [3, 4] = [2.5, 3]; 0.95 · s_new + 0.05 · 1.
         assert!(v(&b).iter().zip([2.5f32, 3.0]).all(|(x, e)| *x == e));

@@ -233,8 +233,8 @@ impl RnnCore for Counted {
         self.steps.fetch_add(1, Ordering::Relaxed);
         self.inner.step(input, state, mode)
     }
-    fn output_size(&self) -> i64 {
-        self.inner.output_size()
+    fn output_shape(&self) -> Vec<i64> {
+        self.inner.output_shape()
     }
     fn state_size(&self) -> StateSize {
         self.inner.state_size()

@@ -25,9 +25,9 @@ fn unroll(seed: i64, variational: bool) -> (Tensor, Tensor) {
     let options = UnrollOptions::new(Mode::Train).with_lengths(&[6i64, 2, 4][..]);
     let lstm = |name: &str| Lstm::new(&root.child(name).unwrap(), LstmConfig::new(5)).unwrap();
     let config = DropoutWrapperConfig::new()
-        .with_input_keep_prob(0.6)
-        .with_state_keep_prob(0.7)
-        .with_output_keep_prob(0.8)
+        .with_input_dropout(0.4)
+        .with_state_dropout(0.3)
+        .with_output_dropout(0.2)
         .with_variational(variational)
         .with_input_size(4);
     let dropped = DropoutWrapper::new(&root, lstm("a"), config).unwrap();

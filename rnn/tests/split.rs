@@ -31,17 +31,17 @@ fn stack(store: &Store, cores: Vec<Box<dyn RnnCore>>) -> Box<dyn RnnCore> {
     Box::new(StackedRnn::new(&store.root(), cores, StackedRnnConfig::new()).unwrap())
 }
 
-/// Every keep probability below 1, fresh masks: the identity in evaluation only.
+/// Every dropout rate above 0, fresh masks: the identity in evaluation only.
 fn all_dropouts() -> DropoutWrapperConfig {
-    DropoutWrapperConfig::new().with_input_keep_prob(0.7).with_state_keep_prob(0.6).with_output_keep_prob(0.8)
+    DropoutWrapperConfig::new().with_input_dropout(0.3).with_state_dropout(0.4).with_output_dropout(0.2)
 }
 
 /// Variational input and output dropout, no state dropout: splits in training too, with the
 /// masks carried in the state.
 fn variational(input_size: i64) -> DropoutWrapperConfig {
     DropoutWrapperConfig::new()
-        .with_input_keep_prob(0.7)
-        .with_output_keep_prob(0.6)
+        .with_input_dropout(0.3)
+        .with_output_dropout(0.4)
         .with_variational(true)
         .with_input_size(input_size)
 }
@@ -106,7 +106,7 @@ fn any_dropout_wrapper_in_evaluation_splits_and_matches_the_loop() {
     check_split_matches_loop("lstm, every dropout", &store, &*fresh, Mode::Eval);
     let store = Store::cpu();
     let gru = Box::new(Gru::new(&store.root(), GruConfig::new(4)).unwrap());
-    let config = variational(I).with_state_keep_prob(0.5);
+    let config = variational(I).with_state_dropout(0.5);
     let masked = dropout(&store, gru, config);
     check_split_matches_loop("gru, variational with state dropout", &store, &*masked, Mode::Eval);
 }
@@ -137,7 +137,7 @@ fn stacks_that_are_not_fused_run_layer_by_layer() {
 #[test]
 fn fresh_masks_drop_whole_sequences_with_the_step_distribution() {
     let store = Store::cpu();
-    let config = DropoutWrapperConfig::new().with_output_keep_prob(0.5);
+    let config = DropoutWrapperConfig::new().with_output_dropout(0.5);
     let wrapper =
         DropoutWrapper::new(&store.root(), Lstm::new(&store.root(), LstmConfig::new(16)).unwrap(), config)
             .unwrap();
@@ -279,7 +279,7 @@ fn residual_outputs_are_zero_past_each_length_whatever_the_padding_holds() {
     assert_eq!(
         e.to_string(),
         format!(
-            "{}: inputs must be [.., {I}] (the core's output size, as output = input + core output), got [{B}, {T}, {}]",
+            "{}: inputs must be [.., {I}] (the core's output shape, as output = input + core output), got [{B}, {T}, {}]",
             wrapped.name(),
             I + 1
         )

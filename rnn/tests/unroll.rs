@@ -3,9 +3,10 @@
 mod cores;
 
 use cores::{Accumulator, Counter, Projected, Unprojected};
-use couplet_modules::{Error, Mode};
+use couplet_modules::{Error, Mode, Store};
 use couplet_rnn::{
-    bidirectional_dynamic_rnn, dynamic_rnn, BiRnnOptions, MergeMode, Merged, RnnCore, State, UnrollOptions,
+    bidirectional_dynamic_rnn, dynamic_rnn, BiRnnOptions, Lstm, LstmConfig, MergeMode, Merged, RnnCore,
+    Route, State, UnrollOptions,
 };
 use proptest::prelude::*;
 use tch::{Device, Kind, Tensor};
@@ -26,6 +27,26 @@ fn leaf(state: &State) -> Vec<f32> {
 fn assert_close(a: &Tensor, e: &Tensor) {
     assert_eq!(a.size(), e.size());
     assert!(a.allclose(e, 1e-6, 1e-6, false), "{a}\n!=\n{e}");
+}
+
+#[test]
+fn errors_of_a_built_lazy_core_name_the_users_input_shape() {
+    let store = Store::cpu();
+    let lstm = Lstm::new(&store.root(), LstmConfig::new(2)).unwrap();
+    let built =
+        dynamic_rnn(&lstm, &Tensor::zeros([2, 4, 3], (Kind::Float, Device::Cpu)), &UnrollOptions::eval());
+    assert_eq!(built.unwrap().0.size(), [2, 4, 2]);
+    let x = Tensor::zeros([2, 4, 6], (Kind::Float, Device::Cpu));
+    // The projection used to see the time-major [4, 2, 6] (or the packed [6, 6] with lengths).
+    for options in [UnrollOptions::eval(), UnrollOptions::eval().with_lengths(&[4i64, 2])] {
+        let e = dynamic_rnn(&lstm, &x, &options.with_route(Route::Loop)).unwrap_err();
+        assert!(matches!(e, Error::Shape { .. }), "{e}");
+        assert_eq!(e.to_string(), "lstm: inputs must be [.., 3], got [2, 4, 6]");
+    }
+    // A core without projection reports its step's expectation, with the user's shape.
+    let unprojected = Unprojected(lstm);
+    let e = dynamic_rnn(&unprojected, &x, &UnrollOptions::eval().with_lengths(&[4i64, 2])).unwrap_err();
+    assert_eq!(e.to_string(), "lstm: inputs must be [B, 3] at each step, got [2, 4, 6]");
 }
 
 /// Rows `[1, 2, 3, 4]` (length 2), `[1, 1, 1, 1]` (length 4), `[5, 5, 5, 5]` (length 0).
@@ -128,7 +149,7 @@ fn lstm_shaped_states_are_carried_leaf_by_leaf() {
 /// The reference of `Projected`, one row at a time: `s = tanh(s + x W)` for `t < len`.
 fn projected_reference(x: &Tensor, w_core: &Projected, lengths: &[i64]) -> (Tensor, Tensor) {
     let (b, time) = (x.size()[0], x.size()[1]);
-    let h = w_core.output_size();
+    let h = w_core.output_shape()[0];
     let out = Tensor::zeros([b, time, h], (Kind::Float, Device::Cpu));
     let mut finals = Vec::new();
     for (row, &len) in lengths.iter().enumerate() {
@@ -199,9 +220,9 @@ fn bad_inputs_are_typed_errors_naming_dynamic_rnn() {
     let err = |x: &Tensor, o: UnrollOptions| dynamic_rnn(&core, x, &o).unwrap_err();
     let e = err(&x.view([3, 4]), eval);
     assert!(matches!(e, Error::Shape { .. }));
-    assert_eq!(e.to_string(), "dynamic_rnn: inputs must be [B, T, I], got [3, 4]");
+    assert_eq!(e.to_string(), "dynamic_rnn: inputs must be [B, T, I..], got [3, 4]");
     let e = err(&x.view([3, 4]), eval.with_time_major(true));
-    assert_eq!(e.to_string(), "dynamic_rnn: inputs must be [T, B, I], got [3, 4]");
+    assert_eq!(e.to_string(), "dynamic_rnn: inputs must be [T, B, I..], got [3, 4]");
     let e = err(&x, eval.with_lengths(&[1i64, -1, 0]));
     assert!(matches!(e, Error::InvalidArgument { .. }));
     assert_eq!(e.to_string(), "dynamic_rnn: lengths must be in 0..=T (T = 4), row 1 has -1");
@@ -226,7 +247,7 @@ fn bad_inputs_are_typed_errors_naming_dynamic_rnn() {
     assert!(matches!(e, Error::InvalidArgument { .. }));
     assert_eq!(
         e.to_string(),
-        "dynamic_rnn: initial_state must have the core's structure Tensor(1), got Lstm { h: 1, c: 1 }"
+        "dynamic_rnn: initial_state must have the core's structure Tensor([1]), got Lstm { h: [1], c: [1] }"
     );
 }
 

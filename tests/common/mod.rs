@@ -6,9 +6,17 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use tch::{Kind, Tensor};
 
-/// Path of a committed fixture file, `tests/fixtures/{name}.safetensors`.
+/// Path of a committed fixture file, the workspace's `tests/fixtures/{name}.safetensors`
+/// (this module is shared by the root crate's tests and, by `#[path]`, the member crates'
+/// parity tests, so `cargo test -p couplet-rnn` alone runs them).
 pub fn fixture_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(format!("{name}.safetensors"))
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let workspace = if manifest.join("tests/fixtures").is_dir() {
+        manifest
+    } else {
+        manifest.parent().map_or_else(|| manifest.clone(), PathBuf::from)
+    };
+    workspace.join("tests/fixtures").join(format!("{name}.safetensors"))
 }
 
 /// Loads `tests/fixtures/{name}.safetensors`, written by `scripts/fixtures/{name}.py`

@@ -166,6 +166,15 @@ fn describe(e: &SafeTensorError) -> String {
     }
 }
 
+/// The scope under which a manager's checkpoint holds optimizer state:
+/// `optimizer/{name}/{variable}/{slot}`.
+pub(crate) const OPTIMIZER_SCOPE: &str = "optimizer";
+
+/// The metadata key listing the optimizers of a checkpoint, comma-separated (present, maybe
+/// empty, exactly in files written by
+/// [`CheckpointManager::save_with_optimizers`](super::CheckpointManager::save_with_optimizers)).
+pub(crate) const OPTIMIZERS_KEY: &str = "optimizers";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,11 +1,19 @@
 //! [`CheckpointManager`]: numbered checkpoints in a folder, pruned to the most recent few
 //! (TensorFlow's `tf.train.CheckpointManager`).
 
-use super::{restore_with, save_with_metadata, Checkpointable, RestoreOptions, RestoreReport};
+use super::checkpointable::Checkpointable;
+use super::format::{ParsedFile, OPTIMIZERS_KEY, OPTIMIZER_SCOPE};
+use super::optimizer::in_file;
+use super::restore::{check_unique, plan, restore_with, RestoreOptions, RestoreReport};
+use super::save::{save_tensors, save_with_metadata};
 use crate::error::{Error, Result};
+use crate::optim::Optimizer;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use tch::Tensor;
+
+const MANAGER: &str = "checkpoint_manager";
 
 const EXTENSION: &str = ".safetensors";
 
@@ -213,6 +221,207 @@ impl CheckpointManager {
             None => Ok(None),
         }
     }
+
+    /// Saves the variables of `source` and the state of `optimizers`, each given with a name
+    /// of the caller's choosing (`&[("generator", &g_opt), ("discriminator", &d_opt)]`), into
+    /// one checkpoint file for `step`, then prunes old checkpoints as
+    /// [`CheckpointManager::save`] does. Returns the new checkpoint's path.
+    ///
+    /// The file holds each variable under its scoped name, as [`CheckpointManager::save`]
+    /// writes, and each optimizer's [`Optimizer::state_tensors`] under
+    /// `optimizer/{name}/{variable}/{slot}` (e.g.
+    /// `optimizer/generator/gan/generator/linear/w/exp_avg`), with the metadata
+    /// `{"step": "<step>", "optimizers": "generator,discriminator"}`. Plain
+    /// [`restore`](super::restore) and [`CheckpointManager::restore_latest`] of such a file
+    /// restore the model alone (for evaluation), ignoring the `optimizer/` keys;
+    /// [`CheckpointManager::restore_latest_with_optimizers`] restores both.
+    ///
+    /// ```
+    /// use couplet_modules::{Adam, AdamConfig, CheckpointManager, Linear, LinearConfig};
+    /// use couplet_modules::{Module, Optimizer, Sgd, SgdConfig, Store};
+    /// # fn main() -> couplet_modules::Result<()> {
+    /// # let dir = std::env::temp_dir().join(format!("couplet-doc-optim-{}", std::process::id()));
+    /// let store = Store::cpu();
+    /// let g = Linear::new(&store.root().child("generator")?, LinearConfig::new(2).with_input_size(3))?;
+    /// let d = Linear::new(&store.root().child("discriminator")?, LinearConfig::new(1).with_input_size(2))?;
+    /// let g_opt = Adam::new(g.trainable_variables()?, AdamConfig::new(1e-3))?;
+    /// let d_opt = Sgd::new(d.trainable_variables()?, SgdConfig::new(1e-2).with_momentum(0.9))?;
+    /// // ... training steps ...
+    /// let manager = CheckpointManager::new(&dir, Some(3))?;
+    /// manager.save_with_optimizers(&store, &[("generator", &g_opt), ("discriminator", &d_opt)], 100)?;
+    ///
+    /// // After a restart: the same model and optimizers, then the latest checkpoint.
+    /// let (mut g_opt, mut d_opt) = (g_opt, d_opt); // (rebuilt the same way in practice)
+    /// let step = manager.restore_latest_with_optimizers(
+    ///     &store,
+    ///     &mut [("generator", &mut g_opt), ("discriminator", &mut d_opt)],
+    /// )?;
+    /// assert_eq!(step, Some(100));
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming `checkpoint_manager` if an optimizer name is empty,
+    /// has other characters than ASCII letters, digits, `_` and `-`, or is given twice, or if
+    /// a variable lies under the scope `optimizer` (its name would be ambiguous); otherwise as
+    /// [`CheckpointManager::save`].
+    pub fn save_with_optimizers(
+        &self,
+        source: &(impl Checkpointable + ?Sized),
+        optimizers: &[(&str, &dyn Optimizer)],
+        step: u64,
+    ) -> Result<PathBuf> {
+        check_names(optimizers.iter().map(|(name, _)| *name))?;
+        let path = self.path_for(step);
+        let vars = source.checkpoint_variables()?;
+        check_unique(&path, &vars)?;
+        if let Some(v) = vars.iter().find(|v| v.name().starts_with(&format!("{OPTIMIZER_SCOPE}/"))) {
+            return Err(Error::invalid(
+                MANAGER,
+                format!(
+                    "variable {:?} lies under the scope {OPTIMIZER_SCOPE:?} that holds optimizer state; \
+                     rename its scope",
+                    v.name()
+                ),
+            ));
+        }
+        let mut tensors: Vec<(String, Tensor)> =
+            vars.iter().map(|v| (v.name().to_string(), v.tensor().shallow_clone())).collect();
+        for (name, optimizer) in optimizers {
+            let prefix = prefix(name);
+            tensors.extend(optimizer.state_tensors()?.into_iter().map(|(k, t)| (format!("{prefix}{k}"), t)));
+        }
+        let names: Vec<&str> = optimizers.iter().map(|(name, _)| *name).collect();
+        let metadata = BTreeMap::from([
+            ("step".to_string(), step.to_string()),
+            (OPTIMIZERS_KEY.to_string(), names.join(",")),
+        ]);
+        save_tensors(&tensors, &path, &metadata)?;
+        self.prune(step)?;
+        Ok(path)
+    }
+
+    /// Restores `target` and the state of `optimizers` from the latest checkpoint written by
+    /// [`CheckpointManager::save_with_optimizers`], strictly, and returns its step, or
+    /// `Ok(None)` (changing nothing) if the folder has no checkpoint yet. `optimizers` are
+    /// named as when saving (`&mut [("generator", &mut g_opt), ("discriminator", &mut d_opt)]`),
+    /// in any order; the file must hold exactly these optimizers.
+    ///
+    /// Everything is checked before anything changes: the model as
+    /// [`restore`](super::restore) does, and each optimizer as
+    /// [`Optimizer::load_state_tensors`] does; if an optimizer does not match, those already
+    /// loaded get their previous state back (a snapshot taken just before, cheap for fresh
+    /// optimizers, which have none).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for bad optimizer names, as in
+    /// [`CheckpointManager::save_with_optimizers`]. [`Error::Checkpoint`] naming the latest
+    /// checkpoint if it is corrupt, was written without optimizers, holds other optimizers
+    /// than the given ones (both lists in the message), or does not match the variables or an
+    /// optimizer (every difference listed, prefixed with the optimizer's name).
+    pub fn restore_latest_with_optimizers(
+        &self,
+        target: &(impl Checkpointable + ?Sized),
+        optimizers: &mut [(&str, &mut dyn Optimizer)],
+    ) -> Result<Option<u64>> {
+        check_names(optimizers.iter().map(|(name, _)| *name))?;
+        let Some((step, path)) = self.checkpoints()?.pop() else { return Ok(None) };
+        let file = ParsedFile::read(&path)?;
+        let saved: BTreeSet<&str> = match file.metadata().get(OPTIMIZERS_KEY) {
+            Some(list) => list.split(',').filter(|n| !n.is_empty()).collect(),
+            None => {
+                return Err(Error::checkpoint(
+                    &path,
+                    "holds no optimizer state (it was written by save, not save_with_optimizers)",
+                ))
+            }
+        };
+        let given: BTreeSet<&str> = optimizers.iter().map(|(name, _)| *name).collect();
+        if saved != given {
+            let list = |s: &BTreeSet<&str>| s.iter().copied().collect::<Vec<_>>().join(", ");
+            return Err(Error::checkpoint(
+                &path,
+                format!("holds the optimizers [{}], but [{}] were given", list(&saved), list(&given)),
+            ));
+        }
+        let stray: Vec<&str> = file
+            .names()
+            .filter(|k| k.starts_with(&format!("{OPTIMIZER_SCOPE}/")))
+            .filter(|k| !given.iter().any(|n| k.starts_with(&prefix(n))))
+            .collect();
+        if !stray.is_empty() {
+            return Err(Error::checkpoint(
+                &path,
+                format!("optimizer state of no listed optimizer ({}): {}", stray.len(), stray.join(", ")),
+            ));
+        }
+
+        let vars = target.checkpoint_variables()?;
+        check_unique(&path, &vars)?;
+        let model = plan(&file, &path, &vars, &RestoreOptions::strict(), Some(OPTIMIZER_SCOPE))?;
+        let states = optimizers
+            .iter()
+            .map(|(name, _)| {
+                let prefix = prefix(name);
+                file.names()
+                    .filter_map(|k| Some((k, k.strip_prefix(&prefix)?)))
+                    .map(|(k, key)| Ok((key.to_string(), file.tensor(k)?)))
+                    .collect::<Result<BTreeMap<_, _>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        load_all(&path, optimizers, &states)?;
+        model.apply(&path)?;
+        Ok(Some(step))
+    }
+}
+
+/// Checks optimizer names: non-empty ASCII letters, digits, `_` or `-`, and unique.
+fn check_names<'a>(names: impl Iterator<Item = &'a str>) -> Result<()> {
+    let mut seen = BTreeSet::new();
+    for name in names {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return Err(Error::invalid(
+                MANAGER,
+                format!("optimizer name {name:?} must be non-empty ASCII letters, digits, '_' or '-'"),
+            ));
+        }
+        if !seen.insert(name) {
+            return Err(Error::invalid(MANAGER, format!("optimizer name {name:?} is given twice")));
+        }
+    }
+    Ok(())
+}
+
+/// The file-key prefix of optimizer `name`'s state: `optimizer/{name}/`.
+fn prefix(name: &str) -> String {
+    format!("{OPTIMIZER_SCOPE}/{name}/")
+}
+
+/// Loads `states[i]` into `optimizers[i]`; if one fails, gives the optimizers loaded before it
+/// their previous state back and returns its error.
+fn load_all(
+    path: &Path,
+    optimizers: &mut [(&str, &mut dyn Optimizer)],
+    states: &[BTreeMap<String, Tensor>],
+) -> Result<()> {
+    let previous = optimizers
+        .iter()
+        .map(|(_, optimizer)| Ok(optimizer.state_tensors()?.into_iter().collect::<BTreeMap<_, _>>()))
+        .collect::<Result<Vec<_>>>()?;
+    for (loaded, ((name, optimizer), state)) in optimizers.iter_mut().zip(states).enumerate() {
+        if let Err(e) = optimizer.load_state_tensors(state) {
+            let error = in_file(path, Some(name), e);
+            for ((_, optimizer), snapshot) in optimizers.iter_mut().zip(&previous).take(loaded) {
+                // The optimizer's own state always matches it; only an allocation failure can
+                // stop this, and the error being returned matters more.
+                let _ = optimizer.load_state_tensors(snapshot);
+            }
+            return Err(error);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,17 +1,51 @@
-//! Restoring variables in place from a checkpoint file: strict by default, or partial with
-//! [`RestoreOptions`], with an optional scope-prefix mapping between file and variables.
+//! Restoring variables in place from a checkpoint file ([`restore`], [`restore_with`]):
+//! strict by default, or partial with [`RestoreOptions`], with an optional scope-prefix
+//! mapping between file and variables.
 
-use super::format::ParsedFile;
-use super::optimizer::{OPTIMIZERS_KEY, OPTIMIZER_SCOPE};
+use super::checkpointable::Checkpointable;
+use super::format::{ParsedFile, OPTIMIZERS_KEY, OPTIMIZER_SCOPE};
 use crate::error::{Error, Result};
-use crate::module::shape_str;
 use crate::store::Variable;
+use crate::util::shape_str;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use tch::Tensor;
 
-/// How [`restore_with`](super::restore_with) matches a file's tensors to variables.
+/// Restores every variable of `target` from `path`, strictly: the file must hold exactly
+/// these names, with the same shapes. Values are copied in place (under `no_grad`), converted
+/// to each variable's kind and device.
+///
+/// # Errors
+/// [`Error::NotBuilt`] for an unbuilt lazy module. [`Error::Checkpoint`] naming `path` if the
+/// file is missing, truncated or not safetensors, or if it does not match: the message lists
+/// every variable missing in the file, every unexpected tensor and every shape mismatch with
+/// both shapes (`linear/w: variable [3, 2], file [2, 3]`). Nothing is written on error.
+///
+/// In a file written by [`CheckpointManager::save_with_optimizers`](super::CheckpointManager::save_with_optimizers) the optimizer state
+/// (the keys under `optimizer/`) is not part of the model: it is ignored here and by
+/// [`restore_with`].
+pub fn restore(target: &(impl Checkpointable + ?Sized), path: impl AsRef<Path>) -> Result<RestoreReport> {
+    restore_with(target, path, &RestoreOptions::strict())
+}
+
+/// Restores the variables of `target` from `path` as `options` allow (e.g.
+/// [`RestoreOptions::partial`] restores the intersection), reporting what was restored and
+/// what was skipped.
+///
+/// # Errors
+/// As [`restore`], for the differences `options` do not allow; shape mismatches are always
+/// errors.
+pub fn restore_with(
+    target: &(impl Checkpointable + ?Sized),
+    path: impl AsRef<Path>,
+    options: &RestoreOptions,
+) -> Result<RestoreReport> {
+    let vars = target.checkpoint_variables()?;
+    restore_vars(path.as_ref(), &vars, options)
+}
+
+/// How [`restore_with`] matches a file's tensors to variables.
 ///
 /// The default is strict: every variable must have a tensor of the same shape in the file and
 /// every tensor of the file must belong to a variable. Shape mismatches are always errors.

@@ -1,5 +1,7 @@
 use super::*;
-use crate::{Error, Initializer, Linear, LinearConfig};
+use crate::{Error, Initializer, Linear, LinearConfig, Module, Store, Variable};
+use std::collections::BTreeMap;
+use tch::Tensor;
 use tch::{Device, Kind};
 
 /// A small model: `gan/generator/linear` (3 → 2), `gan/generator/linear_1` (2 → 4) and a

@@ -4,9 +4,9 @@
 use super::Padding;
 use crate::error::{Error, Result, TorchContext};
 use crate::init::{Fans, Initializer};
-use crate::module::{build_once, check_keys, check_kind};
 use crate::regularizer::Regularizer;
 use crate::store::Scope;
+use crate::util::{build_once, check_keys};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use tch::Tensor;
@@ -184,7 +184,7 @@ impl ConvCore {
             let expected = format!("{}{note}", self.describe(&spatial, c.to_string()));
             return Err(Error::shape(module, "input", expected, size));
         }
-        check_kind(&self.scope, "input", x)?;
+        self.scope.check_kind("input", x)?;
         Ok((spatial, c))
     }
 

@@ -234,13 +234,13 @@ impl std::fmt::Debug for Adam {
 }
 
 impl Adam {
-    /// An Adam optimizer over `variables` (usually `module.trainable_variables()?`; an empty
-    /// list is allowed and makes every step a no-op).
+    /// An Adam optimizer over `variables` (usually `module.trainable_variables()?`).
     ///
     /// # Errors
     /// [`Error::Config`](crate::Error::Config) naming `adam` for an out-of-range
     /// hyper-parameter (`lr < 0`, betas outside `[0, 1)`, `eps < 0`, `weight_decay < 0`, or a
-    /// non-finite value), a variable that is not trainable, or one listed twice.
+    /// non-finite value), an empty variable
+    /// list, a variable that is not trainable, or one listed twice.
     pub fn new(variables: Vec<Variable>, config: AdamConfig) -> Result<Self> {
         hyper(&config).validate(NAME)?;
         check_variables(NAME, &variables)?;

@@ -108,13 +108,13 @@ impl std::fmt::Debug for AdamW {
 }
 
 impl AdamW {
-    /// An AdamW optimizer over `variables` (usually `module.trainable_variables()?`; an empty
-    /// list is allowed and makes every step a no-op).
+    /// An AdamW optimizer over `variables` (usually `module.trainable_variables()?`).
     ///
     /// # Errors
     /// [`Error::Config`](crate::Error::Config) naming `adamw` for an out-of-range
     /// hyper-parameter (`lr < 0`, betas outside `[0, 1)`, `eps < 0`, `weight_decay < 0`, or a
-    /// non-finite value), a variable that is not trainable, or one listed twice.
+    /// non-finite value), an empty variable
+    /// list, a variable that is not trainable, or one listed twice.
     pub fn new(variables: Vec<Variable>, config: AdamWConfig) -> Result<Self> {
         hyper(&config).validate(NAME)?;
         check_variables(NAME, &variables)?;

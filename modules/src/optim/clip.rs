@@ -70,7 +70,7 @@ pub fn clip_grad_value(variables: &[Variable], clip_value: f64) -> Result<()> {
     tch::no_grad(|| {
         for g in defined_grads(variables) {
             // Beyond the kind's range the clamp is a no-op, and libtorch would refuse the bound.
-            if !crate::module::scalar_fits(clip_value, g.kind()) {
+            if !crate::util::scalar_fits(clip_value, g.kind()) {
                 continue;
             }
             let _ = g.shallow_clone().f_clamp_(-clip_value, clip_value).ctx(NAME)?;

@@ -27,7 +27,10 @@
 //!   [`checkpoint::save_optimizer`](crate::checkpoint::save_optimizer) and
 //!   [`CheckpointManager::save_with_optimizers`](crate::CheckpointManager::save_with_optimizers)
 //!   write it to files, so training resumed from a checkpoint continues exactly.
-//! - An empty variable list is allowed: every step is then a no-op.
+//! - An empty variable list is an [`Error::Config`](crate::Error::Config) (as PyTorch refuses
+//!   an empty parameter list): it is almost always a module asked for its variables before
+//!   they exist, e.g. a composite whose [`Module::children`](crate::Module::children) were not
+//!   declared, and training would silently do nothing.
 //! - Learning rates are plain `f64`s; [`Optimizer::set_learning_rate`] changes them between
 //!   steps (schedules). A rate that is negative or not finite makes the next `step` fail.
 //!
@@ -128,8 +131,16 @@ pub trait Optimizer: Send {
     fn load_state_tensors(&mut self, tensors: &BTreeMap<String, Tensor>) -> Result<()>;
 }
 
-/// Checks an optimizer's variable list: every variable trainable, none listed twice.
+/// Checks an optimizer's variable list: not empty, every variable trainable, none listed twice.
 fn check_variables(optimizer: &str, variables: &[Variable]) -> Result<()> {
+    if variables.is_empty() {
+        return Err(Error::config(
+            optimizer,
+            "the variable list is empty, so training would change nothing; build lazy modules \
+             (call them once) before listing their variables, and declare a composite's parts \
+             in Module::children",
+        ));
+    }
     let mut seen = HashSet::new();
     for v in variables {
         if !v.trainable() {
@@ -310,11 +321,25 @@ mod tests {
     }
 
     #[test]
-    fn empty_list_is_a_no_op() {
-        let mut opt = Adam::new(Vec::new(), AdamConfig::default()).unwrap();
-        opt.zero_grad();
-        opt.step().unwrap();
-        assert!(opt.variables().is_empty());
+    fn every_optimizer_refuses_an_empty_variable_list() {
+        let want = |name: &str| {
+            format!(
+                "{name}: bad configuration: the variable list is empty, so training would change nothing; \
+                 build lazy modules (call them once) before listing their variables, and declare a \
+                 composite's parts in Module::children"
+            )
+        };
+        let errors = [
+            ("adam", Adam::new(Vec::new(), AdamConfig::default()).map(|_| ())),
+            ("adamw", AdamW::new(Vec::new(), AdamWConfig::default()).map(|_| ())),
+            ("sgd", Sgd::new(Vec::new(), SgdConfig::default()).map(|_| ())),
+            ("rmsprop", RmsProp::new(Vec::new(), RmsPropConfig::default()).map(|_| ())),
+        ];
+        for (name, result) in errors {
+            let e = result.unwrap_err();
+            assert!(matches!(e, Error::Config { .. }), "{e}");
+            assert_eq!(e.to_string(), want(name));
+        }
     }
 
     #[test]

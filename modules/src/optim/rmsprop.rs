@@ -169,13 +169,13 @@ impl std::fmt::Debug for RmsProp {
 }
 
 impl RmsProp {
-    /// An RMSProp optimizer over `variables` (usually `module.trainable_variables()?`; an
-    /// empty list is allowed and makes every step a no-op).
+    /// An RMSProp optimizer over `variables` (usually `module.trainable_variables()?`).
     ///
     /// # Errors
     /// [`Error::Config`](crate::Error::Config) naming `rmsprop` for an out-of-range
     /// hyper-parameter (`lr`, `eps`, `weight_decay` or `momentum` negative, `alpha` outside
-    /// `[0, 1]`, or a non-finite value), a variable that is not trainable, or one listed twice.
+    /// `[0, 1]`, or a non-finite value), an empty variable
+    /// list, a variable that is not trainable, or one listed twice.
     pub fn new(variables: Vec<Variable>, config: RmsPropConfig) -> Result<Self> {
         config.validate()?;
         check_variables(NAME, &variables)?;

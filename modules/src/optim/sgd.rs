@@ -112,12 +112,12 @@ impl std::fmt::Debug for Sgd {
 }
 
 impl Sgd {
-    /// An SGD optimizer over `variables` (usually `module.trainable_variables()?`; an empty
-    /// list is allowed and makes every step a no-op).
+    /// An SGD optimizer over `variables` (usually `module.trainable_variables()?`).
     ///
     /// # Errors
     /// [`Error::Config`] naming `sgd` for an out-of-range hyper-parameter, Nesterov without
-    /// momentum or with dampening, a variable that is not trainable, or one listed twice.
+    /// momentum or with dampening, an empty variable
+    /// list, a variable that is not trainable, or one listed twice.
     pub fn new(variables: Vec<Variable>, config: SgdConfig) -> Result<Self> {
         config.validate()?;
         check_variables(NAME, &variables)?;

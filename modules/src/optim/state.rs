@@ -3,8 +3,8 @@
 //! [`Optimizer::load_state_tensors`](super::Optimizer::load_state_tensors).
 
 use crate::error::{Error, Result, TorchContext};
-use crate::module::shape_str;
 use crate::store::Variable;
+use crate::util::shape_str;
 use std::collections::{BTreeMap, BTreeSet};
 use tch::{Device, Kind, Tensor};
 

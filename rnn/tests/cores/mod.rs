@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use couplet_modules::{Mode, Module, Result, Scope, Store};
-use couplet_rnn::{RnnCore, State, StateSize};
+use couplet_rnn::{InputProjection, RnnCore, State, StateSize};
 use std::sync::Mutex;
 use tch::{Kind, Tensor};
 
@@ -63,11 +63,11 @@ impl RnnCore for Accumulator {
         let s = single(state) + input;
         Ok((&s * 2.0, State::Tensor(s)))
     }
-    fn output_size(&self) -> i64 {
-        self.size
+    fn output_shape(&self) -> Vec<i64> {
+        vec![self.size]
     }
     fn state_size(&self) -> StateSize {
-        StateSize::Tensor(self.size)
+        StateSize::vector(self.size)
     }
 }
 
@@ -96,16 +96,16 @@ impl RnnCore for Counter {
         let (h, c) = (h + 1.0, c + input);
         Ok((&c * &h, State::Lstm { h, c }))
     }
-    fn output_size(&self) -> i64 {
-        self.size
+    fn output_shape(&self) -> Vec<i64> {
+        vec![self.size]
     }
     fn state_size(&self) -> StateSize {
-        StateSize::Lstm { h: 1, c: self.size }
+        StateSize::lstm(1, self.size)
     }
 }
 
 /// `s' = tanh(s + x W)`, `output = s'` with a fixed `W [I, H]`, exposing `x W` through
-/// `project_inputs`. Counts calls of each method.
+/// its `InputProjection`. Counts calls of each method.
 pub struct Projected {
     scope: Scope,
     w: Tensor,
@@ -146,15 +146,21 @@ impl RnnCore for Projected {
         *self.plain_steps.lock().unwrap() += 1;
         Ok(self.finish(&input.matmul(&self.w), state))
     }
-    fn output_size(&self) -> i64 {
-        self.w.size()[1]
+    fn output_shape(&self) -> Vec<i64> {
+        vec![self.w.size()[1]]
     }
     fn state_size(&self) -> StateSize {
-        StateSize::Tensor(self.w.size()[1])
+        StateSize::vector(self.w.size()[1])
     }
-    fn project_inputs(&self, inputs: &Tensor) -> Result<Option<Tensor>> {
+    fn projection(&self) -> Option<&dyn InputProjection> {
+        Some(self)
+    }
+}
+
+impl InputProjection for Projected {
+    fn project_inputs(&self, inputs: &Tensor) -> Result<Tensor> {
         *self.projections.lock().unwrap() += 1;
-        Ok(Some(inputs.matmul(&self.w)))
+        Ok(inputs.matmul(&self.w))
     }
     fn step_projected(&self, projected: &Tensor, state: &State, _mode: Mode) -> Result<(Tensor, State)> {
         *self.projected_steps.lock().unwrap() += 1;
@@ -175,8 +181,8 @@ impl<C: RnnCore> RnnCore for Unprojected<C> {
     fn step(&self, input: &Tensor, state: &State, mode: Mode) -> Result<(Tensor, State)> {
         self.0.step(input, state, mode)
     }
-    fn output_size(&self) -> i64 {
-        self.0.output_size()
+    fn output_shape(&self) -> Vec<i64> {
+        self.0.output_shape()
     }
     fn state_size(&self) -> StateSize {
         self.0.state_size()

@@ -113,7 +113,7 @@ impl TfLoader<'_> {
         let Some(t) = self.tensors(scope, &leaves)? else { return Ok(()) };
         if !batch_norm.is_built() {
             let channels = t[t.len() - 2].size().first().copied().unwrap_or(0);
-            let _built = batch_norm.forward(
+            let _built = batch_norm.forward_t(
                 &Tensor::zeros([1, channels], (batch_norm.scope().kind(), batch_norm.scope().device())),
                 Mode::Eval,
             )?;

@@ -3,16 +3,17 @@
 //! cell clip, LayerNormBasicLSTMCell) computed independently in
 //! `scripts/fixtures/rnn_cells.py`.
 //!
-//! Each case unrolls the cell with a plain loop of `step`, and again with `project_inputs`
-//! + `step_projected`, and compares outputs, final states and the gradients of
+//! Each case unrolls the cell with a plain loop of `step`, and again with its
+//! `InputProjection` (`project_inputs` + `step_projected`), and compares outputs, final states and the gradients of
 //!   `Σ out ⊙ r_out + Σ h_n ⊙ r_h (+ Σ c_n ⊙ r_c)` with the fixture's.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use common::{assert_close, load_fixture, Fixture};
-use couplet::rnn::VanillaRnnConfig;
-use couplet::rnn::{Gru, GruConfig, Lstm, LstmConfig, Nonlinearity, RnnCore, State, VanillaRnn};
-use couplet::{Mode, Module, Store};
+use couplet_modules::{Mode, Module, Store};
+use couplet_rnn::VanillaRnnConfig;
+use couplet_rnn::{Gru, GruConfig, Lstm, LstmConfig, Nonlinearity, RnnCore, State, VanillaRnn};
 use tch::{Kind, Tensor};
 
 const TOL: f64 = 1e-5;
@@ -30,11 +31,14 @@ fn state_dict(f: &Fixture, prefix: &str) -> Vec<(String, Tensor)> {
 
 /// Unrolls `core` over `x [B, T, I]` from `state`; `projected` picks the split path.
 fn unroll(core: &dyn RnnCore, x: &Tensor, mut state: State, projected: bool) -> (Tensor, State) {
-    let p = projected.then(|| core.project_inputs(x).unwrap().expect("cells have a projection"));
+    let p = projected.then(|| {
+        let proj = core.projection().expect("cells have a projection");
+        (proj, proj.project_inputs(x).unwrap())
+    });
     let mut outs = Vec::new();
     for t in 0..T {
         let (y, s) = match &p {
-            Some(p) => core.step_projected(&p.select(1, t), &state, Mode::Train).unwrap(),
+            Some((proj, p)) => proj.step_projected(&p.select(1, t), &state, Mode::Train).unwrap(),
             None => core.step(&x.select(1, t), &state, Mode::Train).unwrap(),
         };
         outs.push(y);
@@ -76,7 +80,7 @@ fn check_case(
     for projected in [false, true] {
         let store = Store::cpu();
         let core = make(&store);
-        let is_lstm = matches!(core.state_size(), couplet::rnn::StateSize::Lstm { .. });
+        let is_lstm = matches!(core.state_size(), couplet_rnn::StateSize::Lstm { .. });
         let l = leaves(f, prefix, is_lstm);
         let (out, state) = unroll(core.as_ref(), &l.x, l.state(), projected);
         let what = format!("{prefix} (projected: {projected})");

@@ -4,11 +4,12 @@
 //! false, libtorch's `scaled_dot_product_attention`) and the explicit one; then the cases
 //! where couplet differs on purpose (fully masked rows give zeros), dropout, and errors.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use common::{assert_close, load_fixture, Fixture};
-use couplet::attention::{AttentionMasks, MultiHeadAttention, MultiHeadAttentionConfig};
-use couplet::{Error, Mode, Module, Store};
+use couplet_attention::{AttentionMasks, MultiHeadAttention, MultiHeadAttentionConfig};
+use couplet_modules::{Error, Mode, Module, Store};
 use tch::{Device, Kind, Tensor};
 
 const TOL: f64 = 1e-5;
@@ -54,7 +55,7 @@ fn check_case(prefix: &str, causal: bool) {
         let leaf = |k: &str| get(k).copy().set_requires_grad(true);
         let (q, k, v) = (leaf("query"), leaf("key"), leaf("value"));
         let masks = AttentionMasks { key_mask: attend.as_ref(), causal, need_weights };
-        let (out, weights) = mha.forward(&q, &k, &v, &masks, Mode::Train).unwrap();
+        let (out, weights) = mha.forward_t(&q, &k, &v, &masks, Mode::Train).unwrap();
         assert_close(&out, &get("out"), TOL);
         match weights {
             Some(w) => assert_close(&w, &get("weights"), TOL),
@@ -106,7 +107,7 @@ fn fully_masked_query_rows_give_zeros_not_nan() {
         let q = randn(&[2, 3, E]).set_requires_grad(true);
         let kv = randn(&[2, 4, E]).set_requires_grad(true);
         let masks = AttentionMasks { key_mask: Some(&mask), causal: false, need_weights };
-        let (out, weights) = mha.forward(&q, &kv, &kv, &masks, Mode::Eval).unwrap();
+        let (out, weights) = mha.forward_t(&q, &kv, &kv, &masks, Mode::Eval).unwrap();
         // Row 1 attends nothing: an exact zero output (not the output bias, not NaN).
         assert_eq!(max_abs(&out.get(1)), 0.0);
         assert!(max_abs(&out.get(0)) > 0.0);
@@ -123,7 +124,7 @@ fn fully_masked_query_rows_give_zeros_not_nan() {
         // Row 0 is what a batch of row 0 alone gives.
         let alone = AttentionMasks { key_mask: Some(&mask.narrow(0, 0, 1)), causal: false, need_weights };
         let (out0, _) = mha
-            .forward(&q.narrow(0, 0, 1), &kv.narrow(0, 0, 1), &kv.narrow(0, 0, 1), &alone, Mode::Eval)
+            .forward_t(&q.narrow(0, 0, 1), &kv.narrow(0, 0, 1), &kv.narrow(0, 0, 1), &alone, Mode::Eval)
             .unwrap();
         assert_close(&out.narrow(0, 0, 1), &out0, 1e-6);
         // Gradients are finite everywhere, and zero for the fully masked row's inputs.
@@ -145,7 +146,7 @@ fn causal_with_the_first_key_masked_zeroes_only_the_first_query() {
     let mask = Tensor::from_slice(&[false, true, true]).view([1, 3]);
     for need_weights in [true, false] {
         let masks = AttentionMasks { key_mask: Some(&mask), causal: true, need_weights };
-        let (out, w) = mha.forward(&x, &x, &x, &masks, Mode::Eval).unwrap();
+        let (out, w) = mha.forward_t(&x, &x, &x, &masks, Mode::Eval).unwrap();
         assert!(!has_nan(&out));
         assert_eq!(max_abs(&out.get(0).get(0)), 0.0);
         assert!(max_abs(&out.get(0).get(1)) > 0.0 && max_abs(&out.get(0).get(2)) > 0.0);
@@ -170,7 +171,7 @@ fn no_keys_at_all_gives_zeros() {
     for need_weights in [true, false] {
         for causal in [true, false] {
             let masks = AttentionMasks { key_mask: None, causal, need_weights };
-            let (out, w) = mha.forward(&q, &kv, &kv, &masks, Mode::Eval).unwrap();
+            let (out, w) = mha.forward_t(&q, &kv, &kv, &masks, Mode::Eval).unwrap();
             assert_eq!(out.size(), [2, 3, E]);
             assert_eq!(max_abs(&out), 0.0);
             if let Some(w) = w {
@@ -193,8 +194,8 @@ fn self_attention_takes_one_packed_projection_with_the_same_numbers() {
         for need_weights in [false, true] {
             let masks = AttentionMasks { key_mask: Some(&mask), causal: true, need_weights };
             // The same tensor three times takes the packed [E, 3E] product; copies do not.
-            let packed = mha.forward(&x, &x, &x, &masks, Mode::Train).unwrap().0;
-            let separate = mha.forward(&x, &x.copy(), &x.copy(), &masks, Mode::Train).unwrap().0;
+            let packed = mha.forward_t(&x, &x, &x, &masks, Mode::Train).unwrap().0;
+            let separate = mha.forward_t(&x, &x.copy(), &x.copy(), &masks, Mode::Train).unwrap().0;
             assert_close(&packed, &separate, 1e-6);
             // Gradients sum over rows in another order (one [E, 3E] product against three):
             // float rounding, measured up to 1.9e-6 over 300 seeds.
@@ -218,7 +219,7 @@ fn fused_path_equals_explicit_path() {
         for causal in [false, true] {
             let run = |need_weights| {
                 let masks = AttentionMasks { key_mask, causal, need_weights };
-                mha.forward(&q, &k, &v, &masks, Mode::Eval).unwrap().0
+                mha.forward_t(&q, &k, &v, &masks, Mode::Eval).unwrap().0
             };
             assert_close(&run(false), &run(true), 1e-5);
         }
@@ -235,7 +236,7 @@ fn dropout_only_in_train_mode() {
     let (q, kv) = (randn(&[2, 3, E]), randn(&[2, 6, E]));
     for need_weights in [true, false] {
         let masks = AttentionMasks { key_mask: None, causal: false, need_weights };
-        let run = |m: &MultiHeadAttention, mode| m.forward(&q, &kv, &kv, &masks, mode).unwrap();
+        let run = |m: &MultiHeadAttention, mode| m.forward_t(&q, &kv, &kv, &masks, mode).unwrap();
         let (eval, eval_w) = run(&mha, Mode::Eval);
         assert_close(&run(&mha, Mode::Eval).0, &eval, 0.0);
         let (train, train_w) = run(&mha, Mode::Train);
@@ -316,7 +317,7 @@ fn bad_inputs_are_shape_errors_naming_the_module() {
     let (q, k, v) = (randn(&[2, 3, E]), randn(&[2, 5, 4]), randn(&[2, 5, E]));
     let none = AttentionMasks::default();
     let err = |q: &Tensor, k: &Tensor, v: &Tensor, m: &AttentionMasks| {
-        let e = mha.forward(q, k, v, m, Mode::Eval).unwrap_err();
+        let e = mha.forward_t(q, k, v, m, Mode::Eval).unwrap_err();
         assert!(matches!(e, Error::Shape { .. }), "{e:?}");
         e.to_string()
     };

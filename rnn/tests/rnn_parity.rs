@@ -16,15 +16,16 @@
 //! 2. with `TorchRnn`, loaded from PyTorch's state-dict keys, and from a file written by
 //!    `safetensors.torch.save_file(lstm.state_dict())`.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use common::{assert_close, fixture_path, load_fixture, Fixture};
-use couplet::rnn::{
+use couplet_modules::{checkpoint, Error, Mode, Module, Scope, Store};
+use couplet_rnn::{
     bidirectional_dynamic_rnn, dynamic_rnn, from_torch_layout, to_torch_layout, BiRnnOptions, Gru, GruConfig,
     Lengths, Lstm, LstmConfig, Nonlinearity, RnnCore, StackedRnn, StackedRnnConfig, State, TorchRnn,
     TorchRnnConfig, TorchRnnKind, UnrollOptions, VanillaRnn, VanillaRnnConfig,
 };
-use couplet::{checkpoint, Error, Mode, Module, Scope, Store};
 use tch::{Kind, Tensor};
 
 const TOL: f64 = 1e-5;
@@ -349,8 +350,9 @@ fn separate_direction_stacks_are_a_different_model() {
     };
     let (fw, bw) = (stack(""), stack("_reverse"));
     let e = bidirectional_dynamic_rnn(&fw, &bw, &case.get("x"), &BiRnnOptions::eval()).unwrap_err();
-    // The stacks run layer by layer (`Route::Split`): layer 1 projects all its inputs at once.
-    assert_eq!(e.to_string(), "cell_l1: inputs must be [.., 10], got [6, 3, 5]");
+    // The stacks run layer by layer (`Route::Split`): layer 1 projects all its inputs at once,
+    // layer 0's outputs `[B, T, 5]` (no longer their internal time-major `[T, B, 5]`).
+    assert_eq!(e.to_string(), "cell_l1: inputs must be [.., 10], got [3, 6, 5]");
 }
 
 #[test]
