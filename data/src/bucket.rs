@@ -9,6 +9,9 @@ use couplet_modules::{Error, Result};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// A shared length function of bucketing.
+type LengthFn<T> = Arc<dyn Fn(&T) -> Result<i64> + Send + Sync>;
+
 /// A batch of elements of one length bucket.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Bucketed<T> {
@@ -37,11 +40,18 @@ fn check_buckets(stage: &str, boundaries: &[i64], batch_sizes: &[usize]) -> Resu
     if batch_sizes.len() != boundaries.len() + 1 {
         return Err(Error::config(
             stage,
-            format!("needs len(boundaries) + 1 batch sizes, got {} boundaries and {} batch sizes", boundaries.len(), batch_sizes.len()),
+            format!(
+                "needs len(boundaries) + 1 batch sizes, got {} boundaries and {} batch sizes",
+                boundaries.len(),
+                batch_sizes.len()
+            ),
         ));
     }
     if let Some(w) = boundaries.windows(2).find(|w| w[0] >= w[1]) {
-        return Err(Error::config(stage, format!("boundaries must be strictly increasing, got {} then {} in {boundaries:?}", w[0], w[1])));
+        return Err(Error::config(
+            stage,
+            format!("boundaries must be strictly increasing, got {} then {} in {boundaries:?}", w[0], w[1]),
+        ));
     }
     if let Some(i) = batch_sizes.iter().position(|&b| b == 0) {
         return Err(Error::config(stage, format!("batch sizes must be > 0, got 0 for bucket {i}")));
@@ -68,13 +78,20 @@ impl<T: Send + 'static> Dataset<T> {
         batch_sizes: Vec<usize>,
         drop_remainder: bool,
     ) -> Result<Dataset<Bucketed<T>>> {
-        self.bucket_inner("bucket_by_length", Arc::new(length_fn), boundaries, batch_sizes, drop_remainder, None)
+        self.bucket_inner(
+            "bucket_by_length",
+            Arc::new(length_fn),
+            boundaries,
+            batch_sizes,
+            drop_remainder,
+            None,
+        )
     }
 
     fn bucket_inner(
         &self,
         stage: &'static str,
-        length_fn: Arc<dyn Fn(&T) -> Result<i64> + Send + Sync>,
+        length_fn: LengthFn<T>,
         boundaries: Vec<i64>,
         batch_sizes: Vec<usize>,
         drop_remainder: bool,
@@ -86,7 +103,8 @@ impl<T: Send + 'static> Dataset<T> {
         Ok(Dataset::from_factory(move |key| {
             let mut input = Some(up.iter_keyed(key));
             let mut buckets: BTreeMap<usize, Vec<(u64, T)>> = BTreeMap::new();
-            let (length_fn, boundaries, batch_sizes) = (Arc::clone(&length_fn), Arc::clone(&boundaries), Arc::clone(&batch_sizes));
+            let (length_fn, boundaries, batch_sizes) =
+                (Arc::clone(&length_fn), Arc::clone(&boundaries), Arc::clone(&batch_sizes));
             Box::new(std::iter::from_fn(move || {
                 while let Some(it) = input.as_mut() {
                     let (i, x) = match it.next() {
@@ -98,7 +116,9 @@ impl<T: Send + 'static> Dataset<T> {
                         }
                     };
                     let length = match length_fn(&x) {
-                        Ok(l) if l < 0 => return Some(Err(element_error(stage, i, format!("length {l} is negative")))),
+                        Ok(l) if l < 0 => {
+                            return Some(Err(element_error(stage, i, format!("length {l} is negative"))))
+                        }
                         Ok(l) if below.is_some_and(|b| l >= b) => {
                             let message = format!(
                                 "length {l} is not below the last boundary {}, which pad_to_bucket_boundary needs",
@@ -146,7 +166,10 @@ impl Dataset<Record> {
         const STAGE: &str = "bucket_by_sequence_length";
         config.padding.check(STAGE)?;
         if config.pad_to_bucket_boundary && boundaries.first().is_some_and(|&b| b < 1) {
-            return Err(Error::config(STAGE, format!("pad_to_bucket_boundary needs boundaries >= 1, got {boundaries:?}")));
+            return Err(Error::config(
+                STAGE,
+                format!("pad_to_bucket_boundary needs boundaries >= 1, got {boundaries:?}"),
+            ));
         }
         if config.pad_to_bucket_boundary && boundaries.is_empty() {
             return Err(Error::config(STAGE, "pad_to_bucket_boundary needs at least one boundary"));
@@ -155,8 +178,14 @@ impl Dataset<Record> {
             config.pad_to_bucket_boundary.then(|| boundaries.iter().map(|&b| (b - 1) as usize).collect());
         let below = if config.pad_to_bucket_boundary { boundaries.last().copied() } else { None };
         let config = Arc::new(config);
-        let grouped =
-            self.bucket_inner(STAGE, Arc::new(length_fn), boundaries, batch_sizes, config.padding.drop_remainder, below)?;
+        let grouped = self.bucket_inner(
+            STAGE,
+            Arc::new(length_fn),
+            boundaries,
+            batch_sizes,
+            config.padding.drop_remainder,
+            below,
+        )?;
         Ok(grouped.try_map(move |b| {
             let bucket_length = pad_lengths.as_ref().map(|p| p[b.bucket]);
             pad_records(STAGE, &b.elements, &config.padding, bucket_length)
@@ -176,19 +205,28 @@ mod tests {
     #[test]
     fn elements_go_to_the_bucket_of_their_length_at_the_boundaries() {
         // Boundaries [3, 5]: bucket 0 = (.., 3), 1 = [3, 5), 2 = [5, ..).
-        let ds = lengths_ds(&[2, 3, 4, 5, 0, 9, 3]).bucket_by_length(|&l| Ok(l), vec![3, 5], vec![2, 2, 2], false).unwrap();
-        let got: Vec<(usize, Vec<i64>)> =
-            ds.collect().unwrap().into_iter().map(|b| (b.bucket, b.elements.into_iter().map(|(_, x)| x).collect())).collect();
+        let ds = lengths_ds(&[2, 3, 4, 5, 0, 9, 3])
+            .bucket_by_length(|&l| Ok(l), vec![3, 5], vec![2, 2, 2], false)
+            .unwrap();
+        let got: Vec<(usize, Vec<i64>)> = ds
+            .collect()
+            .unwrap()
+            .into_iter()
+            .map(|b| (b.bucket, b.elements.into_iter().map(|(_, x)| x).collect()))
+            .collect();
         // 3 and 4 fill bucket 1 first (at 4); 2 and 0 fill bucket 0 (at 0); 5 and 9 fill
         // bucket 2 (at 9); the last 3 is flushed at the end.
         assert_eq!(got, vec![(1, vec![3, 4]), (0, vec![2, 0]), (2, vec![5, 9]), (1, vec![3])]);
-        let dropped = lengths_ds(&[2, 3, 4, 5, 0, 9, 3]).bucket_by_length(|&l| Ok(l), vec![3, 5], vec![2, 2, 2], true).unwrap();
+        let dropped = lengths_ds(&[2, 3, 4, 5, 0, 9, 3])
+            .bucket_by_length(|&l| Ok(l), vec![3, 5], vec![2, 2, 2], true)
+            .unwrap();
         assert_eq!(dropped.collect().unwrap().len(), 3);
     }
 
     #[test]
     fn partial_buckets_flush_in_bucket_order_with_their_indices() {
-        let ds = lengths_ds(&[9, 1, 4]).bucket_by_length(|&l| Ok(l), vec![3, 5], vec![5, 5, 5], false).unwrap();
+        let ds =
+            lengths_ds(&[9, 1, 4]).bucket_by_length(|&l| Ok(l), vec![3, 5], vec![5, 5, 5], false).unwrap();
         let got = ds.collect().unwrap();
         assert_eq!(got.iter().map(|b| b.bucket).collect::<Vec<_>>(), [0, 1, 2]);
         assert_eq!(got[2].elements, [(0, 9)]);
@@ -201,25 +239,44 @@ mod tests {
         assert_eq!(e.to_string(), "bucket_by_length: bad configuration: boundaries must be strictly increasing, got 5 then 5 in [5, 5]");
         assert!(ds.bucket_by_length(|&l| Ok(l), vec![5], vec![1], false).is_err());
         assert!(ds.bucket_by_length(|&l| Ok(l), vec![5], vec![1, 0], false).is_err());
-        let e = lengths_ds(&[1, 2, 3, 4, -1]).bucket_by_length(|&l| Ok(l), vec![5], vec![9, 9], false).unwrap().collect().unwrap_err();
+        let e = lengths_ds(&[1, 2, 3, 4, -1])
+            .bucket_by_length(|&l| Ok(l), vec![5], vec![9, 9], false)
+            .unwrap()
+            .collect()
+            .unwrap_err();
         assert_eq!(e.to_string(), "bucket_by_length: element 4: length -1 is negative");
     }
 
     fn records(lengths: &[usize]) -> Dataset<Record> {
-        Dataset::from_vec(lengths.iter().map(|&n| Record::new().with("tokens", Array::ids(vec![7; n]))).collect())
+        Dataset::from_vec(
+            lengths.iter().map(|&n| Record::new().with("tokens", Array::ids(vec![7; n]))).collect(),
+        )
     }
 
     #[test]
     fn sequence_buckets_pad_to_the_longest_or_the_boundary() {
         let ds = records(&[1, 6, 2, 7]);
-        let batches = ds.bucket_by_sequence_length(|r| r.length("tokens"), vec![4, 8], vec![2, 2, 2], BucketConfig::default()).unwrap();
-        let sizes: Vec<Vec<i64>> = batches.collect().unwrap().iter().map(|b| b.get("tokens").unwrap().values.size()).collect();
+        let batches = ds
+            .bucket_by_sequence_length(
+                |r| r.length("tokens"),
+                vec![4, 8],
+                vec![2, 2, 2],
+                BucketConfig::default(),
+            )
+            .unwrap();
+        let sizes: Vec<Vec<i64>> =
+            batches.collect().unwrap().iter().map(|b| b.get("tokens").unwrap().values.size()).collect();
         assert_eq!(sizes, vec![vec![2, 2], vec![2, 7]]);
         let config = BucketConfig { pad_to_bucket_boundary: true, ..Default::default() };
-        let batches = ds.bucket_by_sequence_length(|r| r.length("tokens"), vec![4, 8], vec![2, 2, 2], config.clone()).unwrap();
-        let sizes: Vec<Vec<i64>> = batches.collect().unwrap().iter().map(|b| b.get("tokens").unwrap().values.size()).collect();
+        let batches = ds
+            .bucket_by_sequence_length(|r| r.length("tokens"), vec![4, 8], vec![2, 2, 2], config.clone())
+            .unwrap();
+        let sizes: Vec<Vec<i64>> =
+            batches.collect().unwrap().iter().map(|b| b.get("tokens").unwrap().values.size()).collect();
         assert_eq!(sizes, vec![vec![2, 3], vec![2, 7]]);
-        let e = records(&[8]).bucket_by_sequence_length(|r| r.length("tokens"), vec![4, 8], vec![2, 2, 2], config).unwrap();
+        let e = records(&[8])
+            .bucket_by_sequence_length(|r| r.length("tokens"), vec![4, 8], vec![2, 2, 2], config)
+            .unwrap();
         let e = e.collect().unwrap_err().to_string();
         assert_eq!(e, "bucket_by_sequence_length: element 0: length 8 is not below the last boundary 8, which pad_to_bucket_boundary needs");
     }

@@ -95,7 +95,9 @@ impl<T: Send + 'static> Dataset<T> {
     /// key, so that passes are reproducible).
     pub fn from_factory(make: impl Fn(u64) -> Iter<T> + Send + Sync + 'static) -> Self {
         Dataset {
-            make: Arc::new(move |key| -> Iter<T> { Box::new(StopAfterError { inner: make(key), done: false }) }),
+            make: Arc::new(move |key| -> Iter<T> {
+                Box::new(StopAfterError { inner: make(key), done: false })
+            }),
         }
     }
 
@@ -166,7 +168,10 @@ impl<T: Send + 'static> Dataset<T> {
     }
 
     /// Applies a fallible `f` to every element; an `Err` from `f` ends the pass with that error.
-    pub fn try_map<U: Send + 'static>(&self, f: impl Fn(T) -> Result<U> + Send + Sync + 'static) -> Dataset<U> {
+    pub fn try_map<U: Send + 'static>(
+        &self,
+        f: impl Fn(T) -> Result<U> + Send + Sync + 'static,
+    ) -> Dataset<U> {
         let f = Arc::new(f);
         let up = self.clone();
         Dataset::from_factory(move |key| {
@@ -188,7 +193,9 @@ impl<T: Send + 'static> Dataset<T> {
     /// The first `n` elements.
     pub fn take(&self, n: u64) -> Dataset<T> {
         let up = self.clone();
-        Dataset::from_factory(move |key| Box::new(up.iter_keyed(key).take(usize::try_from(n).unwrap_or(usize::MAX))))
+        Dataset::from_factory(move |key| {
+            Box::new(up.iter_keyed(key).take(usize::try_from(n).unwrap_or(usize::MAX)))
+        })
     }
 
     /// Every element after the first `n` (errors among the first `n` still end the pass).
@@ -281,7 +288,9 @@ impl<T: Send + 'static> Dataset<T> {
     /// # Errors
     /// [`Error::Config`] if `batch_size` is 0.
     pub fn batch(&self, batch_size: usize, drop_remainder: bool) -> Result<Dataset<Vec<T>>> {
-        Ok(self.batch_indexed("batch", batch_size, drop_remainder)?.map(|b| b.into_iter().map(|(_, x)| x).collect()))
+        Ok(self
+            .batch_indexed("batch", batch_size, drop_remainder)?
+            .map(|b| b.into_iter().map(|(_, x)| x).collect()))
     }
 
     /// Like [`Dataset::batch`], keeping each element's index in the pass (for error messages).
@@ -314,7 +323,7 @@ impl<T: Send + 'static> Dataset<T> {
     }
 }
 
-impl<'a, T: Send + 'static> IntoIterator for &'a Dataset<T> {
+impl<T: Send + 'static> IntoIterator for &Dataset<T> {
     type Item = Result<T>;
     type IntoIter = Iter<T>;
     fn into_iter(self) -> Iter<T> {
@@ -339,7 +348,10 @@ mod tests {
 
     #[test]
     fn batch_keeps_or_drops_the_remainder() {
-        assert_eq!(range(5).batch(2, false).unwrap().collect().unwrap(), vec![vec![0, 1], vec![2, 3], vec![4]]);
+        assert_eq!(
+            range(5).batch(2, false).unwrap().collect().unwrap(),
+            vec![vec![0, 1], vec![2, 3], vec![4]]
+        );
         assert_eq!(range(5).batch(2, true).unwrap().collect().unwrap(), vec![vec![0, 1], vec![2, 3]]);
         let e = range(5).batch(0, false).unwrap_err();
         assert_eq!(e.to_string(), "batch: bad configuration: batch_size must be > 0, got 0");
@@ -366,7 +378,8 @@ mod tests {
 
     #[test]
     fn shards_are_disjoint_and_cover() {
-        let shards: Vec<Vec<i64>> = (0..3).map(|i| range(10).shard(3, i).unwrap().collect().unwrap()).collect();
+        let shards: Vec<Vec<i64>> =
+            (0..3).map(|i| range(10).shard(3, i).unwrap().collect().unwrap()).collect();
         assert_eq!(shards, vec![vec![0, 3, 6, 9], vec![1, 4, 7], vec![2, 5, 8]]);
         assert!(matches!(range(3).shard(2, 2), Err(Error::Config { .. })));
         assert!(matches!(range(3).shard(0, 0), Err(Error::Config { .. })));
@@ -374,7 +387,8 @@ mod tests {
 
     #[test]
     fn an_error_ends_the_pass_and_iter_from_resumes() {
-        let ds = range(6).try_map(|x| if x == 3 { Err(element_error("probe", x as u64, "three")) } else { Ok(x) });
+        let ds =
+            range(6).try_map(|x| if x == 3 { Err(element_error("probe", x as u64, "three")) } else { Ok(x) });
         let got: Vec<Result<i64>> = ds.iter().collect();
         assert_eq!(got.len(), 4, "three elements, one error, then the end");
         assert_eq!(got[3].as_ref().unwrap_err().to_string(), "probe: element 3: three");

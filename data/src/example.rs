@@ -173,7 +173,8 @@ impl SequenceExample {
     /// # Errors
     /// [`Error::InvalidArgument`] if the bytes are not one.
     pub fn decode_bytes(bytes: &[u8]) -> Result<SequenceExample> {
-        SequenceExample::decode(bytes).map_err(|e| Error::invalid("sequence example", format!("not a tf.train.SequenceExample: {e}")))
+        SequenceExample::decode(bytes)
+            .map_err(|e| Error::invalid("sequence example", format!("not a tf.train.SequenceExample: {e}")))
     }
 
     /// A sequence example: the fields named in `context` go to the context (flattened), every
@@ -190,9 +191,14 @@ impl SequenceExample {
                 continue;
             }
             let Some(&t) = a.shape.first() else {
-                return Err(Error::shape("sequence example", format!("sequence field {name:?}"), "rank >= 1", &a.shape));
+                return Err(Error::shape(
+                    "sequence example",
+                    format!("sequence field {name:?}"),
+                    "rank >= 1",
+                    &a.shape,
+                ));
             };
-            let step = if t == 0 { 0 } else { a.values.len() / t };
+            let step = a.values.len().checked_div(t).unwrap_or(0);
             let steps = (0..t)
                 .map(|i| {
                     let r = i * step..(i + 1) * step;
@@ -205,7 +211,10 @@ impl SequenceExample {
                 .collect();
             lists.insert(name.clone(), FeatureList { feature: steps });
         }
-        Ok(SequenceExample { context: Some(Features { feature: ctx }), feature_lists: Some(FeatureLists { feature_list: lists }) })
+        Ok(SequenceExample {
+            context: Some(Features { feature: ctx }),
+            feature_lists: Some(FeatureLists { feature_list: lists }),
+        })
     }
 
     /// The sequence example as a record: context features as `[N]` arrays, each feature list
@@ -220,7 +229,10 @@ impl SequenceExample {
         let mut record = Example { features: self.context.clone() }.to_record();
         for (name, list) in self.feature_lists.iter().flat_map(|l| &l.feature_list) {
             if record.fields.contains_key(name) {
-                return Err(Error::invalid(STAGE, format!("{name:?} is both a context feature and a feature list")));
+                return Err(Error::invalid(
+                    STAGE,
+                    format!("{name:?} is both a context feature and a feature list"),
+                ));
             }
             let steps: Vec<Values> = list.feature.iter().map(Feature::values).collect();
             let d = steps.first().map_or(0, Values::len);
@@ -231,7 +243,10 @@ impl SequenceExample {
             });
             for (t, step) in steps.into_iter().enumerate() {
                 if step.len() != d {
-                    return Err(Error::invalid(STAGE, format!("feature list {name:?}: step {t} has {} values, step 0 has {d}", step.len())));
+                    return Err(Error::invalid(
+                        STAGE,
+                        format!("feature list {name:?}: step {t} has {} values, step 0 has {d}", step.len()),
+                    ));
                 }
                 match (&mut values, step) {
                     (Values::I64(all), Values::I64(v)) => all.extend(v),
@@ -240,7 +255,11 @@ impl SequenceExample {
                     (all, v) => {
                         return Err(Error::invalid(
                             STAGE,
-                            format!("feature list {name:?}: step {t} is {}, step 0 is {}", v.kind_name(), all.kind_name()),
+                            format!(
+                                "feature list {name:?}: step {t} is {}, step 0 is {}",
+                                v.kind_name(),
+                                all.kind_name()
+                            ),
                         ))
                     }
                 }
@@ -290,6 +309,9 @@ mod tests {
         let mut bad = se.clone();
         let list = bad.feature_lists.as_mut().unwrap().feature_list.get_mut("frames").unwrap();
         list.feature[2] = Feature::from_values(&Values::F32(vec![1.0]));
-        assert_eq!(bad.to_record().unwrap_err().to_string(), "sequence example: feature list \"frames\": step 2 has 1 values, step 0 has 2");
+        assert_eq!(
+            bad.to_record().unwrap_err().to_string(),
+            "sequence example: feature list \"frames\": step 2 has 1 values, step 0 has 2"
+        );
     }
 }

@@ -94,10 +94,13 @@ mod tests {
     fn cycles_blocks_and_refills_as_tf() {
         // TF's documented example: range(1, 6).interleave(lambda x: from_tensors(x).repeat(6),
         // cycle_length=2, block_length=4).
-        let ds = Dataset::from_vec((1i64..6).collect()).interleave(2, 4, |x| Dataset::from_vec(vec![x; 6])).unwrap();
+        let ds = Dataset::from_vec((1i64..6).collect())
+            .interleave(2, 4, |x| Dataset::from_vec(vec![x; 6]))
+            .unwrap();
         let tf = [1, 1, 1, 1, 2, 2, 2, 2, 1, 1, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 3, 3, 4, 4, 5, 5, 5, 5, 5, 5];
         assert_eq!(ds.collect().unwrap(), tf);
-        let flat = Dataset::from_vec(vec![0i64, 1]).interleave(1, 1, |x| Dataset::from_vec(vec![x, x])).unwrap();
+        let flat =
+            Dataset::from_vec(vec![0i64, 1]).interleave(1, 1, |x| Dataset::from_vec(vec![x, x])).unwrap();
         assert_eq!(flat.collect().unwrap(), [0, 0, 1, 1]);
         assert!(Dataset::from_vec(vec![1]).interleave(0, 1, |x: i64| Dataset::from_vec(vec![x])).is_err());
     }

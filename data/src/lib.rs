@@ -39,7 +39,10 @@ mod vocab;
 
 pub use bucket::{BucketConfig, Bucketed};
 pub use dataset::{epoch_key, Dataset, Iter};
-pub use example::{parse_example, parse_sequence_example, BytesList, Example, Feature, FeatureList, FeatureLists, Features, FloatList, Int64List, Kind, SequenceExample};
+pub use example::{
+    parse_example, parse_sequence_example, BytesList, Example, Feature, FeatureList, FeatureLists, Features,
+    FloatList, Int64List, Kind, SequenceExample,
+};
 pub use hash::{fingerprint64, fingerprint_cat64, hash_bucket};
 pub use padded::{FieldPadding, PadLength, PaddedBatch, PaddedBatchConfig, PaddedField, PaddingReport};
 pub use record::{Array, Record, Values};

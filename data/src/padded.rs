@@ -62,7 +62,10 @@ impl PaddedBatchConfig {
                 return Err(Error::config(stage, format!("field {name:?}: MultipleOf(k) needs k > 0")));
             }
             if !f.value.is_finite() {
-                return Err(Error::config(stage, format!("field {name:?}: pad value must be finite, got {}", f.value)));
+                return Err(Error::config(
+                    stage,
+                    format!("field {name:?}: pad value must be finite, got {}", f.value),
+                ));
             }
         }
         Ok(())
@@ -248,17 +251,31 @@ fn pad_field(stage: &str, items: &[(u64, Record)], name: &str, padding: FieldPad
     for (i, r) in items {
         let a = &r.fields[name];
         if let Values::Bytes(_) = a.values {
-            return Err(element_error(stage, *i, format!("field {name:?} holds bytes, which do not batch into a tensor (map them to ids first)")));
+            return Err(element_error(
+                stage,
+                *i,
+                format!(
+                    "field {name:?} holds bytes, which do not batch into a tensor (map them to ids first)"
+                ),
+            ));
         }
         if std::mem::discriminant(&a.values) != std::mem::discriminant(&first.values) {
             return Err(element_error(
                 stage,
                 *i,
-                format!("field {name:?} is {}, expected {} (as element {first_index})", a.values.kind_name(), first.values.kind_name()),
+                format!(
+                    "field {name:?} is {}, expected {} (as element {first_index})",
+                    a.values.kind_name(),
+                    first.values.kind_name()
+                ),
             ));
         }
         if a.rank() != rank {
-            return Err(element_error(stage, *i, format!("field {name:?} has rank {}, expected {rank}", a.rank())));
+            return Err(element_error(
+                stage,
+                *i,
+                format!("field {name:?} has rank {}, expected {rank}", a.rank()),
+            ));
         }
         if rank > 0 && a.shape[1..] != first.shape[1..] {
             return Err(element_error(
@@ -286,12 +303,21 @@ fn pad_field(stage: &str, items: &[(u64, Record)], name: &str, padding: FieldPad
             }
             n
         }
-        PadLength::MultipleOf(k) => longest.div_ceil(k).checked_mul(k).ok_or_else(|| Error::invalid(stage, "padded length overflows"))?,
+        PadLength::MultipleOf(k) => longest
+            .div_ceil(k)
+            .checked_mul(k)
+            .ok_or_else(|| Error::invalid(stage, "padded length overflows"))?,
     };
     let inner: usize = if rank > 1 { first.shape[1..].iter().product() } else { 1 };
     let b = items.len();
-    let row = if rank == 0 { 1 } else { t.checked_mul(inner).ok_or_else(|| Error::invalid(stage, "padded size overflows"))? };
-    let total = b.checked_mul(row).ok_or_else(|| Error::invalid(stage, format!("a batch of {b} x {row} values overflows")))?;
+    let row = if rank == 0 {
+        1
+    } else {
+        t.checked_mul(inner).ok_or_else(|| Error::invalid(stage, "padded size overflows"))?
+    };
+    let total = b
+        .checked_mul(row)
+        .ok_or_else(|| Error::invalid(stage, format!("a batch of {b} x {row} values overflows")))?;
     let mut shape: Vec<i64> = vec![b as i64];
     if rank > 0 {
         shape.push(t as i64);
@@ -301,7 +327,10 @@ fn pad_field(stage: &str, items: &[(u64, Record)], name: &str, padding: FieldPad
         Values::I64(_) => {
             let v = padding.value;
             if v.fract() != 0.0 || v < i64::MIN as f64 || v > i64::MAX as f64 {
-                return Err(Error::invalid(stage, format!("field {name:?} is int64, its pad value {v} is not an integer")));
+                return Err(Error::invalid(
+                    stage,
+                    format!("field {name:?} is int64, its pad value {v} is not an integer"),
+                ));
             }
             let mut flat = vec![v as i64; total];
             for (k, (_, r)) in items.iter().enumerate() {
@@ -371,7 +400,10 @@ mod tests {
         assert_eq!(b.get("tokens").unwrap().values.size(), [2, 8]);
         let config = PaddedBatchConfig::new().field("tokens", PadLength::Fixed(4), 0.0);
         let e = seqs(&[2, 5]).padded_batch(2, config).unwrap().collect().unwrap_err();
-        assert_eq!(e.to_string(), "padded_batch: element 1: field \"tokens\" has length 5, longer than its padded length 4");
+        assert_eq!(
+            e.to_string(),
+            "padded_batch: element 1: field \"tokens\" has length 5, longer than its padded length 4"
+        );
         let frames = Dataset::from_vec(vec![
             Record::new().with("x", Array::new(Values::F32(vec![1.0, 2.0]), vec![1, 2]).unwrap()),
             Record::new().with("x", Array::new(Values::F32(vec![3.0, 4.0, 5.0, 6.0]), vec![2, 2]).unwrap()),
@@ -380,28 +412,43 @@ mod tests {
         let b = &frames.padded_batch(2, config).unwrap().collect().unwrap()[0];
         let x = b.get("x").unwrap();
         assert_eq!(x.values.size(), [2, 2, 2]);
-        assert_eq!(Vec::<f32>::try_from(x.values.flatten(0, -1)).unwrap(), [1.0, 2.0, 0.5, 0.5, 3.0, 4.0, 5.0, 6.0]);
+        assert_eq!(
+            Vec::<f32>::try_from(x.values.flatten(0, -1)).unwrap(),
+            [1.0, 2.0, 0.5, 0.5, 3.0, 4.0, 5.0, 6.0]
+        );
         assert_eq!((x.real_steps(), x.padded_steps()), (3, 4));
     }
 
     #[test]
     fn bad_elements_are_named() {
-        let mut records: Vec<Record> = (0..20).map(|i| Record::new().with("tokens", Array::ids(vec![i; 3]))).collect();
+        let mut records: Vec<Record> =
+            (0..20).map(|i| Record::new().with("tokens", Array::ids(vec![i; 3]))).collect();
         records[17] = Record::new().with("tokens", Array::new(Values::I64(vec![1, 2]), vec![1, 2]).unwrap());
-        let e = Dataset::from_vec(records).padded_batch(4, PaddedBatchConfig::new()).unwrap().collect().unwrap_err();
+        let e = Dataset::from_vec(records)
+            .padded_batch(4, PaddedBatchConfig::new())
+            .unwrap()
+            .collect()
+            .unwrap_err();
         assert_eq!(e.to_string(), "padded_batch: element 17: field \"tokens\" has rank 2, expected 1");
         let mixed = Dataset::from_vec(vec![
             Record::new().with("tokens", Array::ids(vec![1])),
             Record::new().with("other", Array::ids(vec![1])),
         ]);
         let e = mixed.padded_batch(2, PaddedBatchConfig::new()).unwrap().collect().unwrap_err();
-        assert_eq!(e.to_string(), "padded_batch: element 1: has fields [other], expected [tokens] (as element 0)");
+        assert_eq!(
+            e.to_string(),
+            "padded_batch: element 1: has fields [other], expected [tokens] (as element 0)"
+        );
         let config = PaddedBatchConfig::new().field("tokens", PadLength::Longest, 0.5);
         let e = seqs(&[1]).padded_batch(1, config).unwrap().collect().unwrap_err();
         assert!(e.to_string().contains("pad value 0.5 is not an integer"), "{e}");
         assert!(seqs(&[1]).padded_batch(0, PaddedBatchConfig::new()).is_err());
-        assert!(seqs(&[1]).padded_batch(1, PaddedBatchConfig::new().field("t", PadLength::MultipleOf(0), 0.0)).is_err());
-        assert!(seqs(&[1]).padded_batch(1, PaddedBatchConfig::new().field("t", PadLength::Longest, f64::NAN)).is_err());
+        assert!(seqs(&[1])
+            .padded_batch(1, PaddedBatchConfig::new().field("t", PadLength::MultipleOf(0), 0.0))
+            .is_err());
+        assert!(seqs(&[1])
+            .padded_batch(1, PaddedBatchConfig::new().field("t", PadLength::Longest, f64::NAN))
+            .is_err());
     }
 
     #[test]

@@ -49,10 +49,7 @@ impl<U> Iterator for Ordered<U> {
                 }
                 // Every sender is gone: the dispatcher ended and every worker finished.
                 Err(_) => {
-                    return self.pending.remove(&self.next).map(|r| {
-                        self.next += 1;
-                        r
-                    });
+                    return self.pending.remove(&self.next).inspect(|_| self.next += 1);
                 }
             }
         }
@@ -121,7 +118,11 @@ impl<T: Send + 'static> Dataset<T> {
                         };
                         let Ok((i, x)) = job else { return };
                         let out = catch_unwind(AssertUnwindSafe(|| f(x))).unwrap_or_else(|p| {
-                            Err(element_error("map_parallel", i, format!("the map function panicked: {}", panic_text(&*p))))
+                            Err(element_error(
+                                "map_parallel",
+                                i,
+                                format!("the map function panicked: {}", panic_text(&*p)),
+                            ))
                         });
                         if results.send((i, out)).is_err() {
                             return;
@@ -137,7 +138,13 @@ impl<T: Send + 'static> Dataset<T> {
                     source,
                 })));
             }
-            Box::new(Ordered { results: result_rx, tokens: token_tx, pending: BTreeMap::new(), next: 0, ended })
+            Box::new(Ordered {
+                results: result_rx,
+                tokens: token_tx,
+                pending: BTreeMap::new(),
+                next: 0,
+                ended,
+            })
         }))
     }
 
@@ -224,7 +231,10 @@ mod tests {
             })
             .unwrap();
         let e = ds.collect().unwrap_err().to_string();
-        assert!(e.starts_with("map_parallel: element 5: the map function panicked: five is not allowed"), "{e}");
+        assert!(
+            e.starts_with("map_parallel: element 5: the map function panicked: five is not allowed"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -58,7 +58,12 @@ impl Array {
     pub fn new(values: Values, shape: Vec<usize>) -> Result<Array> {
         let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
         if n != Some(values.len()) {
-            return Err(Error::shape("array", "number of values", format!("the product of {shape:?}"), values.len()));
+            return Err(Error::shape(
+                "array",
+                "number of values",
+                format!("the product of {shape:?}"),
+                values.len(),
+            ));
         }
         Ok(Array { values, shape })
     }
@@ -147,7 +152,9 @@ impl Record {
     pub fn length(&self, name: &str) -> Result<i64> {
         let array = self.field("length", name)?;
         match array.shape.first() {
-            Some(&t) => i64::try_from(t).map_err(|_| Error::invalid("length", format!("length {t} overflows i64"))),
+            Some(&t) => {
+                i64::try_from(t).map_err(|_| Error::invalid("length", format!("length {t} overflows i64")))
+            }
             None => Err(Error::shape("length", format!("field {name:?}"), "rank >= 1", &array.shape)),
         }
     }
@@ -170,7 +177,10 @@ mod tests {
     fn fields_and_lengths() {
         let r = Record::new().with("tokens", Array::ids(vec![4, 5, 6])).with("label", Array::scalar_i64(1));
         assert_eq!(r.length("tokens").unwrap(), 3);
-        assert_eq!(r.field("x", "nope").unwrap_err().to_string(), "x: no field \"nope\" (fields: label, tokens)");
+        assert_eq!(
+            r.field("x", "nope").unwrap_err().to_string(),
+            "x: no field \"nope\" (fields: label, tokens)"
+        );
         assert!(matches!(r.length("label"), Err(Error::Shape { .. })));
     }
 }

@@ -29,9 +29,12 @@ pub(crate) fn over_files<T: Send + 'static>(
 fn lines(stage: &'static str, path: PathBuf) -> Iter<(usize, String)> {
     match File::open(&path) {
         Err(e) => Box::new(std::iter::once(Err(io_error(stage, &path, e)))),
-        Ok(f) => Box::new(BufReader::new(f).lines().zip(1..).map(move |(line, n)| {
-            line.map(|l| (n, l)).map_err(|e| io_error(stage, &path, e))
-        })),
+        Ok(f) => Box::new(
+            BufReader::new(f)
+                .lines()
+                .zip(1..)
+                .map(move |(line, n)| line.map(|l| (n, l)).map_err(|e| io_error(stage, &path, e))),
+        ),
     }
 }
 
@@ -51,12 +54,15 @@ pub fn text_lines(paths: Vec<PathBuf>) -> Dataset<String> {
 pub fn json_lines<T: DeserializeOwned + Send + 'static>(paths: Vec<PathBuf>) -> Dataset<T> {
     over_files(paths, |path| {
         let shown = path.display().to_string();
-        Box::new(lines("json_lines", path).filter(|r| r.as_ref().map_or(true, |(_, l)| !l.trim().is_empty())).map(
-            move |r| {
-                let (n, line) = r?;
-                serde_json::from_str(&line).map_err(|e| Error::invalid("json_lines", format!("{shown}:{n}: {e}")))
-            },
-        ))
+        Box::new(
+            lines("json_lines", path).filter(|r| r.as_ref().map_or(true, |(_, l)| !l.trim().is_empty())).map(
+                move |r| {
+                    let (n, line) = r?;
+                    serde_json::from_str(&line)
+                        .map_err(|e| Error::invalid("json_lines", format!("{shown}:{n}: {e}")))
+                },
+            ),
+        )
     })
 }
 
@@ -71,7 +77,12 @@ pub fn csv_rows<T: DeserializeOwned + Send + 'static>(paths: Vec<PathBuf>, has_h
     over_files(paths, move |path| -> Iter<T> {
         let reader = match csv::ReaderBuilder::new().has_headers(has_headers).from_path(&path) {
             Ok(r) => r,
-            Err(e) => return Box::new(std::iter::once(Err(Error::invalid("csv_rows", format!("{}: {e}", path.display()))))),
+            Err(e) => {
+                return Box::new(std::iter::once(Err(Error::invalid(
+                    "csv_rows",
+                    format!("{}: {e}", path.display()),
+                ))))
+            }
         };
         let shown = path.display().to_string();
         Box::new(reader.into_deserialize::<T>().map(move |r| {
@@ -112,7 +123,10 @@ mod tests {
             text: String,
             label: i64,
         }
-        let p = temp("p.jsonl", "{\"text\": \"a\", \"label\": 1}\n\n{\"text\": \"b\", \"label\": 2}\n{\"text\": 3}\n");
+        let p = temp(
+            "p.jsonl",
+            "{\"text\": \"a\", \"label\": 1}\n\n{\"text\": \"b\", \"label\": 2}\n{\"text\": 3}\n",
+        );
         let got: Vec<Result<Pair>> = json_lines(vec![p.clone()]).iter().collect();
         assert_eq!(got[1].as_ref().unwrap(), &Pair { text: "b".into(), label: 2 });
         let e = got[2].as_ref().unwrap_err().to_string();

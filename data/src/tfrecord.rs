@@ -57,7 +57,9 @@ impl TfRecordReader {
         while filled < buf.len() {
             match self.reader.read(&mut buf[filled..]) {
                 Ok(0) if filled == 0 && may_end => return Ok(false),
-                Ok(0) => return Err(self.corrupt(format!("truncated: the file ends inside the record's {what}"))),
+                Ok(0) => {
+                    return Err(self.corrupt(format!("truncated: the file ends inside the record's {what}")))
+                }
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(io_error("tfrecord", &self.path, e)),
@@ -212,15 +214,29 @@ mod tests {
         let got: Vec<Result<Vec<u8>>> = tfrecord(vec![path.clone()]).iter().collect();
         assert_eq!(got.len(), 2);
         let e = got[1].as_ref().unwrap_err().to_string();
-        assert_eq!(e, format!("tfrecord: {}: record at byte offset 21: the data's checksum does not match (corrupt record)", path.display()));
+        assert_eq!(
+            e,
+            format!(
+                "tfrecord: {}: record at byte offset 21: the data's checksum does not match (corrupt record)",
+                path.display()
+            )
+        );
         let mut bad = good.clone();
         bad[3] ^= 0x40; // the first length
         std::fs::write(&path, &bad).unwrap();
         let e = tfrecord(vec![path.clone()]).collect().unwrap_err().to_string();
-        assert!(e.ends_with("record at byte offset 0: the length's checksum does not match (corrupt record)"), "{e}");
+        assert!(
+            e.ends_with("record at byte offset 0: the length's checksum does not match (corrupt record)"),
+            "{e}"
+        );
         std::fs::write(&path, &good[..good.len() - 2]).unwrap();
         let e = tfrecord(vec![path.clone()]).collect().unwrap_err().to_string();
-        assert!(e.ends_with("record at byte offset 21: truncated: the file ends inside the record's data checksum"), "{e}");
+        assert!(
+            e.ends_with(
+                "record at byte offset 21: truncated: the file ends inside the record's data checksum"
+            ),
+            "{e}"
+        );
         let e = tfrecord(vec![temp("missing.tfrecord")]).collect().unwrap_err();
         assert!(matches!(e, Error::Io { .. }));
     }

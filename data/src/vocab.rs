@@ -28,7 +28,13 @@ pub struct VocabularyConfig {
 
 impl Default for VocabularyConfig {
     fn default() -> Self {
-        VocabularyConfig { min_count: 1, max_size: None, specials: Vec::new(), num_oov_buckets: 0, unknown: None }
+        VocabularyConfig {
+            min_count: 1,
+            max_size: None,
+            specials: Vec::new(),
+            num_oov_buckets: 0,
+            unknown: None,
+        }
     }
 }
 
@@ -51,11 +57,16 @@ impl Vocabulary {
         let mut index = HashMap::with_capacity(tokens.len());
         for (i, t) in tokens.iter().enumerate() {
             if index.insert(t.clone(), i as i64).is_some() {
-                return Err(Error::config("vocabulary", format!("token {t:?} appears twice (again at id {i})")));
+                return Err(Error::config(
+                    "vocabulary",
+                    format!("token {t:?} appears twice (again at id {i})"),
+                ));
             }
         }
         let unknown = match &config.unknown {
-            Some(u) => Some(*index.get(u).ok_or_else(|| Error::config("vocabulary", format!("the unknown token {u:?} is not in the vocabulary")))?),
+            Some(u) => Some(*index.get(u).ok_or_else(|| {
+                Error::config("vocabulary", format!("the unknown token {u:?} is not in the vocabulary"))
+            })?),
             None => None,
         };
         Ok(Vocabulary { tokens, index, num_oov_buckets: config.num_oov_buckets, unknown })
@@ -67,18 +78,26 @@ impl Vocabulary {
     /// # Errors
     /// As [`Vocabulary::from_tokens`]; [`Error::Config`] if `max_size` is below the number of
     /// specials.
-    pub fn build<S: AsRef<str>>(corpus: impl IntoIterator<Item = S>, config: &VocabularyConfig) -> Result<Vocabulary> {
+    pub fn build<S: AsRef<str>>(
+        corpus: impl IntoIterator<Item = S>,
+        config: &VocabularyConfig,
+    ) -> Result<Vocabulary> {
         let mut counts: HashMap<String, u64> = HashMap::new();
         for t in corpus {
             *counts.entry(t.as_ref().to_string()).or_default() += 1;
         }
-        let mut ranked: Vec<(String, u64)> =
-            counts.into_iter().filter(|(t, c)| *c >= config.min_count && !config.specials.contains(t)).collect();
+        let mut ranked: Vec<(String, u64)> = counts
+            .into_iter()
+            .filter(|(t, c)| *c >= config.min_count && !config.specials.contains(t))
+            .collect();
         ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         let mut tokens = config.specials.clone();
         let room = match config.max_size {
             Some(m) if m < tokens.len() => {
-                return Err(Error::config("vocabulary", format!("max_size {m} is below the {} specials", tokens.len())))
+                return Err(Error::config(
+                    "vocabulary",
+                    format!("max_size {m} is below the {} specials", tokens.len()),
+                ))
             }
             Some(m) => m - tokens.len(),
             None => ranked.len(),
@@ -104,7 +123,10 @@ impl Vocabulary {
     /// [`Error::Io`] on a write error.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         if let Some(t) = self.tokens.iter().find(|t| t.contains(['\n', '\r'])) {
-            return Err(Error::invalid("vocabulary", format!("token {t:?} has a line break and cannot be saved one per line")));
+            return Err(Error::invalid(
+                "vocabulary",
+                format!("token {t:?} has a line break and cannot be saved one per line"),
+            ));
         }
         let mut text = self.tokens.join("\n");
         text.push('\n');
@@ -143,7 +165,9 @@ impl Vocabulary {
         if self.num_oov_buckets > 0 {
             return Ok(self.tokens.len() as i64 + hash_bucket(token.as_bytes(), self.num_oov_buckets));
         }
-        self.unknown.ok_or_else(|| Error::invalid("vocabulary", format!("unknown token {token:?} (no OOV buckets or unknown token)")))
+        self.unknown.ok_or_else(|| {
+            Error::invalid("vocabulary", format!("unknown token {token:?} (no OOV buckets or unknown token)"))
+        })
     }
 
     /// The ids of `tokens`.
@@ -167,13 +191,19 @@ mod tests {
     #[test]
     fn build_counts_orders_and_cuts() {
         let corpus = "b a c a b a d".split(' ');
-        let config = VocabularyConfig { specials: vec!["<pad>".into(), "<unk>".into()], unknown: Some("<unk>".into()), ..Default::default() };
+        let config = VocabularyConfig {
+            specials: vec!["<pad>".into(), "<unk>".into()],
+            unknown: Some("<unk>".into()),
+            ..Default::default()
+        };
         let v = Vocabulary::build(corpus.clone(), &config).unwrap();
         assert_eq!(v.tokens(), ["<pad>", "<unk>", "a", "b", "c", "d"]);
         assert_eq!(v.encode(["a", "zzz", "d"]).unwrap(), [2, 1, 5]);
-        let v = Vocabulary::build(corpus.clone(), &VocabularyConfig { min_count: 2, ..config.clone() }).unwrap();
+        let v =
+            Vocabulary::build(corpus.clone(), &VocabularyConfig { min_count: 2, ..config.clone() }).unwrap();
         assert_eq!(v.tokens(), ["<pad>", "<unk>", "a", "b"]);
-        let v = Vocabulary::build(corpus.clone(), &VocabularyConfig { max_size: Some(3), ..config.clone() }).unwrap();
+        let v = Vocabulary::build(corpus.clone(), &VocabularyConfig { max_size: Some(3), ..config.clone() })
+            .unwrap();
         assert_eq!(v.tokens(), ["<pad>", "<unk>", "a"]);
         assert!(Vocabulary::build(corpus, &VocabularyConfig { max_size: Some(1), ..config }).is_err());
     }
@@ -181,13 +211,20 @@ mod tests {
     #[test]
     fn oov_buckets_unknowns_and_errors() {
         let tokens = vec!["x".to_string(), "y".to_string()];
-        let v = Vocabulary::from_tokens(tokens.clone(), &VocabularyConfig { num_oov_buckets: 3, ..Default::default() }).unwrap();
+        let v = Vocabulary::from_tokens(
+            tokens.clone(),
+            &VocabularyConfig { num_oov_buckets: 3, ..Default::default() },
+        )
+        .unwrap();
         let id = v.id("never seen").unwrap();
         assert!((2..5).contains(&id));
         assert_eq!(id, 2 + (crate::hash::fingerprint64(b"never seen") % 3) as i64);
         assert_eq!((v.num_ids(), v.token(id)), (5, None));
         let strict = Vocabulary::from_tokens(tokens.clone(), &VocabularyConfig::default()).unwrap();
-        assert_eq!(strict.id("q").unwrap_err().to_string(), "vocabulary: unknown token \"q\" (no OOV buckets or unknown token)");
+        assert_eq!(
+            strict.id("q").unwrap_err().to_string(),
+            "vocabulary: unknown token \"q\" (no OOV buckets or unknown token)"
+        );
         assert!(Vocabulary::from_tokens(vec!["a".into(), "a".into()], &VocabularyConfig::default()).is_err());
         let bad_unknown = VocabularyConfig { unknown: Some("<unk>".into()), ..Default::default() };
         assert!(Vocabulary::from_tokens(tokens, &bad_unknown).is_err());

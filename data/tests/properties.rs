@@ -7,7 +7,9 @@ fn records(lengths: &[usize]) -> Dataset<Record> {
     let rs = lengths
         .iter()
         .enumerate()
-        .map(|(i, &n)| Record::new().with("tokens", Array::ids((0..n as i64).map(|t| 1000 * i as i64 + t + 1).collect())))
+        .map(|(i, &n)| {
+            Record::new().with("tokens", Array::ids((0..n as i64).map(|t| 1000 * i as i64 + t + 1).collect()))
+        })
         .collect();
     Dataset::from_vec(rs)
 }

@@ -2,7 +2,9 @@
 //! values of hash buckets and crosses (fixtures from scripts/fixtures/tfrecord.py).
 
 use couplet_data::columns::{CategoricalColumn, CrossKey, CrossedColumn, HashBucketColumn};
-use couplet_data::{hash_bucket, parse_example, tfrecord, Array, Example, Record, SequenceExample, TfRecordWriter, Values};
+use couplet_data::{
+    hash_bucket, parse_example, tfrecord, Array, Example, Record, SequenceExample, TfRecordWriter, Values,
+};
 use prost::Message;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -30,7 +32,8 @@ fn as_json(values: &Values) -> Value {
 #[test]
 fn reads_what_tensorflow_wrote() {
     let expected = json("tf_written.json");
-    let records = tfrecord(vec![fixture("tf_examples.tfrecord")]).try_map(|b| parse_example(&b)).collect().unwrap();
+    let records =
+        tfrecord(vec![fixture("tf_examples.tfrecord")]).try_map(|b| parse_example(&b)).collect().unwrap();
     let got: Vec<Value> = records
         .iter()
         .map(|r| Value::Object(r.fields.iter().map(|(k, a)| (k.clone(), as_json(&a.values))).collect()))
@@ -46,7 +49,10 @@ fn reads_what_tensorflow_wrote() {
             let a = &record.fields[name];
             let steps = steps.as_array().unwrap();
             assert_eq!(a.shape[0], steps.len());
-            let flat: Vec<Value> = steps.iter().flat_map(|s| s.as_object().unwrap().values().next().unwrap().as_array().unwrap().clone()).collect();
+            let flat: Vec<Value> = steps
+                .iter()
+                .flat_map(|s| s.as_object().unwrap().values().next().unwrap().as_array().unwrap().clone())
+                .collect();
             let (_, mine) = as_json(&a.values).as_object().unwrap().clone().into_iter().next().unwrap();
             assert_eq!(mine, Value::Array(flat), "feature list {name}");
         }
@@ -94,7 +100,10 @@ fn tensorflow_reads_what_couplet_writes() {
     }
     assert_eq!(tf["parsed_tokens_0"], serde_json::json!([-5]));
     assert_eq!(tf["sequence_example"]["context"]["label"], serde_json::json!({"int64": [5]}));
-    assert_eq!(tf["sequence_example"]["lists"]["frames"], serde_json::json!([{"float": [1.0, 2.0]}, {"float": [3.0, 4.0]}]));
+    assert_eq!(
+        tf["sequence_example"]["lists"]["frames"],
+        serde_json::json!([{"float": [1.0, 2.0]}, {"float": [3.0, 4.0]}])
+    );
 }
 
 #[test]
@@ -113,11 +122,14 @@ fn hashes_match_tensorflow() {
     assert_eq!(column.ids(&Record::new().with("w", Array::bytes(words))).unwrap(), want);
 
     let cross = &h["cross"];
-    let column = CrossedColumn::new(vec![CrossKey::Raw("words".into()), CrossKey::Raw("ints".into())], 1000).unwrap();
+    let column =
+        CrossedColumn::new(vec![CrossKey::Raw("words".into()), CrossKey::Raw("ints".into())], 1000).unwrap();
     for row in 0..2 {
         let words: Vec<String> = serde_json::from_value(cross["words"][row].clone()).unwrap();
         let ints: Vec<i64> = serde_json::from_value(cross["ints"][row].clone()).unwrap();
-        let r = Record::new().with("words", Array::bytes(words.into_iter().map(String::into_bytes).collect())).with("ints", Array::ids(ints));
+        let r = Record::new()
+            .with("words", Array::bytes(words.into_iter().map(String::into_bytes).collect()))
+            .with("ints", Array::ids(ints));
         let want: Vec<i64> = serde_json::from_value(cross["ids"][row].clone()).unwrap();
         assert_eq!(column.ids(&r).unwrap(), want, "cross_hashed row {row}");
     }

@@ -22,7 +22,10 @@ impl IdentityColumn {
     /// # Errors
     /// [`Error::Config`] for `num_buckets == 0` or a default outside `0..num_buckets`.
     pub fn new(key: &str, num_buckets: u64, default_value: Option<i64>) -> Result<Self> {
-        if num_buckets == 0 || num_buckets > i64::MAX as u64 || default_value.is_some_and(|d| d < 0 || d as u64 >= num_buckets) {
+        if num_buckets == 0
+            || num_buckets > i64::MAX as u64
+            || default_value.is_some_and(|d| d < 0 || d as u64 >= num_buckets)
+        {
             return Err(Error::config(
                 "categorical_column_with_identity",
                 format!("needs num_buckets > 0 and a default in 0..num_buckets, got {num_buckets} and {default_value:?}"),
@@ -48,7 +51,9 @@ impl CategoricalColumn for IdentityColumn {
             .map(|&v| match (v >= 0 && (v as u64) < self.num_buckets, self.default_value) {
                 (true, _) => Ok(v),
                 (false, Some(d)) => Ok(d),
-                (false, None) => Err(Error::invalid(&self.key, format!("id {v} is out of range 0..{}", self.num_buckets))),
+                (false, None) => {
+                    Err(Error::invalid(&self.key, format!("id {v} is out of range 0..{}", self.num_buckets)))
+                }
             })
             .collect()
     }
@@ -80,12 +85,21 @@ impl VocabularyColumn {
     ///
     /// # Errors
     /// As [`Vocabulary::load`]; [`Error::Config`] if the file has fewer lines than asked.
-    pub fn from_file(key: &str, path: impl AsRef<Path>, vocabulary_size: Option<usize>, num_oov_buckets: u64, default_value: i64) -> Result<Self> {
+    pub fn from_file(
+        key: &str,
+        path: impl AsRef<Path>,
+        vocabulary_size: Option<usize>,
+        num_oov_buckets: u64,
+        default_value: i64,
+    ) -> Result<Self> {
         let config = VocabularyConfig { num_oov_buckets, ..Default::default() };
         let all = Vocabulary::load(path, &VocabularyConfig::default())?;
         let n = vocabulary_size.unwrap_or(all.size());
         if n > all.size() {
-            return Err(Error::config("categorical_column_with_vocabulary_file", format!("vocabulary_size {n} is over the file's {} tokens", all.size())));
+            return Err(Error::config(
+                "categorical_column_with_vocabulary_file",
+                format!("vocabulary_size {n} is over the file's {} tokens", all.size()),
+            ));
         }
         let vocabulary = Vocabulary::from_tokens(all.tokens()[..n].to_vec(), &config)?;
         Ok(VocabularyColumn { key: key.to_string(), vocabulary, default_value })
@@ -105,7 +119,10 @@ impl CategoricalColumn for VocabularyColumn {
         self.vocabulary.num_ids()
     }
     fn ids(&self, record: &Record) -> Result<Vec<i64>> {
-        Ok(string_values(&self.key, record, &self.key)?.iter().map(|t| self.vocabulary.id(t).unwrap_or(self.default_value)).collect())
+        Ok(string_values(&self.key, record, &self.key)?
+            .iter()
+            .map(|t| self.vocabulary.id(t).unwrap_or(self.default_value))
+            .collect())
     }
 }
 
@@ -124,7 +141,10 @@ impl HashBucketColumn {
     /// [`Error::Config`] if `hash_bucket_size` is below 2 (TF's rule).
     pub fn new(key: &str, hash_bucket_size: u64) -> Result<Self> {
         if hash_bucket_size < 2 || hash_bucket_size > i64::MAX as u64 {
-            return Err(Error::config("categorical_column_with_hash_bucket", format!("hash_bucket_size must be > 1, got {hash_bucket_size}")));
+            return Err(Error::config(
+                "categorical_column_with_hash_bucket",
+                format!("hash_bucket_size must be > 1, got {hash_bucket_size}"),
+            ));
         }
         Ok(HashBucketColumn { key: key.to_string(), hash_bucket_size })
     }
@@ -138,6 +158,9 @@ impl CategoricalColumn for HashBucketColumn {
         self.hash_bucket_size
     }
     fn ids(&self, record: &Record) -> Result<Vec<i64>> {
-        Ok(string_values(&self.key, record, &self.key)?.iter().map(|t| hash_bucket(t.as_bytes(), self.hash_bucket_size)).collect())
+        Ok(string_values(&self.key, record, &self.key)?
+            .iter()
+            .map(|t| hash_bucket(t.as_bytes(), self.hash_bucket_size))
+            .collect())
     }
 }

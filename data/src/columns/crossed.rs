@@ -26,7 +26,7 @@ pub struct CrossedColumn {
 }
 
 /// TF's `hash_key` of `sparse_cross_hashed` and `crossed_column`.
-const HASH_KEY: u64 = 0xDECA_FCAF_FE;
+const HASH_KEY: u64 = 0x00DE_CAFC_AFFE;
 
 impl CrossedColumn {
     /// Crosses `keys` into `hash_bucket_size` ids.
@@ -37,7 +37,10 @@ impl CrossedColumn {
         if keys.len() < 2 || hash_bucket_size < 2 || hash_bucket_size > i64::MAX as u64 {
             return Err(Error::config(
                 "crossed_column",
-                format!("needs at least 2 keys and hash_bucket_size > 1, got {} and {hash_bucket_size}", keys.len()),
+                format!(
+                    "needs at least 2 keys and hash_bucket_size > 1, got {} and {hash_bucket_size}",
+                    keys.len()
+                ),
             ));
         }
         Ok(CrossedColumn { keys, hash_bucket_size })
@@ -48,8 +51,12 @@ impl CrossedColumn {
         Ok(match key {
             CrossKey::Raw(k) => match &record.field(&name, k)?.values {
                 Values::I64(v) => v.iter().map(|&x| x as u64).collect(),
-                Values::Bytes(_) => string_values(&name, record, k)?.iter().map(|s| fingerprint64(s.as_bytes())).collect(),
-                Values::F32(_) => return Err(Error::invalid(name, format!("field {k:?} is float; bucketize it first"))),
+                Values::Bytes(_) => {
+                    string_values(&name, record, k)?.iter().map(|s| fingerprint64(s.as_bytes())).collect()
+                }
+                Values::F32(_) => {
+                    return Err(Error::invalid(name, format!("field {k:?} is float; bucketize it first")))
+                }
             },
             CrossKey::Column(c) => c.ids(record)?.into_iter().map(|x| x as u64).collect(),
         })
@@ -75,7 +82,8 @@ impl CategoricalColumn for CrossedColumn {
         let mut partial: Vec<u64> = vec![HASH_KEY];
         for key in &self.keys {
             let values = self.key_values(key, record)?;
-            partial = partial.iter().flat_map(|&h| values.iter().map(move |&v| fingerprint_cat64(h, v))).collect();
+            partial =
+                partial.iter().flat_map(|&h| values.iter().map(move |&v| fingerprint_cat64(h, v))).collect();
         }
         Ok(partial.into_iter().map(|h| (h % self.hash_bucket_size) as i64).collect())
     }

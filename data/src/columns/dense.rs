@@ -28,7 +28,14 @@ impl IndicatorColumn {
     /// [`Error::Config`] if the column has over 2^24 ids (a dense `[B, n]` of that is a mistake).
     pub fn new(categorical: Arc<dyn CategoricalColumn>) -> Result<Self> {
         if categorical.num_buckets() > 1 << 24 {
-            return Err(Error::config("indicator_column", format!("{} has {} ids; use an embedding column", categorical.name(), categorical.num_buckets())));
+            return Err(Error::config(
+                "indicator_column",
+                format!(
+                    "{} has {} ids; use an embedding column",
+                    categorical.name(),
+                    categorical.num_buckets()
+                ),
+            ));
         }
         Ok(IndicatorColumn { categorical })
     }
@@ -78,9 +85,19 @@ impl EmbeddingColumn {
     ///
     /// # Errors
     /// As [`Embed::new`] (a zero dimension).
-    pub fn new(parent: &Scope, categorical: Arc<dyn CategoricalColumn>, dimension: i64, combiner: Combiner) -> Result<Self> {
-        let n = i64::try_from(categorical.num_buckets()).map_err(|_| Error::config("embedding_column", "too many ids"))?;
-        let embed = Embed::named(parent, &format!("{}_embedding", categorical.name()), EmbedConfig::new(n, dimension))?;
+    pub fn new(
+        parent: &Scope,
+        categorical: Arc<dyn CategoricalColumn>,
+        dimension: i64,
+        combiner: Combiner,
+    ) -> Result<Self> {
+        let n = i64::try_from(categorical.num_buckets())
+            .map_err(|_| Error::config("embedding_column", "too many ids"))?;
+        let embed = Embed::named(
+            parent,
+            &format!("{}_embedding", categorical.name()),
+            EmbedConfig::new(n, dimension),
+        )?;
         Ok(EmbeddingColumn { categorical, embed, combiner })
     }
 

@@ -71,7 +71,9 @@ pub(crate) fn string_values(column: &str, record: &Record, key: &str) -> Result<
     Ok(match &record.field(column, key)?.values {
         Values::Bytes(v) => v.iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect(),
         Values::I64(v) => v.iter().map(i64::to_string).collect(),
-        Values::F32(_) => return Err(Error::invalid(column, format!("field {key:?} is float, expected bytes or int64"))),
+        Values::F32(_) => {
+            return Err(Error::invalid(column, format!("field {key:?} is float, expected bytes or int64")))
+        }
     })
 }
 
@@ -82,7 +84,8 @@ pub(crate) fn scatter_rows(
     width: usize,
     rows: impl Fn(usize, &Record) -> Result<Vec<(usize, f32)>>,
 ) -> Result<Tensor> {
-    let total = records.len().checked_mul(width).ok_or_else(|| Error::invalid(column, "batch size overflows"))?;
+    let total =
+        records.len().checked_mul(width).ok_or_else(|| Error::invalid(column, "batch size overflows"))?;
     let mut flat = vec![0f32; total];
     for (i, r) in records.iter().enumerate() {
         for (pos, v) in rows(i, r)? {

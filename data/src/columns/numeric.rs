@@ -27,9 +27,17 @@ impl NumericColumn {
     pub fn new(key: &str, shape: &[usize]) -> Result<Self> {
         let size = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
         if key.is_empty() || !matches!(size, Some(n) if n > 0) {
-            return Err(Error::config("numeric_column", format!("needs a key and a non-empty shape, got {key:?} and {shape:?}")));
+            return Err(Error::config(
+                "numeric_column",
+                format!("needs a key and a non-empty shape, got {key:?} and {shape:?}"),
+            ));
         }
-        Ok(NumericColumn { key: key.to_string(), shape: shape.to_vec(), default_value: None, normalizer: None })
+        Ok(NumericColumn {
+            key: key.to_string(),
+            shape: shape.to_vec(),
+            default_value: None,
+            normalizer: None,
+        })
     }
 
     /// Fills every value of a record that lacks the field with `value` (TF's `default_value`).
@@ -54,15 +62,27 @@ impl NumericColumn {
         let n = self.dimension();
         let raw: Vec<f32> = match (record.fields.get(&self.key), self.default_value) {
             (None, Some(d)) => vec![d; n],
-            (None, None) => return Err(record_error(&self.key, index, format!("no field {:?} and no default value", self.key))),
+            (None, None) => {
+                return Err(record_error(
+                    &self.key,
+                    index,
+                    format!("no field {:?} and no default value", self.key),
+                ))
+            }
             (Some(a), _) => match &a.values {
                 Values::F32(v) => v.clone(),
                 Values::I64(v) => v.iter().map(|&x| x as f32).collect(),
-                Values::Bytes(_) => return Err(record_error(&self.key, index, "is bytes, expected int64 or float")),
+                Values::Bytes(_) => {
+                    return Err(record_error(&self.key, index, "is bytes, expected int64 or float"))
+                }
             },
         };
         if raw.len() != n {
-            return Err(record_error(&self.key, index, format!("has {} values, the column's shape {:?} holds {n}", raw.len(), self.shape)));
+            return Err(record_error(
+                &self.key,
+                index,
+                format!("has {} values, the column's shape {:?} holds {n}", raw.len(), self.shape),
+            ));
         }
         Ok(match &self.normalizer {
             Some(f) => raw.into_iter().map(|x| f(x)).collect(),
@@ -79,7 +99,9 @@ impl DenseColumn for NumericColumn {
         self.shape.iter().product()
     }
     fn dense(&self, records: &[Record]) -> Result<Tensor> {
-        scatter_rows(&self.key, records, self.dimension(), |i, r| Ok(self.values(i, r)?.into_iter().enumerate().collect()))
+        scatter_rows(&self.key, records, self.dimension(), |i, r| {
+            Ok(self.values(i, r)?.into_iter().enumerate().collect())
+        })
     }
 }
 
@@ -98,7 +120,10 @@ impl BucketizedColumn {
     /// # Errors
     /// [`Error::Config`] unless the boundaries are finite and strictly increase.
     pub fn new(source: NumericColumn, boundaries: Vec<f32>) -> Result<Self> {
-        if boundaries.is_empty() || boundaries.iter().any(|b| !b.is_finite()) || boundaries.windows(2).any(|w| w[0] >= w[1]) {
+        if boundaries.is_empty()
+            || boundaries.iter().any(|b| !b.is_finite())
+            || boundaries.windows(2).any(|w| w[0] >= w[1])
+        {
             return Err(Error::config(
                 "bucketized_column",
                 format!("boundaries must be finite and strictly increasing, got {boundaries:?}"),

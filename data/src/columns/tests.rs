@@ -18,7 +18,8 @@ fn bytes(values: &[&str]) -> Array {
 
 #[test]
 fn numeric_with_default_and_normalizer() {
-    let col = NumericColumn::new("age", &[1]).unwrap().with_default(-1.0).with_normalizer(|x| (x - 30.0) / 10.0);
+    let col =
+        NumericColumn::new("age", &[1]).unwrap().with_default(-1.0).with_normalizer(|x| (x - 30.0) / 10.0);
     let records = [Record::new().with("age", Array::ids(vec![50])), Record::new()];
     assert_eq!(rows(&col.dense(&records).unwrap()), [[2.0], [-3.1]]);
     let strict = NumericColumn::new("age", &[2]).unwrap();
@@ -43,24 +44,36 @@ fn identity_vocabulary_and_hash_columns() {
     let id = IdentityColumn::new("c", 4, Some(0)).unwrap();
     assert_eq!(id.ids(&Record::new().with("c", Array::ids(vec![3, 7, -1]))).unwrap(), [3, 0, 0]);
     let strict = IdentityColumn::new("c", 4, None).unwrap();
-    assert_eq!(strict.ids(&Record::new().with("c", Array::ids(vec![4]))).unwrap_err().to_string(), "c: id 4 is out of range 0..4");
+    assert_eq!(
+        strict.ids(&Record::new().with("c", Array::ids(vec![4]))).unwrap_err().to_string(),
+        "c: id 4 is out of range 0..4"
+    );
     let vocab = VocabularyColumn::from_list("w", &["cat", "dog"], 0, -1).unwrap();
     assert_eq!(vocab.ids(&Record::new().with("w", bytes(&["dog", "emu", "cat"]))).unwrap(), [1, -1, 0]);
     let oov = VocabularyColumn::from_list("w", &["cat", "dog"], 2, -1).unwrap();
-    assert_eq!(oov.ids(&Record::new().with("w", bytes(&["emu"]))).unwrap(), [2 + (fingerprint64(b"emu") % 2) as i64]);
+    assert_eq!(
+        oov.ids(&Record::new().with("w", bytes(&["emu"]))).unwrap(),
+        [2 + (fingerprint64(b"emu") % 2) as i64]
+    );
     let hashed = HashBucketColumn::new("w", 10).unwrap();
     let r = Record::new().with("w", bytes(&["emu"])).with("n", Array::ids(vec![42]));
     assert_eq!(hashed.ids(&r).unwrap(), [(fingerprint64(b"emu") % 10) as i64]);
     let by_text = HashBucketColumn::new("n", 10).unwrap();
-    assert_eq!(by_text.ids(&r).unwrap(), [(fingerprint64(b"42") % 10) as i64], "ints hash by their decimal text");
+    assert_eq!(
+        by_text.ids(&r).unwrap(),
+        [(fingerprint64(b"42") % 10) as i64],
+        "ints hash by their decimal text"
+    );
     assert!(HashBucketColumn::new("w", 1).is_err());
 }
 
 #[test]
 fn indicator_counts_and_drops_unknowns() {
-    let vocab: Arc<dyn CategoricalColumn> = Arc::new(VocabularyColumn::from_list("w", &["a", "b", "c"], 0, -1).unwrap());
+    let vocab: Arc<dyn CategoricalColumn> =
+        Arc::new(VocabularyColumn::from_list("w", &["a", "b", "c"], 0, -1).unwrap());
     let ind = IndicatorColumn::new(vocab).unwrap();
-    let records = [Record::new().with("w", bytes(&["a", "c", "a", "zz"])), Record::new().with("w", bytes(&[]))];
+    let records =
+        [Record::new().with("w", bytes(&["a", "c", "a", "zz"])), Record::new().with("w", bytes(&[]))];
     assert_eq!(rows(&ind.dense(&records).unwrap()), [[2.0, 0.0, 1.0], [0.0, 0.0, 0.0]]);
 }
 
@@ -68,7 +81,8 @@ fn indicator_counts_and_drops_unknowns() {
 fn embedding_combiners() {
     let store = Store::cpu();
     let cat: Arc<dyn CategoricalColumn> = Arc::new(IdentityColumn::new("c", 3, None).unwrap());
-    let records = [Record::new().with("c", Array::ids(vec![0, 2, 2, 1])), Record::new().with("c", Array::ids(vec![]))];
+    let records =
+        [Record::new().with("c", Array::ids(vec![0, 2, 2, 1])), Record::new().with("c", Array::ids(vec![]))];
     let mut outs = Vec::new();
     for combiner in [Combiner::Sum, Combiner::Mean, Combiner::Sqrtn] {
         let col = EmbeddingColumn::new(&store.root(), Arc::clone(&cat), 2, combiner).unwrap();
@@ -90,9 +104,11 @@ fn input_layer_orders_by_name_and_crosses_hash() {
     let r = Record::new().with("a", Array::floats(vec![1.0, 2.0])).with("b", Array::floats(vec![3.0]));
     assert_eq!(rows(&input_layer(&[&b, &a], &[r]).unwrap()), [[1.0, 2.0, 3.0]]);
     assert!(input_layer(&[], &[]).is_err());
-    let crossed = CrossedColumn::new(vec![CrossKey::Raw("s".into()), CrossKey::Raw("n".into())], 1000).unwrap();
+    let crossed =
+        CrossedColumn::new(vec![CrossKey::Raw("s".into()), CrossKey::Raw("n".into())], 1000).unwrap();
     let r = Record::new().with("s", bytes(&["x", "y"])).with("n", Array::ids(vec![7]));
-    let want = |s: &[u8]| (fingerprint_cat64(fingerprint_cat64(0xDECAFCAFFE, fingerprint64(s)), 7) % 1000) as i64;
+    let want =
+        |s: &[u8]| (fingerprint_cat64(fingerprint_cat64(0xDECAFCAFFE, fingerprint64(s)), 7) % 1000) as i64;
     assert_eq!(crossed.ids(&r).unwrap(), [want(b"x"), want(b"y")]);
     assert_eq!(crossed.name(), "s_X_n");
 }
