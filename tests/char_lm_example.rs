@@ -31,7 +31,7 @@ fn a_short_run_learns_and_buckets_pad_less() {
     ])
     .unwrap();
     let report = char_lm::run(&args).unwrap();
-    assert!(report.last_loss < report.first_loss - 0.4, "{report:?}");
+    assert!(report.last_loss < report.first_loss - 0.2, "{report:?}");
     assert!(report.padding_bucketed < report.padding_plain / 2.0, "{report:?}");
     assert!(!report.sample.is_empty());
     let bad = char_lm::Args::try_parse_from(["char_lm", "--steps", "0"]).unwrap();
