@@ -331,13 +331,15 @@ impl<T: Send + 'static> IntoIterator for &Dataset<T> {
     }
 }
 
+/// `0..n` as a dataset, for the crate's tests.
+#[cfg(test)]
+pub(crate) fn range(n: i64) -> Dataset<i64> {
+    Dataset::from_vec((0..n).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn range(n: i64) -> Dataset<i64> {
-        Dataset::from_vec((0..n).collect())
-    }
 
     #[test]
     fn stages_compose_lazily_and_restart() {

@@ -196,11 +196,8 @@ impl<T: Send + 'static> Dataset<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dataset::range;
     use std::time::Duration;
-
-    fn range(n: i64) -> Dataset<i64> {
-        Dataset::from_vec((0..n).collect())
-    }
 
     #[test]
     fn map_parallel_keeps_the_order() {

@@ -57,10 +57,7 @@ impl<T: Send + 'static> Dataset<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn range(n: i64) -> Dataset<i64> {
-        Dataset::from_vec((0..n).collect())
-    }
+    use crate::dataset::range;
 
     #[test]
     fn a_pass_is_a_permutation_and_reproducible() {
