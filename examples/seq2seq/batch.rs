@@ -1,11 +1,14 @@
-//! Padded batches of examples as tensors on the model's device.
+//! Padded batches of examples as tensors on the model's device, padded by
+//! [`couplet::data::PaddedBatch`] (the same code as the `padded_batch` pipeline stage).
 
 use super::data::{Example, Vocab, END, PAD, START};
+use couplet::data::{Array, PaddedBatch, PaddedBatchConfig, PaddedField, Record};
 use couplet::rnn::sequence_mask;
 use couplet::tch::{Device, Kind, Tensor};
-use couplet::{Result, TorchContext};
+use couplet::{Error, Result, TorchContext};
 
 const MODULE: &str = "seq2seq batch";
+const _: () = assert!(PAD == 0, "padded_batch pads with 0 by default");
 
 /// A batch of `B` examples. Sources are padded to the longest source `S`, targets to the
 /// longest target plus one (`T`, room for the start or end token).
@@ -27,54 +30,68 @@ pub struct Batch {
     pub target_weights: Tensor,
 }
 
-/// Pads `rows` with [`PAD`] into an int64 `[rows.len(), width]` tensor on `device`.
-fn pad(rows: &[Vec<i64>], width: usize, device: Device) -> Result<Tensor> {
-    let mut flat = Vec::with_capacity(rows.len() * width);
-    for row in rows {
-        flat.extend_from_slice(row);
-        flat.resize(flat.len() + width - row.len(), PAD);
+/// Pads `records` (every field with [`PAD`], to the longest) into one batch.
+fn pad(records: Vec<Record>) -> Result<PaddedBatch> {
+    if records.is_empty() {
+        return Err(Error::invalid(MODULE, "a batch needs at least one example"));
     }
-    Tensor::from_slice(&flat).f_view([rows.len() as i64, width as i64]).ctx(MODULE)?.f_to(device).ctx(MODULE)
+    // The default pad value, 0, is PAD (checked at compile time below).
+    PaddedBatch::from_records(records, &PaddedBatchConfig::new())
+}
+
+/// Takes field `name` of `batch`.
+fn take(batch: &mut PaddedBatch, name: &str) -> Result<PaddedField> {
+    batch
+        .fields
+        .remove(name)
+        .ok_or_else(|| Error::invalid(MODULE, format!("the padded batch has no field {name:?}")))
+}
+
+/// The real positions of `lengths` as a bool `[B, width]` mask on `device`.
+fn mask(lengths: &[i64], values: &Tensor, device: Device) -> Result<Tensor> {
+    sequence_mask(lengths, Some(values.size()[1]))?.f_to(device).ctx(MODULE)
 }
 
 /// Encodes sources only (for decoding text that has no target): `(ids [B, S], lengths, mask)`.
 ///
 /// # Errors
-/// A libtorch error (e.g. an unavailable device).
+/// [`Error::InvalidArgument`] for no texts; a libtorch error (e.g. an unavailable device).
 pub fn sources(texts: &[&str], vocab: &Vocab, device: Device) -> Result<(Tensor, Vec<i64>, Tensor)> {
-    let rows: Vec<Vec<i64>> = texts.iter().map(|t| vocab.encode(t)).collect();
-    let lengths: Vec<i64> = rows.iter().map(|r| r.len() as i64).collect();
-    let width = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let ids = pad(&rows, width, device)?;
-    let mask = sequence_mask(&lengths, Some(width as i64))?.f_to(device).ctx(MODULE)?;
-    Ok((ids, lengths, mask))
+    let records = texts.iter().map(|t| Record::new().with("source", Array::ids(vocab.encode(t)))).collect();
+    let source = take(&mut pad(records)?, "source")?;
+    let source_mask = mask(&source.lengths, &source.values, device)?;
+    Ok((source.values.f_to(device).ctx(MODULE)?, source.lengths, source_mask))
 }
 
 impl Batch {
     /// Encodes `examples` with the source and target vocabularies onto `device`.
     ///
     /// # Errors
-    /// A libtorch error (e.g. an unavailable device).
+    /// [`Error::InvalidArgument`] for no examples; a libtorch error (e.g. an unavailable device).
     pub fn new(examples: &[&Example], source: &Vocab, target: &Vocab, device: Device) -> Result<Batch> {
-        let texts: Vec<&str> = examples.iter().map(|e| e.input.as_str()).collect();
-        let (source_ids, source_lengths, source_mask) = sources(&texts, source, device)?;
-        let targets: Vec<Vec<i64>> = examples.iter().map(|e| target.encode(&e.target)).collect();
-        let inputs: Vec<Vec<i64>> = targets.iter().map(|t| [&[START], &t[..]].concat()).collect();
-        let outputs: Vec<Vec<i64>> = targets.iter().map(|t| [&t[..], &[END]].concat()).collect();
-        let target_lengths: Vec<i64> = outputs.iter().map(|t| t.len() as i64).collect();
-        let width = outputs.iter().map(Vec::len).max().unwrap_or(0);
-        let target_weights = sequence_mask(&target_lengths, Some(width as i64))?
-            .f_to_kind(Kind::Float)
-            .ctx(MODULE)?
-            .f_to(device)
-            .ctx(MODULE)?;
+        let records = examples
+            .iter()
+            .map(|e| {
+                let t = target.encode(&e.target);
+                Record::new()
+                    .with("source", Array::ids(source.encode(&e.input)))
+                    .with("decoder_inputs", Array::ids([&[START], &t[..]].concat()))
+                    .with("decoder_targets", Array::ids([&t[..], &[END]].concat()))
+            })
+            .collect();
+        let mut batch = pad(records)?;
+        let src = take(&mut batch, "source")?;
+        let inputs = take(&mut batch, "decoder_inputs")?;
+        let targets = take(&mut batch, "decoder_targets")?;
+        let target_weights =
+            mask(&targets.lengths, &targets.values, device)?.f_to_kind(Kind::Float).ctx(MODULE)?;
         Ok(Batch {
-            source: source_ids,
-            source_lengths,
-            source_mask,
-            decoder_inputs: pad(&inputs, width, device)?,
-            decoder_targets: pad(&outputs, width, device)?,
-            target_lengths,
+            source_mask: mask(&src.lengths, &src.values, device)?,
+            source: src.values.f_to(device).ctx(MODULE)?,
+            source_lengths: src.lengths,
+            decoder_inputs: inputs.values.f_to(device).ctx(MODULE)?,
+            decoder_targets: targets.values.f_to(device).ctx(MODULE)?,
+            target_lengths: targets.lengths,
             target_weights,
         })
     }

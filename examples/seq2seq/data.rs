@@ -15,6 +15,7 @@
 //! The train, validation and test sets are disjoint by input string (which fixes the date, the
 //! format and the case); [`Dataset::generate`] checks it before returning.
 
+use couplet::data::{Vocabulary, VocabularyConfig};
 use couplet::{Error, Result};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -334,24 +335,28 @@ pub const END: i64 = 2;
 pub const UNK: i64 = 3;
 const SPECIALS: [&str; 4] = ["<pad>", "<s>", "</s>", "<unk>"];
 
-/// A character vocabulary: ids 0–3 are [`PAD`], [`START`], [`END`], [`UNK`], then the characters.
+/// A character vocabulary ([`couplet::data::Vocabulary`] over single characters): ids 0–3 are
+/// [`PAD`], [`START`], [`END`], [`UNK`], then the characters.
 #[derive(Clone, Debug)]
 pub struct Vocab {
-    chars: Vec<char>,
-    index: HashMap<char, i64>,
+    vocabulary: Vocabulary,
 }
 
 impl Vocab {
     /// A vocabulary of the distinct characters of `chars`, in order, after the four specials.
     pub fn new(chars: &str) -> Vocab {
-        let mut unique = Vec::new();
-        for c in chars.chars() {
-            if !unique.contains(&c) {
-                unique.push(c);
+        let mut tokens: Vec<String> = SPECIALS.iter().map(|s| s.to_string()).collect();
+        for c in chars.chars().map(String::from) {
+            if !tokens.contains(&c) {
+                tokens.push(c);
             }
         }
-        let index = unique.iter().enumerate().map(|(i, &c)| (c, i as i64 + 4)).collect();
-        Vocab { chars: unique, index }
+        let config =
+            VocabularyConfig { unknown: Some(SPECIALS[UNK as usize].to_string()), ..Default::default() };
+        // Cannot fail: the tokens are distinct (deduplicated above; the specials are several
+        // characters long, the rest one) and the unknown token is among them.
+        let vocabulary = Vocabulary::from_tokens(tokens, &config).expect("distinct tokens with <unk>");
+        Vocab { vocabulary }
     }
 
     /// The input vocabulary: every character any format can write.
@@ -366,28 +371,26 @@ impl Vocab {
 
     /// The number of ids, specials included.
     pub fn size(&self) -> i64 {
-        self.chars.len() as i64 + 4
+        self.vocabulary.size() as i64
     }
 
     /// The ids of `text`'s characters ([`UNK`] for unknown ones), without start or end tokens.
     pub fn encode(&self, text: &str) -> Vec<i64> {
-        text.chars().map(|c| self.index.get(&c).copied().unwrap_or(UNK)).collect()
+        let mut buf = [0u8; 4];
+        text.chars().map(|c| self.vocabulary.get(c.encode_utf8(&mut buf)).unwrap_or(UNK)).collect()
     }
 
     /// The text of `ids` up to the first [`END`], skipping the other specials.
     pub fn decode(&self, ids: &[i64]) -> String {
         ids.iter()
             .take_while(|&&id| id != END)
-            .filter_map(|&id| usize::try_from(id - 4).ok().and_then(|i| self.chars.get(i)))
+            .filter(|&&id| id >= SPECIALS.len() as i64)
+            .filter_map(|&id| self.vocabulary.token(id))
             .collect()
     }
 
     /// A printable label of one id: the character, or `<pad>`, `<s>`, `</s>`, `<unk>`.
     pub fn label(&self, id: i64) -> String {
-        match usize::try_from(id) {
-            Ok(i) if i < 4 => SPECIALS[i].to_string(),
-            Ok(i) => self.chars.get(i - 4).map_or_else(|| "?".to_string(), |c| c.to_string()),
-            Err(_) => "?".to_string(),
-        }
+        self.vocabulary.token(id).unwrap_or("?").to_string()
     }
 }
