@@ -6,4 +6,5 @@
 
 pub mod metrics;
 pub mod schedule;
+pub mod schedule;
 pub mod summary;
