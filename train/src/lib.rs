@@ -5,6 +5,7 @@
 //! schedules and TensorBoard summaries.
 
 pub mod metrics;
+pub mod metrics;
 pub mod schedule;
 pub mod schedule;
 pub mod summary;
