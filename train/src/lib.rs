@@ -17,7 +17,10 @@
 pub mod config;
 pub mod context;
 pub mod hooks;
+pub mod metrics;
 pub mod model;
+pub mod schedule;
+pub mod summary;
 pub mod supervised;
 pub mod trainer;
 
