@@ -49,17 +49,8 @@ fn short_ring_run_learns_checkpoints_and_resumes() -> couplet::Result<()> {
     let _rng = common::rng_guard();
     let dir = TempDir::new("ring");
     let out = dir.0.to_str().unwrap();
-    let ckpt = dir.0.join("ckpt");
-    let first = gan::run(args(&[
-        "--dataset",
-        "ring",
-        "--seed",
-        "3",
-        "--out-dir",
-        out,
-        "--checkpoint-dir",
-        ckpt.to_str().unwrap(),
-    ]))?;
+    let ckpt = dir.0.clone();
+    let first = gan::run(args(&["--dataset", "ring", "--seed", "3", "--logdir", out]))?;
     let steps = first.final_step;
     assert_eq!(first.start_step, 0);
     assert!(first.restored.is_none());
@@ -124,10 +115,8 @@ fn short_ring_run_learns_checkpoints_and_resumes() -> couplet::Result<()> {
         "3",
         "--steps",
         &more,
-        "--out-dir",
+        "--logdir",
         out,
-        "--checkpoint-dir",
-        ckpt.to_str().unwrap(),
         "--resume",
     ]))?;
     assert_eq!(second.start_step, steps);
@@ -145,11 +134,11 @@ fn resume_without_checkpoint_starts_fresh_and_bad_arguments_are_errors() -> coup
     let _rng = common::rng_guard();
     let dir = TempDir::new("fresh");
     let out = dir.0.to_str().unwrap();
-    let report = gan::run(args(&["--steps", "4", "--eval-every", "2", "--out-dir", out, "--resume"]))?;
+    let report = gan::run(args(&["--steps", "4", "--eval-every", "2", "--logdir", out, "--resume"]))?;
     assert_eq!((report.start_step, report.final_step), (0, 4));
     assert_eq!(report.evaluations.iter().map(|e| e.step).collect::<Vec<_>>(), [2, 4]);
-    assert!(dir.0.join("checkpoints/ckpt-00000004.safetensors").is_file());
-    let e = gan::run(args(&["--steps", "0", "--out-dir", out])).unwrap_err();
+    assert!(dir.0.join("ckpt-00000004.safetensors").is_file());
+    let e = gan::run(args(&["--steps", "0", "--logdir", out])).unwrap_err();
     assert!(e.to_string().starts_with("gan: "), "{e}");
     assert!(Args::try_parse_from(["gan", "--dataset", "spiral"]).is_err());
     Ok(())

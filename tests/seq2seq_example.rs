@@ -42,11 +42,10 @@ fn short_args(dir: &std::path::Path, extra: &[&str]) -> Args {
         "32",
         "--decoder-hidden",
         "64",
-        "--checkpoint-dir",
+        "--logdir",
     ];
-    let checkpoints = format!("{dir}/checkpoints");
-    let plots = format!("{dir}/plots");
-    argv.extend_from_slice(&[&checkpoints, "--plot-dir", &plots]);
+    let logdir = format!("{dir}/run");
+    argv.push(&logdir);
     argv.extend_from_slice(extra);
     Args::try_parse_from(argv).unwrap()
 }

@@ -2,6 +2,7 @@
 //! generator, summary access) and [`EvalContext`] for evaluation (weighted means); the
 //! per-step seed [`step_seed`].
 
+use crate::summary::SummaryWriter;
 use couplet_modules::{Error, Mode, Result};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -25,18 +26,19 @@ fn splitmix64(x: u64) -> u64 {
 }
 
 /// What a training step sees.
-pub struct StepContext {
+pub struct StepContext<'a> {
     step: u64,
     seed: u64,
     device: Device,
     rng: Option<StdRng>,
-    summarize: bool,
-    pub(crate) scalars: Vec<(String, f64)>,
+    summary: Option<&'a SummaryWriter>,
 }
 
-impl StepContext {
-    pub(crate) fn new(step: u64, seed: u64, device: Device, summarize: bool) -> Self {
-        StepContext { step, seed: step_seed(seed, step), device, rng: None, summarize, scalars: Vec::new() }
+impl<'a> StepContext<'a> {
+    /// The context of step `step` of a run seeded `seed`; `summary` is the writer when the
+    /// step is a summary step.
+    pub(crate) fn new(step: u64, seed: u64, device: Device, summary: Option<&'a SummaryWriter>) -> Self {
+        StepContext { step, seed: step_seed(seed, step), device, rng: None, summary }
     }
 
     /// The step being taken, counted from 1: after it the global step is `step()`. A
@@ -68,30 +70,38 @@ impl StepContext {
         self.rng.get_or_insert_with(|| StdRng::seed_from_u64(seed))
     }
 
-    /// Whether the summary saver writes this step: compute costly summaries only then.
-    pub fn should_summarize(&self) -> bool {
-        self.summarize
-    }
-
-    /// Adds a scalar summary `tag` (written as is, e.g. `train/grad_norm`) for this step,
-    /// if the summary saver writes this step; otherwise it is dropped.
-    pub fn scalar(&mut self, tag: impl Into<String>, value: f64) {
-        if self.summarize {
-            self.scalars.push((tag.into(), value));
-        }
+    /// The training summary writer when this is a summary step (every
+    /// [`RunConfig::save_summary_steps`](crate::RunConfig)), else `None`: write costly
+    /// summaries (histograms, images) only then, at [`StepContext::step`].
+    pub fn summary(&self) -> Option<&'a SummaryWriter> {
+        self.summary
     }
 }
 
-/// What an evaluation step sees: weighted means accumulated over the evaluation.
-#[derive(Debug, Default)]
-pub struct EvalContext {
+/// What an evaluation step sees: the global step, the evaluation's summary writer, and the
+/// weighted means accumulated over the evaluation.
+#[derive(Debug)]
+pub struct EvalContext<'a> {
+    global_step: u64,
+    summary: Option<&'a SummaryWriter>,
     means: BTreeMap<String, (f64, f64)>,
     batches: u64,
 }
 
-impl EvalContext {
-    pub(crate) fn new() -> Self {
-        EvalContext::default()
+impl<'a> EvalContext<'a> {
+    pub(crate) fn new(global_step: u64, summary: Option<&'a SummaryWriter>) -> Self {
+        EvalContext { global_step, summary, means: BTreeMap::new(), batches: 0 }
+    }
+
+    /// The global step of the model being evaluated.
+    pub fn global_step(&self) -> u64 {
+        self.global_step
+    }
+
+    /// The evaluation's summary writer (`model_dir/eval`), e.g. for images of what the model
+    /// produces at this step.
+    pub fn summary(&self) -> Option<&'a SummaryWriter> {
+        self.summary
     }
 
     pub(crate) fn next_batch(&mut self) {
@@ -151,17 +161,16 @@ mod tests {
         let seeds: std::collections::HashSet<u64> =
             (0..3).flat_map(|s| (0..1000).map(move |t| step_seed(s, t))).collect();
         assert_eq!(seeds.len(), 3000);
-        let mut a = StepContext::new(7, 1, Device::Cpu, false);
-        let mut b = StepContext::new(7, 1, Device::Cpu, false);
+        let mut a = StepContext::new(7, 1, Device::Cpu, None);
+        let mut b = StepContext::new(7, 1, Device::Cpu, None);
         assert_eq!(a.rng().gen::<u64>(), b.rng().gen::<u64>());
         assert_eq!((a.step(), a.mode(), a.seed()), (7, Mode::Train, step_seed(1, 7)));
-        a.scalar("x", 1.0);
-        assert!(a.scalars.is_empty(), "not a summary step");
+        assert!(a.summary().is_none(), "not a summary step");
     }
 
     #[test]
     fn weighted_means_are_hand_worked() {
-        let mut ctx = EvalContext::new();
+        let mut ctx = EvalContext::new(3, None);
         ctx.mean("loss", 2.0, 3.0).unwrap();
         ctx.mean("loss", 4.0, 1.0).unwrap();
         ctx.mean("empty", 4.0, 0.0).unwrap();
@@ -169,5 +178,6 @@ mod tests {
         let means = ctx.finish();
         assert_eq!(means.len(), 1);
         assert_eq!(means["loss"], (2.0 * 3.0 + 4.0) / 4.0);
+        assert_eq!(EvalContext::new(3, None).global_step(), 3);
     }
 }

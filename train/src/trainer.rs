@@ -3,11 +3,15 @@
 
 use crate::config::RunConfig;
 use crate::context::{step_seed, EvalContext, StepContext};
-use crate::hooks::{CheckpointSaverHook, Hook, LogSink, LoggingHook, RunContext};
+use crate::hooks::{
+    CheckpointSaverHook, Hook, LogSink, LoggingHook, RunContext, StepCounterHook, SummarySaverHook,
+};
 use crate::model::{Model, Predictor, StepOutput};
+use crate::summary::SummaryWriter;
 use couplet_modules::{CheckpointManager, CheckpointManagerConfig, Error, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 const MODULE: &str = "trainer";
@@ -80,6 +84,8 @@ pub struct Trainer<M: Model> {
     checkpoints: CheckpointManager,
     global_step: u64,
     restored: bool,
+    train_writer: Option<Arc<SummaryWriter>>,
+    eval_writer: Option<Arc<SummaryWriter>>,
 }
 
 /// The files a [`Trainer`] writes in `model_dir`: checkpoints (`ckpt-*.safetensors`) and
@@ -131,7 +137,7 @@ impl<M: Model> Trainer<M> {
         let checkpoints = CheckpointManager::with_config(
             CheckpointManagerConfig::new(&config.model_dir).with_max_to_keep(config.keep_checkpoint_max),
         )?;
-        Ok(Trainer { model, config, checkpoints, global_step: 0, restored: false })
+        Ok(Trainer { model, config, checkpoints, global_step: 0, restored: false, train_writer: None, eval_writer: None })
     }
 
     /// The model.
@@ -189,9 +195,34 @@ impl<M: Model> Trainer<M> {
         Ok(step)
     }
 
-    /// The trainer's own hooks, from the config.
+    /// The training summary writer (`model_dir`), opened on first use (a new events file),
+    /// e.g. to add images after training.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the events file cannot be created.
+    pub fn summary_writer(&mut self) -> Result<Arc<SummaryWriter>> {
+        open_writer(&mut self.train_writer, &self.config.model_dir)
+    }
+
+    /// The evaluation summary writer (`model_dir/eval`), opened on first use.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the events file cannot be created.
+    pub fn eval_summary_writer(&mut self) -> Result<Arc<SummaryWriter>> {
+        open_writer(&mut self.eval_writer, &self.config.eval_dir())
+    }
+
+    /// The trainer's own hooks, from the config: summary saver, step counter, logging, and
+    /// the checkpoint saver last.
     fn default_hooks(&self) -> Result<Vec<Box<dyn Hook>>> {
         let mut hooks: Vec<Box<dyn Hook>> = Vec::new();
+        if self.config.save_summary_steps > 0 {
+            hooks.push(Box::new(SummarySaverHook::new(self.config.save_summary_steps)?));
+        }
+        if self.config.log_step_count_steps > 0 {
+            hooks.push(Box::new(StepCounterHook::new(self.config.log_step_count_steps)?));
+            hooks.push(Box::new(LoggingHook::every_steps(self.config.log_step_count_steps, LogSink::Stderr)?));
+        }
         let saver = match (self.config.save_checkpoints_steps, self.config.save_checkpoints_secs) {
             (Some(steps), _) => CheckpointSaverHook::every_steps(steps)?,
             (None, Some(secs)) => CheckpointSaverHook::every_secs(secs)?,
@@ -215,11 +246,11 @@ impl<M: Model> Trainer<M> {
     /// # Errors
     /// An error of the checkpoint, the input, the model's step or a hook; an error in a
     /// step or `after_step` ends training at once, without a final checkpoint.
-    pub fn train<F, I>(
+    pub fn train<'h, F, I>(
         &mut self,
         input_fn: F,
         max_steps: Option<u64>,
-        hooks: Vec<Box<dyn Hook>>,
+        hooks: Vec<Box<dyn Hook + 'h>>,
     ) -> Result<TrainReport>
     where
         F: FnMut(u64) -> Result<I>,
@@ -241,13 +272,13 @@ impl<M: Model> Trainer<M> {
     /// # Errors
     /// As [`Trainer::train`] and [`Trainer::evaluate`]; [`Error::Config`] if
     /// `spec.every_steps` is 0.
-    pub fn train_and_evaluate<F, I, E, J>(
+    pub fn train_and_evaluate<'h, F, I, E, J>(
         &mut self,
         train_input_fn: F,
         eval_input_fn: E,
         max_steps: u64,
         spec: EvalSpec,
-        hooks: Vec<Box<dyn Hook>>,
+        hooks: Vec<Box<dyn Hook + 'h>>,
     ) -> Result<TrainReport>
     where
         F: FnMut(u64) -> Result<I>,
@@ -261,11 +292,11 @@ impl<M: Model> Trainer<M> {
         self.run(train_input_fn, Some(max_steps), hooks, Some((spec, eval_input_fn)))
     }
 
-    fn run<F, I, E, J>(
+    fn run<'h, F, I, E, J>(
         &mut self,
         mut input_fn: F,
         max_steps: Option<u64>,
-        hooks: Vec<Box<dyn Hook>>,
+        hooks: Vec<Box<dyn Hook + 'h>>,
         mut eval: Option<(EvalSpec, E)>,
     ) -> Result<TrainReport>
     where
@@ -276,7 +307,7 @@ impl<M: Model> Trainer<M> {
     {
         self.restore()?;
         let start_step = self.global_step;
-        let mut report = TrainReport {
+        let report = TrainReport {
             start_step,
             global_step: start_step,
             stop_reason: String::new(),
@@ -284,12 +315,40 @@ impl<M: Model> Trainer<M> {
             checkpoint: None,
         };
         if max_steps.is_some_and(|m| m <= start_step) {
-            report.stop_reason = format!("max_steps {} already reached", max_steps.unwrap_or(0));
-            report.checkpoint = self.checkpoints.latest()?;
-            return Ok(report);
+            let checkpoint = self.checkpoints.latest()?;
+            let stop_reason = format!("max_steps {} already reached", max_steps.unwrap_or(0));
+            return Ok(TrainReport { stop_reason, checkpoint, ..report });
         }
         let mut hooks = hooks;
         hooks.extend(self.default_hooks()?);
+        let writer = self.summary_writer()?;
+        // Events of steps after the restored checkpoint (written by a run that was killed)
+        // are dropped by TensorBoard when it reads this marker.
+        writer.add_session_start(crate::hooks::summary_step(start_step + 1)?)?;
+        let result = self.run_with(&writer, &mut input_fn, max_steps, hooks, eval.as_mut(), report);
+        let flushed = writer.flush();
+        let report = result?;
+        flushed?;
+        Ok(report)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_with<'h, F, I, E, J>(
+        &mut self,
+        writer: &SummaryWriter,
+        input_fn: &mut F,
+        max_steps: Option<u64>,
+        mut hooks: Vec<Box<dyn Hook + 'h>>,
+        mut eval: Option<&mut (EvalSpec, E)>,
+        mut report: TrainReport,
+    ) -> Result<TrainReport>
+    where
+        F: FnMut(u64) -> Result<I>,
+        I: IntoIterator<Item = Result<M::Batch>>,
+        E: FnMut() -> Result<J>,
+        J: IntoIterator<Item = Result<M::Batch>>,
+    {
+        let start_step = report.start_step;
         let started = Instant::now();
         let mut stop: Option<String> = None;
         macro_rules! ctx {
@@ -301,6 +360,7 @@ impl<M: Model> Trainer<M> {
                     started,
                     model: &self.model,
                     checkpoints: &self.checkpoints,
+                    summary: writer,
                     stop: &mut stop,
                 }
             };
@@ -308,7 +368,7 @@ impl<M: Model> Trainer<M> {
         for hook in hooks.iter_mut() {
             hook.begin(&mut ctx!())?;
         }
-        if let Some((spec, eval_fn)) = eval.as_mut() {
+        if let Some((spec, eval_fn)) = eval.as_deref_mut() {
             if spec.at_start {
                 let evaluation = self.evaluate_at(eval_fn()?)?;
                 for hook in hooks.iter_mut() {
@@ -335,16 +395,18 @@ impl<M: Model> Trainer<M> {
             let seed = step_seed(self.config.seed, step);
             tch::manual_seed(seed as i64);
             let summarize = self.config.save_summary_steps > 0 && step % self.config.save_summary_steps == 0;
-            let mut step_ctx = StepContext::new(step, self.config.seed, self.config.device, summarize);
+            let mut step_ctx =
+                StepContext::new(step, self.config.seed, self.config.device, summarize.then_some(writer));
             let output: StepOutput = self.model.train_step(batch, &mut step_ctx)?;
             self.global_step = step;
             for hook in hooks.iter_mut() {
                 hook.after_step(&mut ctx!(), &output)?;
             }
-            if let Some((spec, eval_fn)) = eval.as_mut() {
+            if let Some((spec, eval_fn)) = eval.as_deref_mut() {
                 let last = max_steps.is_some_and(|m| step >= m);
                 if step % spec.every_steps == 0 || last {
                     let evaluation = self.evaluate_at(eval_fn()?)?;
+                    writer.flush()?;
                     let opts = self.model.optimizers();
                     self.checkpoints.save_with_optimizers(self.model.store(), &opts, step)?;
                     drop(opts);
@@ -385,13 +447,48 @@ impl<M: Model> Trainer<M> {
         self.evaluate_at(input)
     }
 
+    /// As [`Trainer::evaluate`], writing the metrics under `model_dir/eval_<name>` instead
+    /// (Estimator's `evaluate(name=…)`), e.g. `test`, so that TensorBoard shows the
+    /// validation and test curves as two runs.
+    ///
+    /// # Errors
+    /// As [`Trainer::evaluate`]; [`Error::InvalidArgument`] naming `trainer` unless `name` is
+    /// non-empty ASCII letters, digits, `_` or `-`.
+    pub fn evaluate_named<J>(&mut self, input: J, name: &str) -> Result<Evaluation>
+    where
+        J: IntoIterator<Item = Result<M::Batch>>,
+    {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return Err(Error::invalid(
+                MODULE,
+                format!("evaluation name {name:?} must be non-empty ASCII letters, digits, '_' or '-'"),
+            ));
+        }
+        self.restore()?;
+        let writer = SummaryWriter::new(self.config.model_dir.join(format!("eval_{name}")))?;
+        let evaluation = self.compute_evaluation(input, &writer)?;
+        write_evaluation(&writer, &evaluation)?;
+        writer.close()?;
+        Ok(evaluation)
+    }
+
     fn evaluate_at<J>(&mut self, input: J) -> Result<Evaluation>
+    where
+        J: IntoIterator<Item = Result<M::Batch>>,
+    {
+        let writer = self.eval_summary_writer()?;
+        let evaluation = self.compute_evaluation(input, &writer)?;
+        write_evaluation(&writer, &evaluation)?;
+        Ok(evaluation)
+    }
+
+    fn compute_evaluation<J>(&mut self, input: J, writer: &SummaryWriter) -> Result<Evaluation>
     where
         J: IntoIterator<Item = Result<M::Batch>>,
     {
         let evaluation = tch::no_grad(|| -> Result<Evaluation> {
             self.model.eval_begin()?;
-            let mut ctx = EvalContext::new();
+            let mut ctx = EvalContext::new(self.global_step, Some(writer));
             for batch in input {
                 ctx.next_batch();
                 self.model.eval_step(batch?, &mut ctx)?;
@@ -406,6 +503,25 @@ impl<M: Model> Trainer<M> {
         })?;
         Ok(evaluation)
     }
+}
+
+/// Writes `evaluation`'s metrics as `eval/<metric>` at its global step, and flushes.
+fn write_evaluation(writer: &SummaryWriter, evaluation: &Evaluation) -> Result<()> {
+    let step = crate::hooks::summary_step(evaluation.global_step)?;
+    for (name, value) in &evaluation.metrics {
+        writer.add_scalar(&format!("eval/{name}"), *value, step)?;
+    }
+    writer.flush()
+}
+
+/// The summary writer in `slot`, opening one into `dir` first if there is none.
+fn open_writer(slot: &mut Option<Arc<SummaryWriter>>, dir: &Path) -> Result<Arc<SummaryWriter>> {
+    if let Some(writer) = slot {
+        return Ok(Arc::clone(writer));
+    }
+    let writer = Arc::new(SummaryWriter::new(dir)?);
+    *slot = Some(Arc::clone(&writer));
+    Ok(writer)
 }
 
 impl<M: Predictor> Trainer<M> {

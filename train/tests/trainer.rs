@@ -2,126 +2,13 @@
 //! dropout drawing from libtorch's generator), evaluation means, prediction, and the stop
 //! conditions, against hand-worked values.
 
-use couplet_modules::{
-    checkpoint, Adam, AdamConfig, Dropout, DropoutConfig, Forward, Linear, LinearConfig, Module, Optimizer, Result,
-    Sgd, SgdConfig, Store,
-};
+mod trainer_common;
+
+use couplet_modules::{checkpoint, Linear, LinearConfig, Module, Result, Sgd, SgdConfig, Store};
 use couplet_train::hooks::{Hook, StopAtStepHook};
-use couplet_train::{EvalContext, EvalSpec, Model, Predictor, RunConfig, StepContext, StepOutput, Trainable, Trainer};
-use rand::Rng;
-use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
-use tch::{Kind, Tensor};
-
-/// libtorch's generator is process-wide: tests that train hold this lock.
-static RNG: Mutex<()> = Mutex::new(());
-fn rng_guard() -> MutexGuard<'static, ()> {
-    RNG.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// A fresh folder, removed on drop.
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("couplet-trainer-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Two layers with dropout between, trained by two optimizers in two updates per step (as a
-/// GAN's): Adam on the first layer, then SGD with momentum on the second, each from its own
-/// forward pass. The step also draws a noise scale from the step's own generator.
-struct TwoStep {
-    store: Store,
-    first: Linear,
-    dropout: Dropout,
-    second: Linear,
-    adam: Adam,
-    sgd: Sgd,
-}
-
-impl TwoStep {
-    fn new(init_seed: i64) -> Self {
-        tch::manual_seed(init_seed);
-        let store = Store::cpu();
-        let root = store.root();
-        let first = Linear::named(&root, "first", LinearConfig::new(6).with_input_size(3)).unwrap();
-        let dropout = Dropout::new(&root, DropoutConfig::new(0.3)).unwrap();
-        let second = Linear::named(&root, "second", LinearConfig::new(1).with_input_size(6)).unwrap();
-        let adam = Adam::new(first.trainable_variables().unwrap(), AdamConfig::new(0.01)).unwrap();
-        let sgd = Sgd::new(second.trainable_variables().unwrap(), SgdConfig::new(0.05).with_momentum(0.9)).unwrap();
-        TwoStep { store, first, dropout, second, adam, sgd }
-    }
-
-    fn loss(&self, x: &Tensor, y: &Tensor, mode: couplet_modules::Mode) -> Result<Tensor> {
-        let h = self.first.forward(x)?.relu();
-        let h = self.dropout.forward_t(&h, mode)?;
-        Ok((self.second.forward(&h)? - y).square().mean(Kind::Float))
-    }
-}
-
-impl Trainable for TwoStep {
-    fn store(&self) -> &Store {
-        &self.store
-    }
-    fn optimizers(&self) -> Vec<(&str, &dyn Optimizer)> {
-        vec![("adam", &self.adam), ("sgd", &self.sgd)]
-    }
-    fn optimizers_mut(&mut self) -> Vec<(&str, &mut dyn Optimizer)> {
-        vec![("adam", &mut self.adam), ("sgd", &mut self.sgd)]
-    }
-}
-
-impl Model for TwoStep {
-    type Batch = (Tensor, Tensor);
-
-    fn train_step(&mut self, (x, y): Self::Batch, ctx: &mut StepContext) -> Result<StepOutput> {
-        let noise: f64 = ctx.rng().gen_range(0.0..0.1);
-        let x = &x + noise;
-        // A schedule bound to the step.
-        self.adam.set_learning_rate(0.01 / (1.0 + ctx.step() as f64 / 10.0));
-        let first = self.loss(&x, &y, ctx.mode())?;
-        self.adam.zero_grad();
-        first.backward();
-        self.adam.step()?;
-        let second = self.loss(&x, &y, ctx.mode())?;
-        self.sgd.zero_grad();
-        second.backward();
-        self.sgd.step()?;
-        Ok(StepOutput::new().with("first", &first).with("second", &second))
-    }
-
-    fn eval_step(&mut self, (x, y): Self::Batch, ctx: &mut EvalContext) -> Result<()> {
-        let loss = self.loss(&x, &y, ctx.mode())?.double_value(&[]);
-        ctx.mean("loss", loss, x.size()[0] as f64)
-    }
-}
-
-impl Predictor for TwoStep {
-    type Prediction = Tensor;
-    fn predict_step(&mut self, (x, _): Self::Batch) -> Result<Tensor> {
-        self.second.forward(&self.first.forward(&x)?.relu())
-    }
-}
-
-/// The batch of step `s`: a function of `s` only.
-fn batch(s: u64) -> (Tensor, Tensor) {
-    let x = (Tensor::arange(12, (Kind::Float, tch::Device::Cpu)).view([4, 3]) * (0.1 * s as f64)).sin();
-    let y = x.sum_dim_intlist(1, true, Kind::Float).cos();
-    (x, y)
-}
-
-/// The input function: the batches of steps `start + 1, start + 2, …`.
-fn input_fn(start: u64) -> Result<impl Iterator<Item = Result<(Tensor, Tensor)>>> {
-    Ok((start + 1..).map(|s| Ok(batch(s))))
-}
+use couplet_train::{EvalSpec, RunConfig, Trainer};
+use tch::Tensor;
+use trainer_common::{batch, input_fn, rng_guard, TempDir, TwoStep};
 
 fn config(dir: &TempDir) -> RunConfig {
     RunConfig::new(&dir.0).with_save_checkpoints_steps(5).with_keep_checkpoint_max(None).with_log_step_count_steps(0)

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 /// [`CheckpointManager::save_with_optimizers`](couplet_modules::CheckpointManager::save_with_optimizers)
 /// at every multiple of `every_steps` of the global step, or when `every_secs` have passed
 /// since the last save, and at the end of training (unless that step is already saved).
+/// The summary writer is flushed before each save.
 /// The trainer adds one made from its [`RunConfig`](crate::RunConfig).
 #[derive(Debug)]
 pub struct CheckpointSaverHook {
@@ -69,6 +70,9 @@ impl CheckpointSaverHook {
 
     fn save(&mut self, ctx: &RunContext) -> Result<()> {
         let step = ctx.global_step;
+        // Summaries up to this step reach the file first: a run killed after this checkpoint
+        // and resumed from it then has every step's events exactly once.
+        ctx.summary.flush()?;
         let path = ctx.checkpoints.save_with_optimizers(ctx.model.store(), &ctx.model.optimizers(), step)?;
         self.saved.push(path);
         self.last_step = Some(step);

@@ -8,6 +8,15 @@ use couplet_modules::{Error, Result};
 
 const MODULE: &str = "early_stopping_hook";
 
+/// The value of `name` in `evaluation`, else an [`Error::InvalidArgument`] naming `module`
+/// and the metrics the evaluation has.
+fn metric(evaluation: &Evaluation, name: &str, module: &str) -> Result<f64> {
+    evaluation.metrics.get(name).copied().ok_or_else(|| {
+        let names: Vec<&str> = evaluation.metrics.keys().map(String::as_str).collect();
+        Error::invalid(module, format!("no metric {name:?} in the evaluation; it has {names:?}"))
+    })
+}
+
 /// Whether a metric should fall or rise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Goal {
@@ -55,13 +64,7 @@ impl EarlyStoppingHook {
 
 impl Hook for EarlyStoppingHook {
     fn after_evaluation(&mut self, ctx: &mut RunContext, evaluation: &Evaluation) -> Result<()> {
-        let Some(&value) = evaluation.metrics.get(&self.metric) else {
-            let names: Vec<&str> = evaluation.metrics.keys().map(String::as_str).collect();
-            return Err(Error::invalid(
-                MODULE,
-                format!("no metric {:?} in the evaluation; it has {names:?}", self.metric),
-            ));
-        };
+        let value = metric(evaluation, &self.metric, MODULE)?;
         let improved = match (self.best, self.goal) {
             (None, _) => true,
             (Some((best, _)), Goal::Minimize) => value < best - self.min_delta,
@@ -79,6 +82,42 @@ impl Hook for EarlyStoppingHook {
                     self.metric, self.stale
                 ));
             }
+        }
+        Ok(())
+    }
+}
+
+/// Stops training once an evaluation's `metric` reaches `target` (`<= target` for
+/// [`Goal::Minimize`], `>= target` for [`Goal::Maximize`]), e.g. an exact-match accuracy of 1.
+#[derive(Debug)]
+pub struct MetricTargetHook {
+    metric: String,
+    goal: Goal,
+    target: f64,
+}
+
+impl MetricTargetHook {
+    /// Stops when `metric` reaches `target`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming `metric_target_hook` for a NaN target.
+    pub fn new(metric: &str, goal: Goal, target: f64) -> Result<Self> {
+        if target.is_nan() {
+            return Err(Error::config("metric_target_hook", "target must not be NaN"));
+        }
+        Ok(MetricTargetHook { metric: metric.to_string(), goal, target })
+    }
+}
+
+impl Hook for MetricTargetHook {
+    fn after_evaluation(&mut self, ctx: &mut RunContext, evaluation: &Evaluation) -> Result<()> {
+        let value = metric(evaluation, &self.metric, "metric_target_hook")?;
+        let reached = match self.goal {
+            Goal::Minimize => value <= self.target,
+            Goal::Maximize => value >= self.target,
+        };
+        if reached {
+            ctx.request_stop(format!("metric_target: {} reached {value} (target {})", self.metric, self.target));
         }
         Ok(())
     }

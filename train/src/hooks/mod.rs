@@ -6,24 +6,31 @@
 //! runs for every hook.
 //!
 //! Hooks run in the order given; the trainer's own hooks (made from the
-//! [`RunConfig`](crate::RunConfig): checkpoint saver, summary saver, logging) run after the
-//! caller's, so a checkpoint of a step sees that step's hooks done.
+//! [`RunConfig`](crate::RunConfig): summary saver, step counter, logging, then the
+//! checkpoint saver) run after the caller's, so a checkpoint of a step sees that step's
+//! hooks done and its summaries written.
 
 mod checkpoint;
 mod early_stopping;
 mod logging;
 mod nan_guard;
 mod progress;
+mod step_counter;
 mod stop;
+pub(crate) mod summary;
 
 pub use checkpoint::CheckpointSaverHook;
-pub use early_stopping::{EarlyStoppingHook, Goal};
+pub use early_stopping::{EarlyStoppingHook, Goal, MetricTargetHook};
 pub use logging::{LogSink, LoggingHook};
 pub use nan_guard::NanGuardHook;
 pub use progress::ProgressBarHook;
+pub use step_counter::StepCounterHook;
 pub use stop::{StopAfterSecondsHook, StopAtStepHook};
+pub use summary::SummarySaverHook;
+pub(crate) use summary::summary_step;
 
 use crate::model::{StepOutput, Trainable};
+use crate::summary::SummaryWriter;
 use crate::Evaluation;
 use couplet_modules::{CheckpointManager, Result};
 use std::time::Instant;
@@ -44,6 +51,8 @@ pub struct RunContext<'a> {
     pub model: &'a dyn Trainable,
     /// The checkpoints of `model_dir`.
     pub checkpoints: &'a CheckpointManager,
+    /// The training summary writer (`model_dir`).
+    pub summary: &'a SummaryWriter,
     pub(crate) stop: &'a mut Option<String>,
 }
 
