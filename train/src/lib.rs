@@ -5,7 +5,5 @@
 //! schedules and TensorBoard summaries.
 
 pub mod metrics;
-pub mod metrics;
-pub mod schedule;
 pub mod schedule;
 pub mod summary;
