@@ -137,7 +137,15 @@ impl<M: Model> Trainer<M> {
         let checkpoints = CheckpointManager::with_config(
             CheckpointManagerConfig::new(&config.model_dir).with_max_to_keep(config.keep_checkpoint_max),
         )?;
-        Ok(Trainer { model, config, checkpoints, global_step: 0, restored: false, train_writer: None, eval_writer: None })
+        Ok(Trainer {
+            model,
+            config,
+            checkpoints,
+            global_step: 0,
+            restored: false,
+            train_writer: None,
+            eval_writer: None,
+        })
     }
 
     /// The model.
@@ -221,7 +229,8 @@ impl<M: Model> Trainer<M> {
         }
         if self.config.log_step_count_steps > 0 {
             hooks.push(Box::new(StepCounterHook::new(self.config.log_step_count_steps)?));
-            hooks.push(Box::new(LoggingHook::every_steps(self.config.log_step_count_steps, LogSink::Stderr)?));
+            hooks
+                .push(Box::new(LoggingHook::every_steps(self.config.log_step_count_steps, LogSink::Stderr)?));
         }
         let saver = match (self.config.save_checkpoints_steps, self.config.save_checkpoints_secs) {
             (Some(steps), _) => CheckpointSaverHook::every_steps(steps)?,

@@ -46,7 +46,15 @@ impl Scripted {
         let mut vars = first.trainable_variables().unwrap();
         vars.extend(second.trainable_variables().unwrap());
         let sgd = Sgd::new(vars, SgdConfig::new(0.0)).unwrap();
-        Scripted { store, sgd, losses, break_at: (0, Break::None), evals: Vec::new(), evaluated: 0, sleep_ms: 0 }
+        Scripted {
+            store,
+            sgd,
+            losses,
+            break_at: (0, Break::None),
+            evals: Vec::new(),
+            evaluated: 0,
+            sleep_ms: 0,
+        }
     }
 }
 
@@ -68,10 +76,12 @@ impl Model for Scripted {
     fn train_step(&mut self, (): (), ctx: &mut StepContext) -> Result<StepOutput> {
         std::thread::sleep(std::time::Duration::from_millis(self.sleep_ms));
         // Finite gradients everywhere, then the scripted breakage.
-        let total = self.store.variables().iter().map(|v| v.tensor().sum(tch::Kind::Float)).fold(
-            Tensor::from(0.0f32),
-            |a, b| a + b,
-        );
+        let total = self
+            .store
+            .variables()
+            .iter()
+            .map(|v| v.tensor().sum(tch::Kind::Float))
+            .fold(Tensor::from(0.0f32), |a, b| a + b);
         self.sgd.zero_grad();
         total.backward();
         let (at, what) = self.break_at;
@@ -80,10 +90,10 @@ impl Model for Scripted {
             match what {
                 Break::None => {}
                 Break::Gradient => {
-                    let _ = var("second/linear/w").grad().fill_(f64::INFINITY);
+                    let _ = var("second/w").grad().fill_(f64::INFINITY);
                 }
                 Break::Variable => tch::no_grad(|| {
-                    let _ = var("first/linear/b").narrow(0, 1, 1).fill_(f64::NAN);
+                    let _ = var("first/b").narrow(0, 1, 1).fill_(f64::NAN);
                 }),
             }
         }
@@ -124,7 +134,11 @@ fn logging_prints_every_n_steps_with_the_rate() {
     let dir = TempDir::new("logging-secs");
     let mut trainer = Trainer::new(Scripted::new(|s| 1.5e-6 * s as f64), quiet(&dir)).unwrap();
     trainer.train(units, Some(3), vec![Box::new(hook)]).unwrap();
-    assert_eq!(*lines.lock().unwrap(), ["step 1: loss = 1.50000e-6, twice = 3.00000e-6"], "the first step, then not for an hour");
+    assert_eq!(
+        *lines.lock().unwrap(),
+        ["step 1: loss = 1.50000e-6, twice = 3.00000e-6"],
+        "the first step, then not for an hour"
+    );
     assert!(LoggingHook::every_steps(0, LogSink::Stdout).is_err());
     assert!(LoggingHook::every_secs(f64::INFINITY, LogSink::Stdout).is_err());
 }
@@ -137,7 +151,9 @@ fn scalars(dir: &std::path::Path) -> Vec<(String, i64, f32)> {
     for file in events_files(dir).unwrap() {
         for event in read_events(&file).unwrap() {
             match event.what {
-                Some(proto::EventWhat::SessionLog(log)) if log.status == proto::SessionStatus::Start as i32 => {
+                Some(proto::EventWhat::SessionLog(log))
+                    if log.status == proto::SessionStatus::Start as i32 =>
+                {
                     out.retain(|(_, step, _)| *step < event.step);
                 }
                 Some(proto::EventWhat::Summary(summary)) => {
@@ -161,7 +177,8 @@ fn the_summary_saver_writes_train_scalars_and_the_step_counter_its_rate() {
     let mut trainer = Trainer::new(Scripted::new(|s| s as f64), config).unwrap();
     trainer.train(units, Some(5), vec![]).unwrap();
     let got = scalars(&dir.0);
-    let want = [("train/loss", 2, 2.0), ("train/twice", 2, 4.0), ("train/loss", 4, 4.0), ("train/twice", 4, 8.0)];
+    let want =
+        [("train/loss", 2, 2.0), ("train/twice", 2, 4.0), ("train/loss", 4, 4.0), ("train/twice", 4, 8.0)];
     assert_eq!(got.len(), want.len(), "{got:?}");
     for ((tag, step, value), (t, s, v)) in got.iter().zip(want) {
         assert_eq!((tag.as_str(), *step, *value), (t, s, v));
@@ -181,17 +198,25 @@ fn the_summary_saver_writes_train_scalars_and_the_step_counter_its_rate() {
 #[test]
 fn the_nan_guard_names_the_first_non_finite_loss_gradient_or_variable() {
     let cases: [(fn(u64) -> f64, (u64, Break), &str); 4] = [
-        (|s| if s == 3 { f64::NAN } else { 1.0 }, (0, Break::None), "nan_guard: step 3: loss \"loss\" is NaN"),
-        (|s| if s >= 2 { f64::NEG_INFINITY } else { 1.0 }, (0, Break::None), "nan_guard: step 2: loss \"loss\" is -inf"),
+        (
+            |s| if s == 3 { f64::NAN } else { 1.0 },
+            (0, Break::None),
+            "nan_guard: step 3: loss \"loss\" is NaN",
+        ),
+        (
+            |s| if s >= 2 { f64::NEG_INFINITY } else { 1.0 },
+            (0, Break::None),
+            "nan_guard: step 2: loss \"loss\" is -inf",
+        ),
         (
             |_| 1.0,
             (4, Break::Gradient),
-            "nan_guard: step 4: gradient of \"second/linear/w\" has 2 non-finite values (NaN or ±inf) of 2",
+            "nan_guard: step 4: gradient of \"second/w\" has 2 non-finite values (NaN or ±inf) of 2",
         ),
         (
             |_| 1.0,
             (2, Break::Variable),
-            "nan_guard: step 2: variable \"first/linear/b\" has 1 non-finite values (NaN or ±inf) of 2",
+            "nan_guard: step 2: variable \"first/b\" has 1 non-finite values (NaN or ±inf) of 2",
         ),
     ];
     for (i, (losses, break_at, message)) in cases.into_iter().enumerate() {
@@ -204,7 +229,11 @@ fn the_nan_guard_names_the_first_non_finite_loss_gradient_or_variable() {
         assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
         assert_eq!(e.to_string(), message);
         let step: u64 = message[16..17].parse().unwrap();
-        assert_eq!(trainer.checkpoints().latest_step().unwrap(), Some(step - 1), "no checkpoint of the broken step");
+        assert_eq!(
+            trainer.checkpoints().latest_step().unwrap(),
+            Some(step - 1),
+            "no checkpoint of the broken step"
+        );
     }
     // Losses only: a broken gradient passes.
     let dir = TempDir::new("nan-losses-only");
@@ -228,7 +257,8 @@ fn stop_hooks_stop_where_they_say() {
     let mut model = Scripted::new(|_| 1.0);
     model.sleep_ms = 30;
     let mut trainer = Trainer::new(model, quiet(&dir)).unwrap();
-    let r = trainer.train(units, Some(100), vec![Box::new(StopAfterSecondsHook::new(0.075).unwrap())]).unwrap();
+    let r =
+        trainer.train(units, Some(100), vec![Box::new(StopAfterSecondsHook::new(0.075).unwrap())]).unwrap();
     assert!(r.global_step >= 3 && r.global_step < 100, "{r:?}");
     assert_eq!(r.stop_reason, "stop_after_seconds: the 0.075 s budget is spent");
     assert!(StopAfterSecondsHook::new(0.0).is_err() && StopAfterSecondsHook::new(f64::NAN).is_err());
@@ -243,7 +273,9 @@ fn early_stopping_counts_evaluations_without_improvement() {
     model.evals = vec![1.0, 0.95, 0.5, 0.45, 0.44, 0.1, 0.1];
     let mut trainer = Trainer::new(model, quiet(&dir)).unwrap();
     let hook = EarlyStoppingHook::new("metric", Goal::Minimize, 2, 0.1).unwrap();
-    let r = trainer.train_and_evaluate(units, || Ok([Ok(())]), 100, EvalSpec::every(2), vec![Box::new(hook)]).unwrap();
+    let r = trainer
+        .train_and_evaluate(units, || Ok([Ok(())]), 100, EvalSpec::every(2), vec![Box::new(hook)])
+        .unwrap();
     assert_eq!(r.global_step, 10);
     assert_eq!(r.evaluations.len(), 5);
     assert_eq!(r.stop_reason, "early_stopping: metric has not improved on 0.5 (step 6) for 2 evaluations");
@@ -253,7 +285,9 @@ fn early_stopping_counts_evaluations_without_improvement() {
     model.evals = vec![0.1, 0.2, 0.2, 0.9];
     let mut trainer = Trainer::new(model, quiet(&dir)).unwrap();
     let hook = EarlyStoppingHook::new("metric", Goal::Maximize, 1, 0.0).unwrap();
-    let r = trainer.train_and_evaluate(units, || Ok([Ok(())]), 100, EvalSpec::every(1), vec![Box::new(hook)]).unwrap();
+    let r = trainer
+        .train_and_evaluate(units, || Ok([Ok(())]), 100, EvalSpec::every(1), vec![Box::new(hook)])
+        .unwrap();
     assert_eq!(r.global_step, 3);
     // A metric the evaluation lacks is an error naming those it has.
     let dir = TempDir::new("early-missing");
@@ -261,8 +295,13 @@ fn early_stopping_counts_evaluations_without_improvement() {
     model.evals = vec![0.1];
     let mut trainer = Trainer::new(model, quiet(&dir)).unwrap();
     let hook = EarlyStoppingHook::new("accuracy", Goal::Maximize, 1, 0.0).unwrap();
-    let e = trainer.train_and_evaluate(units, || Ok([Ok(())]), 100, EvalSpec::every(1), vec![Box::new(hook)]).unwrap_err();
-    assert_eq!(e.to_string(), "early_stopping_hook: no metric \"accuracy\" in the evaluation; it has [\"metric\"]");
+    let e = trainer
+        .train_and_evaluate(units, || Ok([Ok(())]), 100, EvalSpec::every(1), vec![Box::new(hook)])
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "early_stopping_hook: no metric \"accuracy\" in the evaluation; it has [\"metric\"]"
+    );
     assert!(EarlyStoppingHook::new("m", Goal::Minimize, 0, 0.0).is_err());
 }
 

@@ -29,7 +29,11 @@ const ENV: &str = "COUPLET_RESUME_CHILD";
 struct Announce;
 
 impl Hook for Announce {
-    fn after_step(&mut self, ctx: &mut couplet_train::RunContext, _output: &StepOutput) -> couplet_modules::Result<()> {
+    fn after_step(
+        &mut self,
+        ctx: &mut couplet_train::RunContext,
+        _output: &StepOutput,
+    ) -> couplet_modules::Result<()> {
         let mut out = std::io::stdout().lock();
         // A closed pipe (the parent stopped reading) must not end training.
         let _ = writeln!(out, "resume-step {}", ctx.global_step);
@@ -92,7 +96,9 @@ fn scalars(dir: &Path) -> Vec<(String, i64, f32)> {
     for file in events_files(dir).unwrap() {
         for event in read_events(&file).unwrap() {
             match event.what {
-                Some(proto::EventWhat::SessionLog(log)) if log.status == proto::SessionStatus::Start as i32 => {
+                Some(proto::EventWhat::SessionLog(log))
+                    if log.status == proto::SessionStatus::Start as i32 =>
+                {
                     out.retain(|(_, step, _)| *step < event.step);
                 }
                 Some(proto::EventWhat::Summary(summary)) => {
@@ -133,7 +139,10 @@ fn sigkilled_runs_resume_to_the_same_variables_and_events() {
         kills += 1;
     }
     assert_eq!(run_child(&killed.0, None), STEPS);
-    assert!(resumed_from.iter().filter(|&&s| s > 0).count() >= 10, "most runs resumed from a checkpoint: {resumed_from:?}");
+    assert!(
+        resumed_from.iter().filter(|&&s| s > 0).count() >= 10,
+        "most runs resumed from a checkpoint: {resumed_from:?}"
+    );
 
     let last = |dir: &Path| {
         let manager = couplet_modules::CheckpointManager::new(dir, None).unwrap();
@@ -141,7 +150,10 @@ fn sigkilled_runs_resume_to_the_same_variables_and_events() {
     };
     let (a, b) = (last(&reference.0), last(&killed.0));
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
-    assert!(a.keys().any(|k| k.starts_with("optimizer/adam/")) && a.keys().any(|k| k.starts_with("optimizer/sgd/")));
+    assert!(
+        a.keys().any(|k| k.starts_with("optimizer/adam/"))
+            && a.keys().any(|k| k.starts_with("optimizer/sgd/"))
+    );
     for (name, x) in &a {
         assert!(x.equal(&b[name]), "{name} differs after {KILLS} kills");
     }

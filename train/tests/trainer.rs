@@ -11,7 +11,10 @@ use tch::Tensor;
 use trainer_common::{batch, input_fn, rng_guard, TempDir, TwoStep};
 
 fn config(dir: &TempDir) -> RunConfig {
-    RunConfig::new(&dir.0).with_save_checkpoints_steps(5).with_keep_checkpoint_max(None).with_log_step_count_steps(0)
+    RunConfig::new(&dir.0)
+        .with_save_checkpoints_steps(5)
+        .with_keep_checkpoint_max(None)
+        .with_log_step_count_steps(0)
 }
 
 /// Every tensor of a checkpoint file (model and optimizer state), by name.
@@ -39,10 +42,11 @@ fn interrupted_runs_resume_bit_identically() {
     let reference = load(&trainer.checkpoints().path_for(23));
 
     // Stopped by a hook at step 8 (a checkpoint at the end), then an error at step 13
-    // (after the step-10 checkpoint, none at 13), then resumed to the end: each resume
-    // starts from a model initialised differently, so everything comes from the files.
+    // (after the step-10 checkpoint, none at 13), then resumed to the end: the first run
+    // starts as the reference; each resume from a model initialised differently, so
+    // everything comes from the files.
     let broken = TempDir::new("broken");
-    let mut first = Trainer::new(TwoStep::new(2), config(&broken)).unwrap();
+    let mut first = Trainer::new(TwoStep::new(1), config(&broken)).unwrap();
     let hooks: Vec<Box<dyn Hook>> = vec![Box::new(StopAtStepHook::last_step(8))];
     let r = first.train(input_fn, Some(23), hooks).unwrap();
     assert_eq!((r.global_step, r.stop_reason.as_str()), (8, "stop_at_step: reached step 8"));
@@ -85,11 +89,15 @@ fn evaluate_predict_and_train_and_evaluate() {
     let mut trainer = Trainer::new(TwoStep::new(1), config(&dir)).unwrap();
     // Two batches of 4 and 2 rows: the loss is their row-weighted mean.
     let (x, y) = batch(3);
-    let halves = || vec![Ok((x.narrow(0, 0, 4), y.narrow(0, 0, 4))), Ok((x.narrow(0, 0, 2), y.narrow(0, 0, 2)))];
+    let halves =
+        || vec![Ok((x.narrow(0, 0, 4), y.narrow(0, 0, 4))), Ok((x.narrow(0, 0, 2), y.narrow(0, 0, 2)))];
     let eval = trainer.evaluate(halves()).unwrap();
     let m = trainer.model();
     let l4 = m.loss(&x, &y, couplet_modules::Mode::Eval).unwrap().double_value(&[]);
-    let l2 = m.loss(&x.narrow(0, 0, 2), &y.narrow(0, 0, 2), couplet_modules::Mode::Eval).unwrap().double_value(&[]);
+    let l2 = m
+        .loss(&x.narrow(0, 0, 2), &y.narrow(0, 0, 2), couplet_modules::Mode::Eval)
+        .unwrap()
+        .double_value(&[]);
     assert_eq!(eval.batches, 2);
     assert!((eval.metrics["loss"] - (4.0 * l4 + 2.0 * l2) / 6.0).abs() < 1e-12, "{eval:?}");
     assert_eq!(eval.global_step, 0);
@@ -100,7 +108,8 @@ fn evaluate_predict_and_train_and_evaluate() {
     assert_eq!(predictions.iter().map(|p| p.size()).collect::<Vec<_>>(), [vec![4, 1], vec![2, 1]]);
     assert!(!predictions[0].requires_grad(), "predictions run under no_grad");
 
-    let report = trainer.train_and_evaluate(input_fn, || Ok(halves()), 7, EvalSpec::every(3), vec![]).unwrap();
+    let report =
+        trainer.train_and_evaluate(input_fn, || Ok(halves()), 7, EvalSpec::every(3), vec![]).unwrap();
     let at: Vec<u64> = report.evaluations.iter().map(|e| e.global_step).collect();
     assert_eq!(at, [3, 6, 7], "every 3 steps and at the end");
     let steps: Vec<u64> = trainer.checkpoints().checkpoints().unwrap().iter().map(|c| c.0).collect();

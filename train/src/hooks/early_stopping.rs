@@ -117,7 +117,10 @@ impl Hook for MetricTargetHook {
             Goal::Maximize => value >= self.target,
         };
         if reached {
-            ctx.request_stop(format!("metric_target: {} reached {value} (target {})", self.metric, self.target));
+            ctx.request_stop(format!(
+                "metric_target: {} reached {value} (target {})",
+                self.metric, self.target
+            ));
         }
         Ok(())
     }

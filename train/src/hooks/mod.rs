@@ -26,8 +26,8 @@ pub use nan_guard::NanGuardHook;
 pub use progress::ProgressBarHook;
 pub use step_counter::StepCounterHook;
 pub use stop::{StopAfterSecondsHook, StopAtStepHook};
-pub use summary::SummarySaverHook;
 pub(crate) use summary::summary_step;
+pub use summary::SummarySaverHook;
 
 use crate::model::{StepOutput, Trainable};
 use crate::summary::SummaryWriter;

@@ -87,7 +87,7 @@ impl Hook for StopAfterSecondsHook {
     fn after_step(&mut self, ctx: &mut RunContext, _output: &StepOutput) -> Result<()> {
         if self.started.elapsed() >= self.budget {
             ctx.request_stop(format!(
-                "stop_after_seconds: the {:.1} s budget is spent",
+                "stop_after_seconds: the {} s budget is spent",
                 self.budget.as_secs_f64()
             ));
         }

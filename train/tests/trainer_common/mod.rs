@@ -57,7 +57,8 @@ impl TwoStep {
         let dropout = Dropout::new(&root, DropoutConfig::new(0.3)).unwrap();
         let second = Linear::named(&root, "second", LinearConfig::new(1).with_input_size(6)).unwrap();
         let adam = Adam::new(first.trainable_variables().unwrap(), AdamConfig::new(0.01)).unwrap();
-        let sgd = Sgd::new(second.trainable_variables().unwrap(), SgdConfig::new(0.05).with_momentum(0.9)).unwrap();
+        let sgd =
+            Sgd::new(second.trainable_variables().unwrap(), SgdConfig::new(0.05).with_momentum(0.9)).unwrap();
         TwoStep { store, first, dropout, second, adam, sgd }
     }
 
@@ -124,4 +125,3 @@ pub fn batch(s: u64) -> (Tensor, Tensor) {
 pub fn input_fn(start: u64) -> Result<impl Iterator<Item = Result<(Tensor, Tensor)>>> {
     Ok((start + 1..).map(|s| Ok(batch(s))))
 }
-
