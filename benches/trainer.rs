@@ -28,7 +28,8 @@ fn harness(c: &mut Criterion) {
             for _ in 0..STEPS {
                 step += 1;
                 let (x, y) = mlp::batch(0, step, Device::Cpu);
-                let loss = mse(&hand.module().forward_t(&x, Mode::Train).expect("forward"), &y).expect("loss");
+                let loss =
+                    mse(&hand.module().forward_t(&x, Mode::Train).expect("forward"), &y).expect("loss");
                 let optimizer = hand.optimizer_mut();
                 optimizer.zero_grad();
                 loss.backward();

@@ -628,14 +628,18 @@ impl Model for GanTrainer {
         self.sums.0 += d_loss.detach();
         self.sums.1 += g_loss.detach();
         self.sums.2 += 1;
-        Ok(StepOutput::new().with("d_loss", &d_loss).with("g_loss", &g_loss).with("learning_rate", &Tensor::from(lr)))
+        Ok(StepOutput::new()
+            .with("d_loss", &d_loss)
+            .with("g_loss", &g_loss)
+            .with("learning_rate", &Tensor::from(lr)))
     }
 
     fn eval_step(&mut self, (): (), ctx: &mut EvalContext) -> Result<()> {
         let step = ctx.global_step();
         let (metrics, fake) = self.evaluate()?;
         let plot = self.logdir.join(format!("step-{step:06}.png"));
-        let title = format!("{}, step {step}: {}/{} modes", self.dataset.name(), metrics.modes, metrics.total_modes);
+        let title =
+            format!("{}, step {step}: {}/{} modes", self.dataset.name(), metrics.modes, metrics.total_modes);
         let png = plot_samples(self.dataset, &self.eval_real, &fake, &title, &plot)?;
         if let Some(writer) = ctx.summary() {
             writer.add_image("samples", &png, step as i64)?;
@@ -763,7 +767,10 @@ pub fn run(args: Args) -> Result<Report> {
     match trainer.restore()? {
         Some(step) => {
             let (metrics, _) = trainer.model().evaluate()?;
-            println!("resumed from step {step} ({}): {metrics}", trainer.checkpoints().path_for(step).display());
+            println!(
+                "resumed from step {step} ({}): {metrics}",
+                trainer.checkpoints().path_for(step).display()
+            );
             restored = Some(metrics);
         }
         None if args.resume => println!("no checkpoint in {}: starting from step 0", logdir.display()),
@@ -775,7 +782,13 @@ pub fn run(args: Args) -> Result<Report> {
     let sink = LogSink::Bar(progress.bar());
     let hooks: Vec<Box<dyn Hook>> = vec![Box::new(progress), Box::new(PrintEvaluations { sink })];
     let units = |start: u64| Ok((start..).map(|_| Ok(())));
-    let result = trainer.train_and_evaluate(units, || Ok([Ok(())]), hyper.steps, EvalSpec::every(eval_every), hooks)?;
+    let result = trainer.train_and_evaluate(
+        units,
+        || Ok([Ok(())]),
+        hyper.steps,
+        EvalSpec::every(eval_every),
+        hooks,
+    )?;
 
     let final_step = result.global_step;
     let model = trainer.model();
@@ -790,9 +803,8 @@ pub fn run(args: Args) -> Result<Report> {
     let png = plot_samples(args.dataset, &model.eval_real, &fake, &title, &plot)?;
     let evaluations = model.evaluations.clone();
     trainer.summary_writer()?.add_image("final", &png, final_step as i64)?;
-    let checkpoint = result
-        .checkpoint
-        .ok_or_else(|| Error::invalid("gan", "training wrote no checkpoint"))?;
+    let checkpoint =
+        result.checkpoint.ok_or_else(|| Error::invalid("gan", "training wrote no checkpoint"))?;
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "final (step {final_step}, {loss}): {metrics} | {:.1} s | plot {} | checkpoint {} | tensorboard --logdir {}",

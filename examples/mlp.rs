@@ -63,7 +63,9 @@ fn device(name: &str) -> Result<Device> {
         "cpu" => Ok(Device::Cpu),
         "cuda" => Ok(Device::Cuda(0)),
         "auto" => Ok(Device::cuda_if_available()),
-        other => Err(couplet::Error::invalid("mlp", format!("--device must be cpu, cuda or auto, got {other}"))),
+        other => {
+            Err(couplet::Error::invalid("mlp", format!("--device must be cpu, cuda or auto, got {other}")))
+        }
     }
 }
 
@@ -82,7 +84,10 @@ pub fn model(seed: u64, device: Device) -> Result<Supervised<Mlp, Adam>> {
 }
 
 /// The training input from step `start + 1` on.
-pub fn input_fn(seed: u64, device: Device) -> impl FnMut(u64) -> Result<Box<dyn Iterator<Item = Result<(Tensor, Tensor)>>>> {
+pub fn input_fn(
+    seed: u64,
+    device: Device,
+) -> impl FnMut(u64) -> Result<Box<dyn Iterator<Item = Result<(Tensor, Tensor)>>>> {
     move |start| Ok(Box::new((start + 1..).map(move |s| Ok(batch(seed, s, device)))))
 }
 
@@ -95,14 +100,23 @@ fn points(x: &Tensor, y: &Tensor) -> Result<Vec<[f32; 2]>> {
 
 /// Plots the target and the MLP's prediction on `grid` at `path` and as the TensorBoard
 /// image `fit` at `step`.
-fn plot_fit(trainer: &mut Trainer<Supervised<Mlp, Adam>>, grid: &Tensor, path: &std::path::Path, step: u64) -> Result<PathBuf> {
+fn plot_fit(
+    trainer: &mut Trainer<Supervised<Mlp, Adam>>,
+    grid: &Tensor,
+    path: &std::path::Path,
+    step: u64,
+) -> Result<PathBuf> {
     let prediction = trainer.predict([Ok((grid.shallow_clone(), grid.shallow_clone()))])?;
     let (want, got) = (points(grid, &target(grid))?, points(grid, &prediction[0])?);
     let series = [
         plot::Series { label: "sin(3x)·x", points: &want, color: plot::PALETTE[0] },
         plot::Series { label: "mlp", points: &got, color: plot::PALETTE[1] },
     ];
-    let options = plot::ScatterOptions { x_label: "x", y_label: "y", ..plot::ScatterOptions::new("fit", (-1.0, 1.0), (-1.0, 1.0)) };
+    let options = plot::ScatterOptions {
+        x_label: "x",
+        y_label: "y",
+        ..plot::ScatterOptions::new("fit", (-1.0, 1.0), (-1.0, 1.0))
+    };
     let io = |e| couplet::Error::Io { context: format!("writing {}", path.display()), source: e };
     plot::scatter(&series, &options, path).map_err(io)?;
     let png = std::fs::read(path).map_err(io)?;
@@ -131,7 +145,8 @@ fn main() -> Result<()> {
     let log = LoggingHook::every_steps((args.steps / 10).max(1), LogSink::Bar(progress.bar()))?;
     let hooks: Vec<Box<dyn Hook>> = vec![Box::new(progress), Box::new(log)];
     let spec = EvalSpec::every((args.steps / 10).max(1)).with_at_start(true);
-    let report = trainer.train_and_evaluate(input_fn(args.seed, device), eval_input, args.steps, spec, hooks)?;
+    let report =
+        trainer.train_and_evaluate(input_fn(args.seed, device), eval_input, args.steps, spec, hooks)?;
     for e in &report.evaluations {
         println!("step {:5}  validation mse {:.6}", e.global_step, e.metrics["loss"]);
     }

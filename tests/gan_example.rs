@@ -109,17 +109,8 @@ fn short_ring_run_learns_checkpoints_and_resumes() -> couplet::Result<()> {
     // Resume: the step count continues and the restored generator is the trained one (the
     // evaluation noise is fixed by the seed, so its metrics are the first run's exactly).
     let more = (steps + 100).to_string();
-    let second = gan::run(args(&[
-        "--dataset",
-        "ring",
-        "--seed",
-        "3",
-        "--steps",
-        &more,
-        "--logdir",
-        out,
-        "--resume",
-    ]))?;
+    let second =
+        gan::run(args(&["--dataset", "ring", "--seed", "3", "--steps", &more, "--logdir", out, "--resume"]))?;
     assert_eq!(second.start_step, steps);
     assert_eq!(second.restored.as_ref(), Some(&first.metrics));
     assert_eq!(second.final_step, steps + 100);

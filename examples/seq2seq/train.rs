@@ -122,13 +122,16 @@ impl Model for DateReader<'_> {
         clip_grad_norm(self.adam.variables(), self.clip_norm)?;
         self.adam.step()?;
         let (correct, total) = token_hits(&logits, &batch)?;
-        Ok(StepOutput::new().with("loss", &loss).with("token_accuracy", &Tensor::from(correct / total.max(1.0))))
+        Ok(StepOutput::new()
+            .with("loss", &loss)
+            .with("token_accuracy", &Tensor::from(correct / total.max(1.0))))
     }
 
     fn eval_step(&mut self, (batch, examples): Self::Batch, ctx: &mut EvalContext) -> Result<()> {
         let (loss, logits) = loss(&self.model, &batch, ctx.mode())?;
         let (correct, tokens) = token_hits(&logits, &batch)?;
-        let decoded = self.model.greedy(&batch.source, &batch.source_lengths, &batch.source_mask, MAX_DECODE)?;
+        let decoded =
+            self.model.greedy(&batch.source, &batch.source_lengths, &batch.source_mask, MAX_DECODE)?;
         let exact = decoded
             .tokens
             .iter()
@@ -493,7 +496,12 @@ fn print_translations(out: &Out, translations: &[Translation]) {
 }
 
 /// `--translate`: beam-decodes the texts with the restored checkpoint of step `restored`.
-fn translate(args: &Args, trainer: &mut Trainer<DateReader>, restored: Option<u64>, out: &Out) -> Result<Report> {
+fn translate(
+    args: &Args,
+    trainer: &mut Trainer<DateReader>,
+    restored: Option<u64>,
+    out: &Out,
+) -> Result<Report> {
     let step = restored.ok_or_else(|| {
         Error::invalid(
             MODULE,
