@@ -125,7 +125,7 @@ impl<'a> EvalContext<'a> {
     /// [`Error::InvalidArgument`] naming `evaluate` for a non-finite value, or a weight
     /// that is negative or not finite.
     pub fn mean(&mut self, name: &str, value: f64, weight: f64) -> Result<()> {
-        if !value.is_finite() || !(weight.is_finite() && weight >= 0.0) {
+        if !(value.is_finite() && weight.is_finite() && weight >= 0.0) {
             return Err(Error::invalid(
                 "evaluate",
                 format!("metric {name:?}: value {value} with weight {weight}: the value must be finite and the weight finite and >= 0"),

@@ -195,9 +195,12 @@ fn the_summary_saver_writes_train_scalars_and_the_step_counter_its_rate() {
     assert_eq!(scalars(&dir.0.join("eval")), [("eval/metric".to_string(), 9, 0.25)]);
 }
 
+/// A loss script, where to break what, and the expected message.
+type NanCase = (fn(u64) -> f64, (u64, Break), &'static str);
+
 #[test]
 fn the_nan_guard_names_the_first_non_finite_loss_gradient_or_variable() {
-    let cases: [(fn(u64) -> f64, (u64, Break), &str); 4] = [
+    let cases: [NanCase; 4] = [
         (
             |s| if s == 3 { f64::NAN } else { 1.0 },
             (0, Break::None),

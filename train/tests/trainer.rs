@@ -10,6 +10,9 @@ use couplet_train::{EvalSpec, RunConfig, Trainer};
 use tch::Tensor;
 use trainer_common::{batch, input_fn, rng_guard, TempDir, TwoStep};
 
+/// A boxed input.
+type Batches = Box<dyn Iterator<Item = Result<(Tensor, Tensor)>>>;
+
 fn config(dir: &TempDir) -> RunConfig {
     RunConfig::new(&dir.0)
         .with_save_checkpoints_steps(5)
@@ -51,7 +54,7 @@ fn interrupted_runs_resume_bit_identically() {
     let r = first.train(input_fn, Some(23), hooks).unwrap();
     assert_eq!((r.global_step, r.stop_reason.as_str()), (8, "stop_at_step: reached step 8"));
     let mut second = Trainer::new(TwoStep::new(3), config(&broken)).unwrap();
-    let failing = |start: u64| -> Result<Box<dyn Iterator<Item = Result<(Tensor, Tensor)>>>> {
+    let failing = |start: u64| -> Result<Batches> {
         Ok(Box::new((start + 1..).map(|s| {
             if s == 14 {
                 Err(couplet_modules::Error::invalid("input", "disk gone"))
