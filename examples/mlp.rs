@@ -83,11 +83,11 @@ pub fn model(seed: u64, device: Device) -> Result<Supervised<Mlp, Adam>> {
     Ok(Supervised::new(store, mlp, adam, Box::new(mse)))
 }
 
+/// A boxed stream of `(x, y)` batches.
+pub type Batches = Box<dyn Iterator<Item = Result<(Tensor, Tensor)>>>;
+
 /// The training input from step `start + 1` on.
-pub fn input_fn(
-    seed: u64,
-    device: Device,
-) -> impl FnMut(u64) -> Result<Box<dyn Iterator<Item = Result<(Tensor, Tensor)>>>> {
+pub fn input_fn(seed: u64, device: Device) -> impl FnMut(u64) -> Result<Batches> {
     move |start| Ok(Box::new((start + 1..).map(move |s| Ok(batch(seed, s, device)))))
 }
 
