@@ -50,9 +50,10 @@ mod tests {
     use couplet_modules::Store;
     use tch::{Kind, Tensor};
 
-    /// Every (tag, value) written, scalars as `Some(value)`, histograms as `None` with their
-    /// count checked by the caller through `histograms`.
-    fn written(path: &std::path::Path) -> (Vec<(String, f32)>, Vec<(String, f64)>) {
+    /// The scalars (tag, value) and histograms (tag, count) of an events file.
+    type Written = (Vec<(String, f32)>, Vec<(String, f64)>);
+
+    fn written(path: &std::path::Path) -> Written {
         let (mut scalars, mut histograms) = (Vec::new(), Vec::new());
         for e in read_events(path).unwrap() {
             if let Some(EventWhat::Summary(s)) = e.what {
