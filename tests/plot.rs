@@ -117,6 +117,8 @@ fn heatmap_colours_cells_by_value() {
     plot::heatmap(&matrix, &["a", "bb"], &["x", "y", "zzz"], "attention", &path).unwrap();
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
     std::fs::remove_dir_all(temp("heatmap")).unwrap();
+    // Characters outside the compiled-in font are left out, not an error.
+    assert!(plot::heatmap_png(&matrix, &["ü", "→"], &["é"], "Fußball → ∑").is_ok());
     let empty: Vec<Vec<f32>> = Vec::new();
     assert!(plot::heatmap_canvas(&empty, &[""; 0], &[""; 0], "t").is_err());
 }
