@@ -25,7 +25,10 @@ const STEPS: u64 = 120;
 const KILLS: usize = 25;
 const ENV: &str = "COUPLET_RESUME_CHILD";
 
-/// Prints each finished step and slows the run a little, so kills land mid-run.
+/// Flushes the summaries of each finished step (as a writer whose `flush_secs` just
+/// passed: so the steps after the last checkpoint are on disk when the kill comes and only
+/// the `SessionLog` START keeps them from counting twice), prints the step and slows the run
+/// a little, so kills land mid-run.
 struct Announce;
 
 impl Hook for Announce {
@@ -34,6 +37,7 @@ impl Hook for Announce {
         ctx: &mut couplet_train::RunContext,
         _output: &StepOutput,
     ) -> couplet_modules::Result<()> {
+        ctx.summary.flush()?;
         let mut out = std::io::stdout().lock();
         // A closed pipe (the parent stopped reading) must not end training.
         let _ = writeln!(out, "resume-step {}", ctx.global_step);
