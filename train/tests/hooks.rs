@@ -9,11 +9,10 @@ use couplet_train::hooks::{
     EarlyStoppingHook, Goal, Hook, LogSink, LoggingHook, NanGuardHook, ProgressBarHook, StopAfterSecondsHook,
     StopAtStepHook,
 };
-use couplet_train::summary::{events_files, proto, read_events};
 use couplet_train::{EvalContext, EvalSpec, Model, RunConfig, StepContext, StepOutput, Trainable, Trainer};
 use std::sync::{Arc, Mutex};
 use tch::Tensor;
-use trainer_common::TempDir;
+use trainer_common::{scalars, TempDir};
 
 /// What a scripted step does besides reporting its loss.
 #[derive(Clone, Copy, PartialEq)]
@@ -141,33 +140,6 @@ fn logging_prints_every_n_steps_with_the_rate() {
     );
     assert!(LoggingHook::every_steps(0, LogSink::Stdout).is_err());
     assert!(LoggingHook::every_secs(f64::INFINITY, LogSink::Stdout).is_err());
-}
-
-/// `(tag, step, value)` of every scalar in the run folder's events files, in order, with
-/// TensorBoard's purge applied: a `SessionLog` START at step `s` drops the events read
-/// before it whose step is `>= s`.
-fn scalars(dir: &std::path::Path) -> Vec<(String, i64, f32)> {
-    let mut out: Vec<(String, i64, f32)> = Vec::new();
-    for file in events_files(dir).unwrap() {
-        for event in read_events(&file).unwrap() {
-            match event.what {
-                Some(proto::EventWhat::SessionLog(log))
-                    if log.status == proto::SessionStatus::Start as i32 =>
-                {
-                    out.retain(|(_, step, _)| *step < event.step);
-                }
-                Some(proto::EventWhat::Summary(summary)) => {
-                    for v in summary.value {
-                        if let Some(proto::Value::SimpleValue(x)) = v.value {
-                            out.push((v.tag, event.step, x));
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    out
 }
 
 #[test]

@@ -13,13 +13,13 @@ mod trainer_common;
 
 use couplet_modules::checkpoint;
 use couplet_train::hooks::Hook;
-use couplet_train::summary::{events_files, proto, read_events};
+use couplet_train::summary::events_files;
 use couplet_train::{RunConfig, StepOutput, Trainer};
 use rand::{Rng, SeedableRng};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use trainer_common::{input_fn, TempDir, TwoStep};
+use trainer_common::{input_fn, scalars, TempDir, TwoStep};
 
 const STEPS: u64 = 120;
 const KILLS: usize = 25;
@@ -92,31 +92,6 @@ fn run_child(dir: &Path, kill_at: Option<u64>) -> u64 {
         assert!(status.success() && done, "the child failed: {status}");
     }
     last
-}
-
-/// `(tag, step, value)` of every scalar in `dir`'s events files, with TensorBoard's purge.
-fn scalars(dir: &Path) -> Vec<(String, i64, f32)> {
-    let mut out: Vec<(String, i64, f32)> = Vec::new();
-    for file in events_files(dir).unwrap() {
-        for event in read_events(&file).unwrap() {
-            match event.what {
-                Some(proto::EventWhat::SessionLog(log))
-                    if log.status == proto::SessionStatus::Start as i32 =>
-                {
-                    out.retain(|(_, step, _)| *step < event.step);
-                }
-                Some(proto::EventWhat::Summary(summary)) => {
-                    for v in summary.value {
-                        if let Some(proto::Value::SimpleValue(x)) = v.value {
-                            out.push((v.tag, event.step, x));
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    out
 }
 
 #[test]

@@ -7,6 +7,7 @@ use couplet_modules::{
     Adam, AdamConfig, Dropout, DropoutConfig, Forward, Linear, LinearConfig, Module, Optimizer, Result, Sgd,
     SgdConfig, Store,
 };
+use couplet_train::summary::{events_files, proto, read_events};
 use couplet_train::{EvalContext, Model, Predictor, StepContext, StepOutput, Trainable};
 use rand::Rng;
 use std::path::PathBuf;
@@ -124,4 +125,31 @@ pub fn batch(s: u64) -> (Tensor, Tensor) {
 /// The input function: the batches of steps `start + 1, start + 2, …`.
 pub fn input_fn(start: u64) -> Result<impl Iterator<Item = Result<(Tensor, Tensor)>>> {
     Ok((start + 1..).map(|s| Ok(batch(s))))
+}
+
+/// `(tag, step, value)` of every scalar in the run folder's events files, in order, with
+/// TensorBoard's purge applied: a `SessionLog` START at step `s` drops the events read
+/// before it whose step is `>= s`.
+pub fn scalars(dir: &std::path::Path) -> Vec<(String, i64, f32)> {
+    let mut out: Vec<(String, i64, f32)> = Vec::new();
+    for file in events_files(dir).unwrap() {
+        for event in read_events(&file).unwrap() {
+            match event.what {
+                Some(proto::EventWhat::SessionLog(log))
+                    if log.status == proto::SessionStatus::Start as i32 =>
+                {
+                    out.retain(|(_, step, _)| *step < event.step);
+                }
+                Some(proto::EventWhat::Summary(summary)) => {
+                    for v in summary.value {
+                        if let Some(proto::Value::SimpleValue(x)) = v.value {
+                            out.push((v.tag, event.step, x));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    out
 }
