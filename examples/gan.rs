@@ -20,24 +20,35 @@
 //! Table 1): ring GAN 1 mode, Unrolled GAN 7.6, VEEGAN 8 (52.9% high quality); grid 3.3,
 //! 23.6, 24.6 (40%).
 //!
+//! Training runs on couplet's [`Trainer`]: the model writes its own step (the two updates),
+//! the trainer checkpoints the networks and both optimizers into `--logdir`, resumes from
+//! them exactly (`--resume`), writes TensorBoard summaries (`train/d_loss`, `train/g_loss`,
+//! `train/learning_rate`; `eval/modes`, `eval/high_quality`, `eval/kl`; the scatter plots
+//! as images) and shows a progress bar.
+//!
 //! Every evaluation (and the end) prints, over 2,500 generated samples: the high-quality
 //! fraction (within 3σ of the nearest centre), the modes captured (modes holding at least a
 //! quarter of their fair share, 2500/K/4, of the high-quality samples) and the KL divergence
 //! of the high-quality samples' mode histogram from uniform; and writes a PNG scatter of real
-//! and generated samples (`runs/gan-ring/step-000400.png`, …, `final.png`).
+//! and generated samples (`runs/gan/ring/step-000400.png`, …, `final.png`).
 //!
 //! ```text
 //! cargo run --release --example gan -- --dataset ring
 //! cargo run --release --example gan -- --dataset grid --steps 20000 --resume
+//! tensorboard --logdir runs
 //! ```
 
 use clap::{Parser, ValueEnum};
 use couplet::tch::{self, Device, Kind, Tensor};
-use couplet::{
-    Activation, Adam, AdamConfig, CheckpointManager, Error, Mlp, MlpConfig, Mode, Module, Optimizer, Result,
-    Scope, Store, TorchContext, Variable,
+use couplet::train::hooks::{Hook, LogSink, ProgressBarHook};
+use couplet::train::{
+    remove_run_files, EvalContext, EvalSpec, Evaluation as TrainerEvaluation, Model, RunConfig, RunContext,
+    StepContext, StepOutput, Trainable, Trainer,
 };
-use indicatif::{ProgressBar, ProgressStyle};
+use couplet::{
+    Activation, Adam, AdamConfig, Error, Mlp, MlpConfig, Mode, Module, Optimizer, Result, Scope, Store,
+    TorchContext, Variable,
+};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -156,13 +167,13 @@ pub struct Args {
     /// Default: steps / 10.
     #[arg(long)]
     pub eval_every: Option<u64>,
-    /// Folder for the PNG scatter plots. Default: `runs/gan-<dataset>`.
+    /// The run folder: checkpoints, TensorBoard summaries (`train/d_loss`, `train/g_loss`,
+    /// `eval/modes`, … and the scatter plots as images) and the PNG plots. Default:
+    /// `runs/gan/<dataset>`. A run without --resume deletes the checkpoints and summaries
+    /// it holds.
     #[arg(long)]
-    pub out_dir: Option<PathBuf>,
-    /// Folder for checkpoints. Default: `<out-dir>/checkpoints`.
-    #[arg(long)]
-    pub checkpoint_dir: Option<PathBuf>,
-    /// Continue from the latest checkpoint in the checkpoint folder (a fresh start if none).
+    pub logdir: Option<PathBuf>,
+    /// Continue from the latest checkpoint in --logdir (a fresh start if none).
     #[arg(long)]
     pub resume: bool,
     /// A quick run with fewer steps, for tests and smoke checks.
@@ -491,14 +502,14 @@ fn points(x: &Tensor) -> Result<Vec<[f32; 2]>> {
     Ok(flat.chunks_exact(2).map(|p| [p[0], p[1]]).collect())
 }
 
-/// Writes the scatter plot of `real` and `fake` for `step` at `path`.
+/// Writes the scatter plot of `real` and `fake` at `path` and returns the PNG's bytes.
 fn plot_samples(
     dataset: Dataset,
     real: &[[f32; 2]],
     fake: &[[f32; 2]],
     title: &str,
     path: &Path,
-) -> Result<()> {
+) -> Result<Vec<u8>> {
     let range = match dataset {
         Dataset::Ring => (-3.0, 3.0),
         Dataset::Grid => (-6.0, 6.0),
@@ -512,7 +523,8 @@ fn plot_samples(
         y_label: "x2",
         ..plot::ScatterOptions::new(title, range, range)
     };
-    plot::scatter(&series, &options, path).map_err(io_error(format!("writing {}", path.display())))
+    plot::scatter(&series, &options, path).map_err(io_error(format!("writing {}", path.display())))?;
+    std::fs::read(path).map_err(io_error(format!("reading {}", path.display())))
 }
 
 /// The device `arg` names.
@@ -540,6 +552,128 @@ fn discriminator_loss(gan: &Gan, loss: Loss, real: &Tensor, fake: &Tensor, gamma
     let packs = d_real.size()[0] as f64;
     let penalty = grad[0].square().sum(Kind::Float) / packs;
     Ok(loss + penalty * (gamma / 2.0))
+}
+
+/// The GAN as the [`Trainer`] trains it: each step one discriminator update then one
+/// generator update, each with its own Adam; each evaluation scores the fixed evaluation
+/// noise's samples, plots them (PNG file and TensorBoard image) and records the mean losses
+/// since the previous one.
+struct GanTrainer {
+    store: Store,
+    gan: Gan,
+    data: Mixture,
+    g_opt: Adam,
+    d_opt: Adam,
+    hyper: Hyper,
+    loss: Loss,
+    r1: f64,
+    batch_size: i64,
+    dataset: Dataset,
+    logdir: PathBuf,
+    eval_noise: Tensor,
+    eval_real: Vec<[f32; 2]>,
+    /// Loss sums since the last evaluation, kept on the device to avoid a sync every step.
+    sums: (Tensor, Tensor, u64),
+    evaluations: Vec<Evaluation>,
+}
+
+impl GanTrainer {
+    /// The metrics and samples of the fixed evaluation noise.
+    fn evaluate(&self) -> Result<(Metrics, Vec<[f32; 2]>)> {
+        let fake = points(&tch::no_grad(|| self.gan.generator(&self.eval_noise, Mode::Eval))?)?;
+        Ok((self.data.metrics(&fake), fake))
+    }
+}
+
+/// Empty loss sums (discriminator, generator, steps) on `device`.
+fn zero_sums(device: Device) -> (Tensor, Tensor, u64) {
+    let zero = || Tensor::zeros([], (Kind::Float, device));
+    (zero(), zero(), 0)
+}
+
+impl Trainable for GanTrainer {
+    fn store(&self) -> &Store {
+        &self.store
+    }
+    fn optimizers(&self) -> Vec<(&str, &dyn Optimizer)> {
+        vec![("generator", &self.g_opt), ("discriminator", &self.d_opt)]
+    }
+    fn optimizers_mut(&mut self) -> Vec<(&str, &mut dyn Optimizer)> {
+        vec![("generator", &mut self.g_opt), ("discriminator", &mut self.d_opt)]
+    }
+}
+
+impl Model for GanTrainer {
+    type Batch = ();
+
+    fn train_step(&mut self, (): (), ctx: &mut StepContext) -> Result<StepOutput> {
+        let lr = self.hyper.learning_rate_at(ctx.step());
+        self.d_opt.set_learning_rate(lr);
+        self.g_opt.set_learning_rate(lr);
+        let (b, device) = (self.batch_size, ctx.device());
+
+        // Discriminator update: real → 1, generated → 0, plus the R1 penalty.
+        let real = self.data.sample(b);
+        let fake = tch::no_grad(|| self.gan.generator(&self.gan.noise(b, device), ctx.mode()))?;
+        let d_loss = discriminator_loss(&self.gan, self.loss, &real, &fake, self.r1)?;
+        self.d_opt.zero_grad();
+        d_loss.f_backward().ctx("gan")?;
+        self.d_opt.step()?;
+
+        // Generator update: make the discriminator call generated samples real.
+        let fake = self.gan.generator(&self.gan.noise(b, device), ctx.mode())?;
+        let g_loss = self.loss.generator(&self.gan.discriminator(&fake, ctx.mode())?);
+        self.g_opt.zero_grad();
+        g_loss.f_backward().ctx("gan")?;
+        self.g_opt.step()?;
+
+        self.sums.0 += d_loss.detach();
+        self.sums.1 += g_loss.detach();
+        self.sums.2 += 1;
+        Ok(StepOutput::new()
+            .with("d_loss", &d_loss)
+            .with("g_loss", &g_loss)
+            .with("learning_rate", &Tensor::from(lr)))
+    }
+
+    fn eval_step(&mut self, (): (), ctx: &mut EvalContext) -> Result<()> {
+        let step = ctx.global_step();
+        let (metrics, fake) = self.evaluate()?;
+        let plot = self.logdir.join(format!("step-{step:06}.png"));
+        let title =
+            format!("{}, step {step}: {}/{} modes", self.dataset.name(), metrics.modes, metrics.total_modes);
+        let png = plot_samples(self.dataset, &self.eval_real, &fake, &title, &plot)?;
+        if let Some(writer) = ctx.summary() {
+            writer.add_image("samples", &png, step as i64)?;
+        }
+        let count = self.sums.2.max(1) as f64;
+        let (d_loss, g_loss) = (self.sums.0.double_value(&[]) / count, self.sums.1.double_value(&[]) / count);
+        self.sums = zero_sums(self.store.device());
+        ctx.mean("modes", metrics.modes as f64, 1.0)?;
+        ctx.mean("high_quality", metrics.high_quality, 1.0)?;
+        ctx.mean("kl", metrics.kl, 1.0)?;
+        self.evaluations.push(Evaluation { step, metrics, d_loss, g_loss, plot });
+        Ok(())
+    }
+}
+
+/// Prints each evaluation above the progress bar.
+struct PrintEvaluations {
+    sink: LogSink,
+}
+
+impl Hook for PrintEvaluations {
+    fn after_evaluation(&mut self, _ctx: &mut RunContext, e: &TrainerEvaluation) -> Result<()> {
+        let get = |name: &str| e.metrics.get(name).copied().unwrap_or(f64::NAN);
+        self.sink.line(&format!(
+            "step {:6} | modes {} | high-quality {:.1}% | KL {:.4}",
+            e.global_step,
+            get("modes"),
+            100.0 * get("high_quality"),
+            get("kl")
+        ));
+        Ok(())
+    }
 }
 
 /// Trains as `args` say and reports the outcome.
@@ -573,12 +707,11 @@ pub fn run(args: Args) -> Result<Report> {
     if args.threads <= 0 || !(args.r1 >= 0.0 && args.r1.is_finite()) {
         return Err(Error::config("gan", "--threads must be positive and --r1 finite and >= 0"));
     }
-    tch::set_num_threads(args.threads);
     let name = args.dataset.name();
-    let out_dir = args.out_dir.clone().unwrap_or_else(|| PathBuf::from(format!("runs/gan-{name}")));
-    let checkpoint_dir = args.checkpoint_dir.clone().unwrap_or_else(|| out_dir.join("checkpoints"));
-    std::fs::create_dir_all(&out_dir).map_err(io_error(format!("creating {}", out_dir.display())))?;
-    let manager = CheckpointManager::new(&checkpoint_dir, Some(3))?;
+    let logdir = args.logdir.clone().unwrap_or_else(|| PathBuf::from(format!("runs/gan/{name}")));
+    if !args.resume {
+        remove_run_files(&logdir)?;
+    }
 
     tch::manual_seed(args.seed as i64);
     let data = Mixture::new(args.dataset, device);
@@ -587,10 +720,6 @@ pub fn run(args: Args) -> Result<Report> {
     // A fixed evaluation set from its own seeded generator: every run with this seed shares it.
     let eval_noise = gan.seeded_noise(EVAL_SAMPLES, args.seed, device);
     let eval_real = points(&data.sample(EVAL_SAMPLES))?;
-    let evaluate = || -> Result<(Metrics, Vec<[f32; 2]>)> {
-        let fake = points(&tch::no_grad(|| gan.generator(&eval_noise, Mode::Eval))?)?;
-        Ok((data.metrics(&fake), fake))
-    };
 
     let loss = match args.r1 {
         0.0 => args.loss.describe().to_string(),
@@ -604,116 +733,87 @@ pub fn run(args: Args) -> Result<Report> {
         hyper.learning_rate,
         hyper.learning_rate * hyper.final_lr_fraction
     );
-    // Two optimizers over disjoint variable lists; their state is checkpointed with the model,
-    // so a resumed run continues exactly.
+    // Two optimizers over disjoint variable lists; the trainer checkpoints their state with
+    // the model, so a resumed run continues exactly.
     let beta = hyper.betas;
     let adam = |vars| Adam::new(vars, AdamConfig::new(hyper.learning_rate).with_betas(beta.0, beta.1));
-    let mut g_opt = adam(gan.generator_variables()?)?;
-    let mut d_opt = adam(gan.discriminator_variables()?)?;
+    let (g_opt, d_opt) = (adam(gan.generator_variables()?)?, adam(gan.discriminator_variables()?)?);
+    let model = GanTrainer {
+        store,
+        gan,
+        data,
+        g_opt,
+        d_opt,
+        hyper: hyper.clone(),
+        loss: args.loss,
+        r1: args.r1,
+        batch_size: args.batch_size,
+        dataset: args.dataset,
+        logdir: logdir.clone(),
+        eval_noise,
+        eval_real,
+        sums: zero_sums(device),
+        evaluations: Vec::new(),
+    };
+    let config = RunConfig::new(&logdir)
+        .with_seed(args.seed)
+        .with_device(device)
+        .with_threads(args.threads)
+        .with_save_checkpoints_steps(eval_every)
+        .with_keep_checkpoint_max(Some(3))
+        .with_save_summary_steps(25)
+        .with_log_step_count_steps(0);
+    let mut trainer = Trainer::new(model, config)?;
 
-    let mut start_step = 0;
     let mut restored = None;
-    if args.resume {
-        let mut optimizers: [(&str, &mut dyn Optimizer); 2] =
-            [("generator", &mut g_opt), ("discriminator", &mut d_opt)];
-        match manager.restore_latest_with_optimizers(&store, &mut optimizers)? {
-            Some(step) => {
-                start_step = step;
-                let (metrics, _) = evaluate()?;
-                println!("resumed from step {step} ({}): {metrics}", manager.path_for(step).display());
-                restored = Some(metrics);
-            }
-            None => println!("no checkpoint in {}: starting from step 0", checkpoint_dir.display()),
+    match trainer.restore()? {
+        Some(step) => {
+            let (metrics, _) = trainer.model().evaluate()?;
+            println!(
+                "resumed from step {step} ({}): {metrics}",
+                trainer.checkpoints().path_for(step).display()
+            );
+            restored = Some(metrics);
         }
+        None if args.resume => println!("no checkpoint in {}: starting from step 0", logdir.display()),
+        None => {}
     }
-    // A different noise stream for every segment of a resumed run.
-    tch::manual_seed(args.seed.wrapping_add(start_step) as i64);
+    let start_step = trainer.global_step()?;
 
-    let progress = ProgressBar::new(hyper.steps);
-    progress.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} {per_sec} eta {eta} | {msg}")
-            .expect("a valid template"),
-    );
-    progress.set_position(start_step.min(hyper.steps));
-    progress.reset_eta();
+    let progress = ProgressBarHook::new(25)?;
+    let sink = LogSink::Bar(progress.bar());
+    let hooks: Vec<Box<dyn Hook>> = vec![Box::new(progress), Box::new(PrintEvaluations { sink })];
+    let units = |start: u64| Ok((start..).map(|_| Ok(())));
+    let result = trainer.train_and_evaluate(
+        units,
+        || Ok([Ok(())]),
+        hyper.steps,
+        EvalSpec::every(eval_every),
+        hooks,
+    )?;
 
-    let b = args.batch_size;
-    let mut evaluations = Vec::new();
-    // Loss sums since the last evaluation, kept on the device to avoid a sync every step.
-    let zero = || Tensor::zeros([], (Kind::Float, device));
-    let (mut d_sum, mut g_sum, mut count) = (zero(), zero(), 0u64);
-    let mut last_checkpoint = None;
-    for step in start_step + 1..=hyper.steps {
-        let lr = hyper.learning_rate_at(step);
-        d_opt.set_learning_rate(lr);
-        g_opt.set_learning_rate(lr);
-
-        // Discriminator update: real → 1, generated → 0, plus the R1 penalty.
-        let real = data.sample(b);
-        let fake = tch::no_grad(|| gan.generator(&gan.noise(b, device), Mode::Train))?;
-        let d_loss = discriminator_loss(&gan, args.loss, &real, &fake, args.r1)?;
-        d_opt.zero_grad();
-        d_loss.backward();
-        d_opt.step()?;
-
-        // Generator update: make the discriminator call generated samples real.
-        let fake = gan.generator(&gan.noise(b, device), Mode::Train)?;
-        let g_loss = args.loss.generator(&gan.discriminator(&fake, Mode::Train)?);
-        g_opt.zero_grad();
-        g_loss.backward();
-        g_opt.step()?;
-
-        d_sum += d_loss.detach();
-        g_sum += g_loss.detach();
-        count += 1;
-        progress.inc(1);
-        if step % 25 == 0 {
-            progress.set_message(format!(
-                "d_loss {:.3} g_loss {:.3}",
-                d_loss.double_value(&[]),
-                g_loss.double_value(&[])
-            ));
-        }
-        if step % eval_every == 0 || step == hyper.steps {
-            let d_mean = d_sum.double_value(&[]) / count as f64;
-            let g_mean = g_sum.double_value(&[]) / count as f64;
-            let (metrics, fake) = evaluate()?;
-            let plot = out_dir.join(format!("step-{step:06}.png"));
-            let title = format!("{name}, step {step}: {}/{} modes", metrics.modes, metrics.total_modes);
-            plot_samples(args.dataset, &eval_real, &fake, &title, &plot)?;
-            let optimizers: [(&str, &dyn Optimizer); 2] = [("generator", &g_opt), ("discriminator", &d_opt)];
-            last_checkpoint = Some(manager.save_with_optimizers(&store, &optimizers, step)?);
-            let line = format!("step {step:6} | d_loss {d_mean:.4} g_loss {g_mean:.4} | {metrics}");
-            progress.suspend(|| println!("{line}"));
-            evaluations.push(Evaluation { step, metrics, d_loss: d_mean, g_loss: g_mean, plot });
-            (d_sum, g_sum, count) = (zero(), zero(), 0);
-        }
-    }
-    progress.finish_and_clear();
-
-    let final_step = hyper.steps.max(start_step);
-    let (metrics, fake) = evaluate()?;
-    let plot = out_dir.join("final.png");
+    let final_step = result.global_step;
+    let model = trainer.model();
+    let (metrics, fake) = model.evaluate()?;
+    let plot = logdir.join("final.png");
     let title = format!(
         "{name}: {}/{} modes, {:.0}% HQ",
         metrics.modes,
         metrics.total_modes,
         100.0 * metrics.high_quality
     );
-    plot_samples(args.dataset, &eval_real, &fake, &title, &plot)?;
-    let checkpoint = match last_checkpoint {
-        Some(path) => path,
-        None => {
-            let optimizers: [(&str, &dyn Optimizer); 2] = [("generator", &g_opt), ("discriminator", &d_opt)];
-            manager.save_with_optimizers(&store, &optimizers, final_step)?
-        }
-    };
+    let png = plot_samples(args.dataset, &model.eval_real, &fake, &title, &plot)?;
+    let evaluations = model.evaluations.clone();
+    trainer.summary_writer()?.add_image("final", &png, final_step as i64)?;
+    let checkpoint =
+        result.checkpoint.ok_or_else(|| Error::invalid("gan", "training wrote no checkpoint"))?;
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "final (step {final_step}, {loss}): {metrics} | {:.1} s | plot {} | checkpoint {}",
+        "final (step {final_step}, {loss}): {metrics} | {:.1} s | plot {} | checkpoint {} | tensorboard --logdir {}",
         seconds,
         plot.display(),
-        checkpoint.display()
+        checkpoint.display(),
+        logdir.display()
     );
     Ok(Report {
         dataset: args.dataset,

@@ -34,6 +34,7 @@ fi
 TORCH_VERSION=2.13.0
 SAFETENSORS_VERSION=0.8.0
 NUMPY_VERSION=2.4.6
+TENSORBOARD_VERSION=2.21.0
 
 # `pwd -P`: the physical path, the one cargo sees as its current directory (it resolves
 # `.cargo/config.toml`'s relative LIBTORCH against it); setup-crate.sh must write the same string.
@@ -72,6 +73,13 @@ if [ ! -f "$marker" ]; then
     || die "the installed torch is not $TORCH_VERSION."
   touch "$marker"
   say "done"
+fi
+
+# TensorBoard's reader, for the summary writer's tests (also in venvs made before it was added).
+if ! "$venv/bin/python" -c "import tensorboard, sys; sys.exit(0 if tensorboard.__version__ == '$TENSORBOARD_VERSION' else 1)" >/dev/null 2>&1; then
+  say "installing tensorboard==$TENSORBOARD_VERSION into $venv"
+  "$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off "tensorboard==$TENSORBOARD_VERSION" \
+    || die "pip could not install tensorboard==$TENSORBOARD_VERSION (see pip's message above)."
 fi
 
 libtorch=$("$venv/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')

@@ -42,11 +42,10 @@ fn short_args(dir: &std::path::Path, extra: &[&str]) -> Args {
         "32",
         "--decoder-hidden",
         "64",
-        "--checkpoint-dir",
+        "--logdir",
     ];
-    let checkpoints = format!("{dir}/checkpoints");
-    let plots = format!("{dir}/plots");
-    argv.extend_from_slice(&[&checkpoints, "--plot-dir", &plots]);
+    let logdir = format!("{dir}/run");
+    argv.push(&logdir);
     argv.extend_from_slice(extra);
     Args::try_parse_from(argv).unwrap()
 }
@@ -235,6 +234,24 @@ fn short_training_run_learns_and_resumes_from_its_checkpoints() {
         let bytes = std::fs::read(plot).unwrap();
         assert_eq!(&bytes[1..4], b"PNG");
     }
+    // TensorBoard: train/loss every 10 steps, eval/<metric> at each validation, the test
+    // under eval_test, the attention heatmaps as images.
+    let run = dir.join("run");
+    let steps = |folder: &std::path::Path, tag: &str| -> Vec<i64> {
+        let mut steps = Vec::new();
+        for file in couplet::train::summary::events_files(folder).unwrap() {
+            for event in couplet::train::summary::read_events(&file).unwrap() {
+                if let Some(couplet::train::summary::proto::EventWhat::Summary(summary)) = event.what {
+                    steps.extend(summary.value.iter().filter(|v| v.tag == tag).map(|_| event.step));
+                }
+            }
+        }
+        steps
+    };
+    assert_eq!(steps(&run, "train/loss"), (1..=20).map(|i| i * 10).collect::<Vec<_>>());
+    assert_eq!(steps(&run.join("eval"), "eval/exact_match"), [0, 100, 200]);
+    assert_eq!(steps(&run.join("eval_test"), "eval/exact_match"), [200]);
+    assert_eq!(steps(&run, "attention/1"), [200]);
     assert_eq!(report.translations.len(), 6);
     for t in &report.translations {
         assert_eq!(t.beams.len(), 5);

@@ -15,16 +15,20 @@
 //!   lengths) and [`couplet::rnn::sequence_loss`] (weights from
 //!   [`couplet::rnn::sequence_mask`]); decoded greedily (accuracy) and by beam search
 //!   (`--translate`, samples).
-//! - **training**: Adam with gradient-norm clipping, a progress bar, periodic validation
-//!   (loss and exact-match accuracy), checkpoints through [`couplet::CheckpointManager`]
-//!   (`--resume` continues from the latest one), a wall-clock budget (`--max-minutes`).
+//! - **training**: a [`couplet::train::Trainer`] over the model's own step (Adam with
+//!   gradient-norm clipping), with a progress bar, validation every `--eval-every` steps
+//!   (loss, token accuracy, exact match), checkpoints of the model and Adam in `--logdir`
+//!   (`--resume` continues exactly from the latest), a wall-clock budget (`--max-minutes`)
+//!   and a target accuracy, as hooks; TensorBoard summaries in `--logdir`.
 //! - **output**: the test set's exact-match accuracy, sample translations with their beam
-//!   scores, the checkpoint path, and a PNG heatmap of the attention alignments.
+//!   scores, the checkpoint path, and PNG heatmaps of the attention alignments (also
+//!   TensorBoard images).
 //!
 //! ```sh
 //! cargo run --release --example seq2seq                        # train (≤ 5 min), test, plot
 //! cargo run --release --example seq2seq -- --translate "4th of July, 1976" --translate "12.10.92"
 //! cargo run --release --example seq2seq -- --help
+//! tensorboard --logdir runs
 //! ```
 
 pub mod batch;
@@ -135,10 +139,12 @@ pub struct Args {
     /// Validate (and save a checkpoint) every this many steps.
     #[arg(long, default_value_t = 250)]
     pub eval_every: u64,
-    /// Folder of the checkpoints. A run without --resume deletes the checkpoints it holds.
-    #[arg(long, default_value = "checkpoints/seq2seq")]
-    pub checkpoint_dir: PathBuf,
-    /// Continue training from the latest checkpoint in --checkpoint-dir.
+    /// The run folder: checkpoints, TensorBoard summaries (`train/loss`, `eval/exact_match`,
+    /// … and the attention images) and the attention heatmaps. A run without --resume
+    /// deletes the checkpoints and summaries it holds.
+    #[arg(long, default_value = "runs/seq2seq")]
+    pub logdir: PathBuf,
+    /// Continue training from the latest checkpoint in --logdir.
     #[arg(long)]
     pub resume: bool,
     /// Decode this text with the latest checkpoint instead of training (repeatable).
@@ -147,9 +153,6 @@ pub struct Args {
     /// Beam width of beam search (translations and samples).
     #[arg(long, default_value_t = 5)]
     pub beam_width: i64,
-    /// Folder of the attention heatmaps (`attention_1.png`, …, one per test input plotted).
-    #[arg(long, default_value = "runs/seq2seq")]
-    pub plot_dir: PathBuf,
     /// How many sample translations to print after training.
     #[arg(long, default_value_t = 6)]
     pub samples: usize,

@@ -8,8 +8,13 @@ use super::{plot, Args};
 use couplet::optim::{clip_grad_norm, Adam, AdamConfig, Optimizer};
 use couplet::rnn::{sequence_loss, SequenceLossOptions};
 use couplet::tch::{self, Device, Kind, Tensor};
-use couplet::{CheckpointManager, Error, Mode, Result, Store, TorchContext, Variable};
-use indicatif::{ProgressBar, ProgressStyle};
+use couplet::train::hooks::{Goal, Hook, LogSink, MetricTargetHook, ProgressBarHook, StopAfterSecondsHook};
+use couplet::train::summary::SummaryWriter;
+use couplet::train::{
+    remove_run_files, step_seed, EvalContext, EvalSpec, Evaluation as TrainerEvaluation, Model, RunConfig,
+    RunContext, StepContext, StepOutput, Trainable, Trainer,
+};
+use couplet::{Error, Mode, Result, Store, TorchContext, Variable};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -74,15 +79,91 @@ pub struct Report {
 
 /// Prints unless `--quiet`.
 struct Out {
-    quiet: bool,
+    sink: Option<LogSink>,
 }
 
 impl Out {
-    fn line(&self, bar: Option<&ProgressBar>, text: &str) {
-        match (self.quiet, bar) {
-            (true, _) => {}
-            (false, Some(bar)) if !bar.is_hidden() => bar.println(text),
-            (false, _) => println!("{text}"),
+    fn line(&self, text: &str) {
+        if let Some(sink) = &self.sink {
+            sink.line(text);
+        }
+    }
+}
+
+/// The model as the [`Trainer`] trains it: the encoder-decoder, Adam over every trainable
+/// variable and gradient-norm clipping.
+struct DateReader<'a> {
+    store: Store,
+    model: Seq2Seq,
+    adam: Adam,
+    clip_norm: f64,
+    vocabs: &'a Vocabs<'a>,
+}
+
+impl Trainable for DateReader<'_> {
+    fn store(&self) -> &Store {
+        &self.store
+    }
+    fn optimizers(&self) -> Vec<(&str, &dyn Optimizer)> {
+        vec![("adam", &self.adam)]
+    }
+    fn optimizers_mut(&mut self) -> Vec<(&str, &mut dyn Optimizer)> {
+        vec![("adam", &mut self.adam)]
+    }
+}
+
+impl Model for DateReader<'_> {
+    type Batch = (Batch, Vec<Example>);
+
+    fn train_step(&mut self, (batch, _): Self::Batch, ctx: &mut StepContext) -> Result<StepOutput> {
+        let (loss, logits) = loss(&self.model, &batch, ctx.mode())?;
+        self.adam.zero_grad();
+        loss.f_backward().ctx(MODULE)?;
+        clip_grad_norm(self.adam.variables(), self.clip_norm)?;
+        self.adam.step()?;
+        let (correct, total) = token_hits(&logits, &batch)?;
+        Ok(StepOutput::new()
+            .with("loss", &loss)
+            .with("token_accuracy", &Tensor::from(correct / total.max(1.0))))
+    }
+
+    fn eval_step(&mut self, (batch, examples): Self::Batch, ctx: &mut EvalContext) -> Result<()> {
+        let (loss, logits) = loss(&self.model, &batch, ctx.mode())?;
+        let (correct, tokens) = token_hits(&logits, &batch)?;
+        let decoded =
+            self.model.greedy(&batch.source, &batch.source_lengths, &batch.source_mask, MAX_DECODE)?;
+        let exact = decoded
+            .tokens
+            .iter()
+            .zip(&examples)
+            .filter(|(ids, e)| self.vocabs.target.decode(ids) == e.target && ids.contains(&super::data::END))
+            .count();
+        ctx.mean("loss", loss.f_double_value(&[]).ctx(MODULE)?, tokens)?;
+        ctx.mean("token_accuracy", correct / tokens.max(1.0), tokens)?;
+        ctx.mean("exact_match", exact as f64 / examples.len().max(1) as f64, examples.len() as f64)
+    }
+}
+
+/// Prints each validation as it comes.
+struct PrintValidations<'a> {
+    out: &'a Out,
+}
+
+impl Hook for PrintValidations<'_> {
+    fn after_evaluation(&mut self, _ctx: &mut RunContext, evaluation: &TrainerEvaluation) -> Result<()> {
+        self.out.line(&describe("validation", &Evaluation::from(evaluation)));
+        Ok(())
+    }
+}
+
+impl From<&TrainerEvaluation> for Evaluation {
+    fn from(e: &TrainerEvaluation) -> Self {
+        let get = |name: &str| e.metrics.get(name).copied().unwrap_or(f64::NAN);
+        Evaluation {
+            step: e.global_step,
+            loss: get("loss"),
+            token_accuracy: get("token_accuracy"),
+            exact_match: get("exact_match"),
         }
     }
 }
@@ -95,7 +176,6 @@ impl Out {
 pub fn run(args: &Args) -> Result<Report> {
     check_args(args)?;
     let device = args.device.device()?;
-    tch::set_num_threads(args.threads);
     tch::manual_seed(args.seed as i64);
     let (source_vocab, target_vocab) = (Vocab::input(), Vocab::target());
     let store = Store::new(device);
@@ -108,10 +188,9 @@ pub fn run(args: &Args) -> Result<Report> {
         attention: args.attention,
     };
     let model = Seq2Seq::new(&store.root(), &config)?;
-    let out = Out { quiet: args.quiet };
     let vocabs = Vocabs { source: &source_vocab, target: &target_vocab, device };
     // Lazily sized variables are created by a first call, so that every variable exists
-    // before a checkpoint is restored or an optimizer is built.
+    // before a checkpoint is restored or the optimizer is built.
     let probe = Example {
         input: "4 Mar 17".to_string(),
         target: "2017-03-04".to_string(),
@@ -119,85 +198,76 @@ pub fn run(args: &Args) -> Result<Report> {
         format: 7,
     };
     tch::no_grad(|| model.logits(&vocabs.batch(&[&probe])?, Mode::Eval).map(drop))?;
-    let manager = CheckpointManager::new(&args.checkpoint_dir, Some(KEEP))?;
-    if !args.translate.is_empty() {
-        return translate(args, &model, &store, &manager, &vocabs, &out);
+    if args.translate.is_empty() && !args.resume {
+        remove_run_files(&args.logdir)?;
     }
-
-    let mut report = Report::default();
-    if args.resume {
-        report.start_step = restore(&manager, &store)?.unwrap_or(0);
-        report.checkpoint = manager.latest()?;
-        out.line(None, &format!("resuming from step {}", report.start_step));
-    } else {
-        let old = manager.checkpoints()?;
-        if !old.is_empty() {
-            out.line(
-                None,
-                &format!(
-                    "starting afresh: deleting {} checkpoints in {}",
-                    old.len(),
-                    args.checkpoint_dir.display()
-                ),
-            );
-        }
-        for (_, path) in old {
-            std::fs::remove_file(&path)
-                .map_err(|e| Error::checkpoint(&path, format!("cannot delete: {e}")))?;
-        }
-    }
-
-    let data = Dataset::generate(args.seed, args.train_size, args.valid_size, args.test_size)?;
-    out.line(
-        None,
-        &format!(
-            "data: {} train / {} validation / {} test examples (disjoint), e.g. {:?} -> {:?}; device {device:?}",
-            data.train.len(),
-            data.valid.len(),
-            data.test.len(),
-            data.train[0].input,
-            data.train[0].target
-        ),
-    );
     let variables = store.variables().into_iter().filter(Variable::trainable).collect::<Vec<_>>();
     let parameters: i64 = variables.iter().map(|v| v.tensor().numel() as i64).sum();
-    out.line(None, &format!("model: {parameters} parameters, {:?} attention", args.attention));
+    let adam = Adam::new(variables, AdamConfig::new(args.lr))?;
+    let reader = DateReader { store, model, adam, clip_norm: args.clip_norm, vocabs: &vocabs };
+    let run_config = RunConfig::new(&args.logdir)
+        .with_seed(args.seed)
+        .with_device(device)
+        .with_threads(args.threads)
+        .with_save_checkpoints_steps(args.eval_every)
+        .with_keep_checkpoint_max(Some(KEEP))
+        .with_save_summary_steps(10)
+        .with_log_step_count_steps(0);
+    let mut trainer = Trainer::new(reader, run_config)?;
+    let restored = trainer.restore().map_err(flag_hint)?;
+    let progress = if args.quiet { ProgressBarHook::hidden() } else { ProgressBarHook::new(10)? };
+    let out = Out { sink: (!args.quiet).then(|| LogSink::Bar(progress.bar())) };
+    if !args.translate.is_empty() {
+        return translate(args, &mut trainer, restored, &out);
+    }
 
-    train(args, &model, &store, &manager, &vocabs, &data, &variables, &out, &mut report)?;
+    let mut report = Report { start_step: restored.unwrap_or(0), ..Report::default() };
+    if let Some(step) = restored {
+        out.line(&format!("resuming from step {step}"));
+    }
+    let data = Dataset::generate(args.seed, args.train_size, args.valid_size, args.test_size)?;
+    out.line(&format!(
+        "data: {} train / {} validation / {} test examples (disjoint), e.g. {:?} -> {:?}; device {device:?}",
+        data.train.len(),
+        data.valid.len(),
+        data.test.len(),
+        data.train[0].input,
+        data.train[0].target
+    ));
+    out.line(&format!("model: {parameters} parameters, {:?} attention", args.attention));
 
-    let test = evaluate(&model, &vocabs, &data.test, report.step)?;
+    train(args, &mut trainer, &vocabs, &data, progress, &out, &mut report)?;
+
+    let test = Evaluation::from(&trainer.evaluate_named(eval_batches(&vocabs, &data.test), "test")?);
+    let writer = trainer.summary_writer()?;
+    let model = &trainer.model().model;
     let samples: Vec<&Example> = data.test.iter().take(args.samples).collect();
-    report.translations = beam_translate(&model, &vocabs, args.beam_width, &samples)?;
-    report.plots = plot_attention(args, &model, &vocabs, &data.test[..PLOTS.min(data.test.len())])?;
+    report.translations = beam_translate(model, &vocabs, args.beam_width, &samples)?;
+    let examples = &data.test[..PLOTS.min(data.test.len())];
+    report.plots = plot_attention(args, model, &vocabs, examples, &writer, report.step)?;
     print_translations(&out, &report.translations);
-    out.line(
-        None,
-        &format!(
-            "test: exact match {:.2}% ({} examples), token accuracy {:.2}%, loss {:.4}",
-            100.0 * test.exact_match,
-            data.test.len(),
-            100.0 * test.token_accuracy,
-            test.loss
-        ),
-    );
+    out.line(&format!(
+        "test: exact match {:.2}% ({} examples), token accuracy {:.2}%, loss {:.4}",
+        100.0 * test.exact_match,
+        data.test.len(),
+        100.0 * test.token_accuracy,
+        test.loss
+    ));
     report.test = Some(test);
-    out.line(
-        None,
-        &format!("trained {} steps in {:.1} s", report.step - report.start_step, report.train_seconds),
-    );
+    out.line(&format!("trained {} steps in {:.1} s", report.step - report.start_step, report.train_seconds));
     if let Some(path) = &report.checkpoint {
-        out.line(None, &format!("checkpoint: {}", path.display()));
+        out.line(&format!("checkpoint: {}", path.display()));
     }
     for path in &report.plots {
-        out.line(None, &format!("attention heatmap: {}", path.display()));
+        out.line(&format!("attention heatmap: {}", path.display()));
     }
+    out.line(&format!("summaries: tensorboard --logdir {}", args.logdir.display()));
     Ok(report)
 }
 
-/// Restores the latest checkpoint into `store`, if there is one, and returns its step; a
-/// checkpoint of another model says which flags must match.
-fn restore(manager: &CheckpointManager, store: &Store) -> Result<Option<u64>> {
-    manager.restore_latest(store).map_err(|e| match e {
+/// A checkpoint of another model says which flags must match.
+fn flag_hint(e: Error) -> Error {
+    match e {
         Error::Checkpoint { path, message } => Error::checkpoint(
             path,
             format!(
@@ -206,7 +276,7 @@ fn restore(manager: &CheckpointManager, store: &Store) -> Result<Option<u64>> {
             ),
         ),
         other => other,
-    })
+    }
 }
 
 fn check_args(args: &Args) -> Result<()> {
@@ -257,109 +327,96 @@ fn loss(model: &Seq2Seq, batch: &Batch, mode: Mode) -> Result<(Tensor, Tensor)> 
     Ok((loss, logits))
 }
 
-/// The training loop: from `report.start_step` to `--steps`, within `--max-minutes`.
-#[allow(clippy::too_many_arguments)]
+/// The training batches from step `start + 1` on: epoch `e` visits the training set in the
+/// order of a permutation seeded by `(seed, e)`, and step `s` takes the `batch_size`
+/// examples from position `(s - 1) · batch_size` of that endless stream, so resuming at any
+/// step reads exactly the batches an uninterrupted run would.
+fn train_batches<'a>(
+    data: &'a [Example],
+    vocabs: &'a Vocabs<'a>,
+    batch_size: usize,
+    seed: u64,
+    start: u64,
+) -> impl Iterator<Item = Result<(Batch, Vec<Example>)>> + 'a {
+    let n = data.len();
+    let order = move |epoch: u64| {
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut StdRng::seed_from_u64(step_seed(seed, epoch)));
+        order
+    };
+    let mut position = start as u128 * batch_size as u128;
+    let mut epoch = (position / n as u128) as u64;
+    let mut current = order(epoch);
+    std::iter::from_fn(move || {
+        let mut examples = Vec::with_capacity(batch_size);
+        while examples.len() < batch_size {
+            let e = (position / n as u128) as u64;
+            if e != epoch {
+                epoch = e;
+                current = order(epoch);
+            }
+            examples.push(&data[current[(position % n as u128) as usize]]);
+            position += 1;
+        }
+        Some(vocabs.batch(&examples).map(|b| (b, Vec::new())))
+    })
+}
+
+/// Evaluation batches of `EVAL_BATCH` examples, with the examples (for exact match).
+fn eval_batches<'a>(
+    vocabs: &'a Vocabs<'a>,
+    examples: &'a [Example],
+) -> impl Iterator<Item = Result<(Batch, Vec<Example>)>> + 'a {
+    examples.chunks(EVAL_BATCH).map(move |chunk| {
+        let refs: Vec<&Example> = chunk.iter().collect();
+        Ok((vocabs.batch(&refs)?, chunk.to_vec()))
+    })
+}
+
+/// Training with validation every `--eval-every` steps: to `--steps`, within
+/// `--max-minutes`, or until the validation exact match reaches `--target-accuracy`.
 fn train(
     args: &Args,
-    model: &Seq2Seq,
-    store: &Store,
-    manager: &CheckpointManager,
+    trainer: &mut Trainer<DateReader>,
     vocabs: &Vocabs,
     data: &Dataset,
-    variables: &[Variable],
+    progress: ProgressBarHook,
     out: &Out,
     report: &mut Report,
 ) -> Result<()> {
-    let mut optimizer = Adam::new(variables.to_vec(), AdamConfig::new(args.lr))?;
-    if report.start_step > 0 {
-        // Resuming: Adam's moments and step counts come back too, so training continues
-        // exactly where it stopped (the model was restored from the same file).
-        manager.restore_latest_with_optimizers(store, &mut [("adam", &mut optimizer)])?;
-    }
-    let mut rng = StdRng::seed_from_u64(args.seed ^ report.start_step.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let mut order: Vec<usize> = (0..data.train.len()).collect();
-    let mut cursor = order.len();
-    let budget = args.max_minutes * 60.0;
     let started = Instant::now();
-    let mut step = report.start_step;
-
-    let validation = evaluate(model, vocabs, &data.valid, step)?;
-    out.line(None, &describe("validation", &validation));
-    let mut best = validation.exact_match;
-    report.validations.push(validation);
-
-    let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(args.steps.max(step)) };
-    let style = ProgressStyle::with_template(
-        "{elapsed_precise} [{bar:25}] {pos}/{len} steps, {per_sec}, eta {eta} | {msg}",
-    )
-    .map_err(|e| Error::invalid(MODULE, format!("progress bar template: {e}")))?
-    .progress_chars("=> ");
-    bar.set_style(style);
-    bar.set_position(step);
-    bar.reset_eta();
-
-    let (mut loss_sum, mut correct, mut tokens) = (0.0, 0.0, 0.0);
-    while step < args.steps && started.elapsed().as_secs_f64() < budget && best < args.target_accuracy {
-        let mut examples = Vec::with_capacity(args.batch_size);
-        while examples.len() < args.batch_size {
-            if cursor == order.len() {
-                order.shuffle(&mut rng);
-                cursor = 0;
-            }
-            examples.push(&data.train[order[cursor]]);
-            cursor += 1;
-        }
-        let batch = vocabs.batch(&examples)?;
-        let (loss, logits) = loss(model, &batch, Mode::Train)?;
-        optimizer.zero_grad();
-        loss.f_backward().ctx(MODULE)?;
-        clip_grad_norm(variables, args.clip_norm)?;
-        optimizer.step()?;
-        step += 1;
-        bar.set_position(step);
-
-        let (c, n) = token_hits(&logits, &batch)?;
-        loss_sum += loss.f_double_value(&[]).ctx(MODULE)? * n;
-        correct += c;
-        tokens += n;
-        if step % 10 == 0 {
-            let left = (budget - started.elapsed().as_secs_f64()).max(0.0);
-            bar.set_message(format!(
-                "loss {:.4}, token acc {:.1}%, val exact {:.1}%, budget {:.0} s left",
-                loss_sum / tokens,
-                100.0 * correct / tokens,
-                100.0 * best,
-                left
-            ));
-            (loss_sum, correct, tokens) = (0.0, 0.0, 0.0);
-        }
-        if step % args.eval_every == 0 {
-            let validation = evaluate(model, vocabs, &data.valid, step)?;
-            out.line(Some(&bar), &describe("validation", &validation));
-            best = best.max(validation.exact_match);
-            report.validations.push(validation);
-            report.checkpoint = Some(manager.save_with_optimizers(store, &[("adam", &optimizer)], step)?);
-        }
-    }
-    bar.finish_and_clear();
+    let first = Evaluation::from(&trainer.evaluate(eval_batches(vocabs, &data.valid))?);
+    out.line(&describe("validation", &first));
+    let reached = first.exact_match >= args.target_accuracy;
+    report.validations.push(first);
+    let (batch_size, seed) = (args.batch_size, args.seed);
+    let input_fn = |start: u64| Ok(train_batches(&data.train, vocabs, batch_size, seed, start));
+    let hooks: Vec<Box<dyn Hook + '_>> = vec![
+        Box::new(progress),
+        Box::new(StopAfterSecondsHook::new(args.max_minutes * 60.0)?),
+        Box::new(MetricTargetHook::new("exact_match", Goal::Maximize, args.target_accuracy)?),
+        Box::new(PrintValidations { out }),
+    ];
+    let steps = if reached { report.start_step } else { args.steps };
+    let result = trainer.train_and_evaluate(
+        input_fn,
+        || Ok(eval_batches(vocabs, &data.valid)),
+        steps,
+        EvalSpec::every(args.eval_every),
+        hooks,
+    )?;
+    report.validations.extend(result.evaluations.iter().map(Evaluation::from));
+    let step = result.global_step;
     if report.validations.last().map(|v| v.step) != Some(step) {
-        let validation = evaluate(model, vocabs, &data.valid, step)?;
-        out.line(None, &describe("validation", &validation));
-        report.validations.push(validation);
-    }
-    if report.checkpoint.is_none() || manager.latest_step()? != Some(step) {
-        report.checkpoint = Some(manager.save_with_optimizers(store, &[("adam", &optimizer)], step)?);
+        let last = Evaluation::from(&trainer.evaluate(eval_batches(vocabs, &data.valid))?);
+        out.line(&describe("validation", &last));
+        report.validations.push(last);
     }
     report.step = step;
+    report.checkpoint = result.checkpoint.or(trainer.checkpoints().latest()?);
     report.train_seconds = started.elapsed().as_secs_f64();
-    let why = if step >= args.steps {
-        "step limit"
-    } else if best >= args.target_accuracy {
-        "target accuracy reached"
-    } else {
-        "time budget spent"
-    };
-    out.line(None, &format!("training stopped at step {step} ({why})"));
+    let why = if reached { "target accuracy reached".to_string() } else { result.stop_reason };
+    out.line(&format!("training stopped at step {step} ({why})"));
     Ok(())
 }
 
@@ -385,37 +442,6 @@ fn token_hits(logits: &Tensor, batch: &Batch) -> Result<(f64, f64)> {
             .ctx(MODULE)?;
         let total = batch.target_weights.f_sum(Kind::Double).ctx(MODULE)?;
         Ok((hits.f_double_value(&[]).ctx(MODULE)?, total.f_double_value(&[]).ctx(MODULE)?))
-    })
-}
-
-/// Teacher-forced loss and token accuracy, and greedy exact match, over `examples`.
-pub fn evaluate(model: &Seq2Seq, vocabs: &Vocabs, examples: &[Example], step: u64) -> Result<Evaluation> {
-    tch::no_grad(|| {
-        let (mut loss_sum, mut correct, mut tokens, mut exact) = (0.0, 0.0, 0.0, 0usize);
-        for chunk in examples.chunks(EVAL_BATCH) {
-            let refs: Vec<&Example> = chunk.iter().collect();
-            let batch = vocabs.batch(&refs)?;
-            let (loss, logits) = loss(model, &batch, Mode::Eval)?;
-            let (c, n) = token_hits(&logits, &batch)?;
-            loss_sum += loss.f_double_value(&[]).ctx(MODULE)? * n;
-            correct += c;
-            tokens += n;
-            let decoded =
-                model.greedy(&batch.source, &batch.source_lengths, &batch.source_mask, MAX_DECODE)?;
-            exact += decoded
-                .tokens
-                .iter()
-                .zip(chunk)
-                .filter(|(ids, e)| vocabs.target.decode(ids) == e.target && ids.contains(&super::data::END))
-                .count();
-        }
-        let n = examples.len().max(1) as f64;
-        Ok(Evaluation {
-            step,
-            loss: loss_sum / tokens.max(1.0),
-            token_accuracy: correct / tokens.max(1.0),
-            exact_match: exact as f64 / n,
-        })
     })
 }
 
@@ -462,34 +488,31 @@ fn print_translations(out: &Out, translations: &[Translation]) {
             Some(_) => " (WRONG)",
             None => "",
         };
-        out.line(None, &format!("{:>32} -> {best}{mark}", format!("{:?}", t.input)));
+        out.line(&format!("{:>32} -> {best}{mark}", format!("{:?}", t.input)));
         for (text, score) in &t.beams {
-            out.line(None, &format!("{:>36}{text}  score {score:.4}", ""));
+            out.line(&format!("{:>36}{text}  score {score:.4}", ""));
         }
     }
 }
 
-/// `--translate`: restores the latest checkpoint and beam-decodes the texts.
+/// `--translate`: beam-decodes the texts with the restored checkpoint of step `restored`.
 fn translate(
     args: &Args,
-    model: &Seq2Seq,
-    store: &Store,
-    manager: &CheckpointManager,
-    vocabs: &Vocabs,
+    trainer: &mut Trainer<DateReader>,
+    restored: Option<u64>,
     out: &Out,
 ) -> Result<Report> {
-    let step = restore(manager, store)?.ok_or_else(|| {
+    let step = restored.ok_or_else(|| {
         Error::invalid(
             MODULE,
-            format!(
-                "--translate needs a checkpoint, and {} has none: train first",
-                args.checkpoint_dir.display()
-            ),
+            format!("--translate needs a checkpoint, and {} has none: train first", args.logdir.display()),
         )
     })?;
-    let checkpoint = manager.latest()?;
+    let checkpoint = trainer.checkpoints().latest()?;
+    let reader = trainer.model();
+    let (model, vocabs) = (&reader.model, reader.vocabs);
     if let Some(path) = &checkpoint {
-        out.line(None, &format!("checkpoint: {} (step {step})", path.display()));
+        out.line(&format!("checkpoint: {} (step {step})", path.display()));
     }
     let texts: Vec<&str> = args.translate.iter().map(String::as_str).collect();
     let translations = beam_texts(model, vocabs, args.beam_width, &texts)?;
@@ -497,14 +520,18 @@ fn translate(
     Ok(Report { start_step: step, step, checkpoint, translations, ..Report::default() })
 }
 
-/// Writes one heatmap per example: output characters (rows) against input characters (columns).
+/// Writes one heatmap per example, output characters (rows) against input characters
+/// (columns), as `attention_{i}.png` in `--logdir` and as the TensorBoard image
+/// `attention/{i}` at `step`.
 fn plot_attention(
     args: &Args,
     model: &Seq2Seq,
     vocabs: &Vocabs,
     examples: &[Example],
+    writer: &SummaryWriter,
+    step: u64,
 ) -> Result<Vec<PathBuf>> {
-    let dir = &args.plot_dir;
+    let dir = &args.logdir;
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::Io { context: format!("creating {}", dir.display()), source: e })?;
     tch::no_grad(|| {
@@ -533,8 +560,12 @@ fn plot_attention(
             let title = format!("{} -> {}", example.input, vocabs.target.decode(ids));
             plot::heatmap(&matrix, &rows, &cols, &title, &path)
                 .map_err(|e| Error::Io { context: format!("writing {}", path.display()), source: e })?;
+            let png = std::fs::read(&path)
+                .map_err(|e| Error::Io { context: format!("reading {}", path.display()), source: e })?;
+            writer.add_image(&format!("attention/{}", i + 1), &png, step as i64)?;
             paths.push(path);
         }
+        writer.flush()?;
         Ok(paths)
     })
 }
