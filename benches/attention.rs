@@ -15,5 +15,11 @@ fn attention(c: &mut Criterion) {
     register(c, attention_cases());
 }
 
-criterion_group!(benches, attention);
+// No criterion plots: the workspace's `plotters` draws text with `ab_glyph` and only the
+// fonts registered with it (see examples/common/plot.rs), so criterion's own charts would fail.
+criterion_group! {
+    name = benches;
+    config = Criterion::default().without_plots();
+    targets = attention
+}
 criterion_main!(benches);

@@ -17,5 +17,11 @@ fn rnn(c: &mut Criterion) {
     register(c, rnn_cases());
 }
 
-criterion_group!(benches, rnn);
+// No criterion plots: the workspace's `plotters` draws text with `ab_glyph` and only the
+// fonts registered with it (see examples/common/plot.rs), so criterion's own charts would fail.
+criterion_group! {
+    name = benches;
+    config = Criterion::default().without_plots();
+    targets = rnn
+}
 criterion_main!(benches);

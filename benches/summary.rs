@@ -78,5 +78,11 @@ fn summary(c: &mut Criterion) {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-criterion_group!(benches, summary);
+// No criterion plots: the workspace's `plotters` draws text with `ab_glyph` and only the
+// fonts registered with it (see examples/common/plot.rs), so criterion's own charts would fail.
+criterion_group! {
+    name = benches;
+    config = Criterion::default().without_plots();
+    targets = summary
+}
 criterion_main!(benches);
