@@ -5,6 +5,9 @@
 //! inputs other than the traced ones (another batch size); both must match couplet's eager
 //! outputs at 1e-6 and list couplet's variables as named parameters.
 
+// Both examples load the shared plotting helper (examples/common/plot.rs) as their own module.
+#![allow(clippy::duplicate_mod)]
+
 mod common;
 #[allow(dead_code)]
 #[path = "../examples/gan.rs"]

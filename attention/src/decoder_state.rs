@@ -182,7 +182,7 @@ impl DecoderState {
             (State::Empty, State::Empty, false) => None,
             (h, s, true) if !matches!(h, State::Empty) => {
                 let flat = leaf(module, "alignment history", h, b, Some(n), None)?;
-                let alignments = flat.f_view([batch_dim(&flat), flat.size()[1] / n, n]).ctx(module)?;
+                let alignments = flat.f_view([batch_dim(flat), flat.size()[1] / n, n]).ctx(module)?;
                 let steps = leaf(module, "step counter", s, b, None, Some(Kind::Int64))?;
                 if steps.size()[1] != 1 {
                     return Err(Error::shape(

@@ -37,7 +37,7 @@ pub fn state_from_leaves(like: &State, leaves: &[Tensor]) -> Result<State> {
     }
     let mut next = leaves.iter();
     // Cannot run out: the counts match and try_map visits the leaves in `leaves()` order.
-    like.try_map(&mut |_| Ok(next.next().map(Tensor::shallow_clone).unwrap_or_else(Tensor::new)))
+    like.try_map(&mut |_| Ok(next.next().map(Tensor::shallow_clone).unwrap_or_default()))
 }
 
 /// Traces one step of `decoder` from `tokens [B]` (int64) and `state` into `method` of

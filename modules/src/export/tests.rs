@@ -28,7 +28,7 @@ fn variables_become_named_parameters_shared_with_the_store() {
     assert!(got.allclose(&want, 1e-6, 1e-6, false));
     // The parameters are the variables, not copies frozen at trace time: a later update of
     // the store shows in what is saved.
-    tch::no_grad(|| store.get("net/linear/b").unwrap().tensor().shallow_clone().fill_(5.0));
+    let _ = tch::no_grad(|| store.get("net/linear/b").unwrap().tensor().shallow_clone().fill_(5.0));
     let zero = Tensor::zeros([1, 4], (Kind::Float, Device::Cpu));
     let y = e.to_cmodule().unwrap().forward_ts(&[zero]).unwrap();
     assert!(y.allclose(&Tensor::full([1, 3], 5.0, (Kind::Float, Device::Cpu)), 0.0, 0.0, false));
@@ -54,7 +54,7 @@ fn variables_read_through_a_copy_are_refused_not_frozen() {
     let lin = linear(&store);
     let w = store.get("net/linear/w").unwrap();
     let mut e = Exporter::new("m").unwrap();
-    e.add_variables(&[w.clone()]).unwrap();
+    e.add_variables(std::slice::from_ref(&w)).unwrap();
     // A detach inside the trace is recorded (an aten::detach of the parameter) ...
     e.trace("inside", &[x(2)], |i| Ok(vec![i[0].matmul(&w.tensor().detach())])).unwrap();
     // ... but a copy made before it (e.g. a cached view of a weight) would be baked in.
