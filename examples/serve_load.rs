@@ -78,7 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     seq2seq::run(&train)?;
     let binary = std::env::current_exe()?.with_file_name("serve");
     println!(
-        "| batching | clients × requests | p50 ms | p99 ms | requests/s | mean texts per decode | statuses |"
+        "| batching | clients × requests | p50 ms | p99 ms | requests/s | mean texts decoded with a request | statuses |"
     );
     println!("|---|---|---|---|---|---|---|");
     for (label, flags) in [
