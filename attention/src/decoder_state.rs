@@ -113,10 +113,21 @@ fn leaf<'s>(
     Ok(t)
 }
 
+/// The batch dimension of a reshape of `t`, `[B, ..]`: `-1` (so a TorchScript trace keeps
+/// the batch size dynamic, see `couplet_modules::export`) unless `t` is empty (no rows, or an
+/// alignment history of zero steps), where `-1` would be ambiguous.
+fn batch_dim(t: &Tensor) -> i64 {
+    if t.numel() > 0 {
+        -1
+    } else {
+        t.size()[0]
+    }
+}
+
 /// Reshapes a flat memory leaf `[B, N·D]` to `[B, N, D]`.
 fn unflatten(module: &str, t: &Tensor, n: i64) -> Result<Tensor> {
     let s = t.size();
-    t.f_view([s[0], n, s[1] / n]).ctx(module)
+    t.f_view([batch_dim(t), n, s[1] / n]).ctx(module)
 }
 
 /// Flattens `what`, `[B, N, D]`, to `[B, N·D]` (copying only if not contiguous).
@@ -125,7 +136,7 @@ fn flatten(module: &str, what: &str, t: &Tensor) -> Result<State> {
     if s.len() != 3 {
         return Err(Error::shape(module, what, "[B, N, D]", s));
     }
-    Ok(State::Tensor(t.f_reshape([s[0], s[1] * s[2]]).ctx(module)?))
+    Ok(State::Tensor(t.f_reshape([batch_dim(t), s[1] * s[2]]).ctx(module)?))
 }
 
 impl DecoderState {
@@ -171,7 +182,7 @@ impl DecoderState {
             (State::Empty, State::Empty, false) => None,
             (h, s, true) if !matches!(h, State::Empty) => {
                 let flat = leaf(module, "alignment history", h, b, Some(n), None)?;
-                let alignments = flat.f_view([b, flat.size()[1] / n, n]).ctx(module)?;
+                let alignments = flat.f_view([batch_dim(flat), flat.size()[1] / n, n]).ctx(module)?;
                 let steps = leaf(module, "step counter", s, b, None, Some(Kind::Int64))?;
                 if steps.size()[1] != 1 {
                     return Err(Error::shape(

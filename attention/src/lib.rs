@@ -9,6 +9,7 @@ pub mod attentive_read;
 pub mod decoder_core;
 pub mod decoder_state;
 pub mod decoding;
+pub mod export;
 pub mod mechanism;
 pub mod multi_head;
 pub mod softmax;

@@ -89,10 +89,11 @@ impl Seq2Seq {
     }
 
     /// The encoder's outputs, both directions concatenated: `source [B, S]` → `[B, S, 2H]`,
-    /// zero past each length.
-    fn encode(&self, source: &Tensor, lengths: &[i64], mode: Mode) -> Result<Tensor> {
+    /// zero past each length (`None`: every row is `S` long).
+    fn encode(&self, source: &Tensor, lengths: Option<&[i64]>, mode: Mode) -> Result<Tensor> {
         let x = self.source_embed.forward(source)?;
-        let options = BiRnnOptions::new(mode).with_lengths(lengths);
+        let options = BiRnnOptions::new(mode);
+        let options = if let Some(lengths) = lengths { options.with_lengths(lengths) } else { options };
         let outputs = bidirectional_dynamic_rnn(&self.encoder_fw, &self.encoder_bw, &x, &options)?;
         outputs
             .merge(MergeMode::Concat)?
@@ -109,8 +110,25 @@ impl Seq2Seq {
         steps: i64,
     ) -> Result<State> {
         let (source, lengths, mask) = batch_source;
-        let memory = self.encode(source, lengths, mode)?;
+        let memory = self.encode(source, Some(lengths), mode)?;
         self.decoder.initial_state_with_memory(&memory, Some(mask), Some(steps))
+    }
+
+    /// The decoder's first state (evaluation) for `source [B, S]` whose rows are all `S`
+    /// characters long, computed without lengths: the form TorchScript tracing records
+    /// (`couplet::export`; lengths are host values a trace would fix). `mask [B, S]` (bool)
+    /// masks the attention; room for `steps` alignments.
+    ///
+    /// # Errors
+    /// Shape errors of the modules, libtorch errors.
+    pub fn initial_state_unpadded(&self, source: &Tensor, mask: &Tensor, steps: i64) -> Result<State> {
+        let memory = self.encode(source, None, Mode::Eval)?;
+        self.decoder.initial_state_with_memory(&memory, Some(mask), Some(steps))
+    }
+
+    /// One decoding step: target embedding, attention decoder core, output projection.
+    pub fn step_decoder(&self) -> CoreDecoder<'_, Embed, AttentionDecoderCore, Linear> {
+        CoreDecoder::new(&self.target_embed, &self.decoder, &self.output)
     }
 
     /// Teacher forcing: the logits `[B, T, V]` of every target position given the true
@@ -138,7 +156,7 @@ impl Seq2Seq {
     /// Shape errors of the modules (a bug), libtorch errors.
     pub fn greedy(&self, source: &Tensor, lengths: &[i64], mask: &Tensor, max_len: i64) -> Result<Greedy> {
         let state = self.initial_state((source, lengths, mask), Mode::Eval, max_len)?;
-        let decoder = CoreDecoder::new(&self.target_embed, &self.decoder, &self.output);
+        let decoder = self.step_decoder();
         let out = greedy_decode(&decoder, &state, &self.starts(source)?, &GreedyOptions::new(END, max_len))?;
         let alignments = self.decoder.alignment_history(&out.final_state)?.f_transpose(0, 1).ctx(MODULE)?;
         Ok(Greedy { tokens: rows(&out.tokens)?, alignments })
@@ -159,7 +177,7 @@ impl Seq2Seq {
         max_len: i64,
     ) -> Result<Vec<Beams>> {
         let state = self.initial_state((source, lengths, mask), Mode::Eval, max_len)?;
-        let decoder = CoreDecoder::new(&self.target_embed, &self.decoder, &self.output);
+        let decoder = self.step_decoder();
         let config = BeamSearchConfig::new(width, END, max_len);
         let out = beam_search(&decoder, &state, &self.starts(source)?, &config)?;
         let (b, k) = (out.tokens.size()[0], out.tokens.size()[1]);

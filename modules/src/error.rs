@@ -68,6 +68,17 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Code that cannot be recorded by TorchScript tracing (see `couplet_modules::export`):
+    /// its result depends on host-side decisions (lengths, stopping at an end token) that a
+    /// trace would bake in, or libtorch's tracer refused the run. The message says what can
+    /// be exported instead.
+    #[error("{module}: cannot be traced: {message}")]
+    Untraceable {
+        /// Scope of the module (or the export method) that refused.
+        module: String,
+        /// Why, and what to export instead.
+        message: String,
+    },
     /// An error raised by libtorch itself, with the module that made the call.
     #[error("{module}: libtorch: {}", torch_message(source))]
     Torch {

@@ -27,6 +27,7 @@ pub mod conv;
 pub mod dropout;
 pub mod embed;
 pub mod error;
+pub mod export;
 pub mod init;
 pub mod layer_norm;
 pub mod linear;

@@ -83,8 +83,15 @@ impl Lengths<'_> {
     /// # Errors
     /// [`Error::Shape`] naming `func` for a tensor of the wrong rank or kind, or a count other
     /// than `batch` (`"dynamic_rnn: lengths must be [3], got [4]"`); [`Error::InvalidArgument`]
-    /// for a value out of range (`"dynamic_rnn: lengths must be in 0..=T (T = 7), row 2 has 9"`).
+    /// for a value out of range (`"dynamic_rnn: lengths must be in 0..=T (T = 7), row 2 has 9"`);
+    /// [`Error::Untraceable`] while a TorchScript trace records (see
+    /// `couplet_modules::export`): the host values would be fixed at this run's.
     pub fn validate(&self, func: &str, batch: i64, max_len: i64) -> Result<Vec<i64>> {
+        couplet_modules::export::ensure_not_tracing(
+            func,
+            "per-row lengths are host values that slice the batch, which a trace would fix at one run's lengths",
+            "trace without lengths (full rows; the fused kernels keep batch and time sizes dynamic) and mask in the caller",
+        )?;
         let values = self.to_vec(func)?;
         if values.len() as i64 != batch {
             return Err(Error::shape(func, "lengths", format!("[{batch}]"), [values.len()]));

@@ -11,6 +11,11 @@ pub(crate) fn shape_error(name: &str, what: &str, expected: String, actual: Stri
 
 /// Checks `end_token >= 0` and `max_len >= 1`.
 pub(crate) fn check_settings(name: &str, end_token: i64, max_len: i64) -> Result<()> {
+    couplet_modules::export::ensure_not_tracing(
+        name,
+        "it stops at end tokens and (beam search) reorders rows on the host, which a trace would fix at one run's choices",
+        "export one decoder step with couplet_attention::export::trace_decoder_step and loop in the caller",
+    )?;
     if end_token < 0 {
         return Err(Error::config(name, format!("end_token must be >= 0, got {end_token}")));
     }
