@@ -52,10 +52,10 @@ char* cpl_store_tcp(const char* host, uint16_t port, bool is_server, int64_t wor
     c10d::TCPStoreOptions options;
     options.port = port;
     options.isServer = is_server;
-    if (world_size > 0) {
-      options.numWorkers = static_cast<std::size_t>(world_size);
-    }
-    options.waitWorkers = is_server && world_size > 0;
+    // Every store (server or client) with numWorkers and waitWorkers counts itself in at the
+    // server, as Python's TCPStore does; only the server then waits for world_size of them.
+    options.numWorkers = static_cast<std::size_t>(world_size > 0 ? world_size : 1);
+    options.waitWorkers = true;
     options.timeout = millis(timeout_ms);
     options.multiTenant = true;
     auto store = c10::make_intrusive<c10d::TCPStore>(std::string(host), options);
