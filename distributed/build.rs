@@ -89,7 +89,9 @@ fn nccl_includes(root: &Path, lib: &Path) -> Option<Vec<PathBuf>> {
     let find = |header: &str| candidates.iter().find(|dir| dir.join(header).is_file()).cloned();
     // A complete CUDA toolkit's headers: the wheel's nvidia/cu13 ships cuda_runtime.h without
     // the crt/ headers it includes, and triton's copy lacks CCCL's nv/target.
-    let complete = |dir: &&PathBuf| ["cuda_runtime.h", "crt/host_config.h", "nv/target"].iter().all(|h| dir.join(h).is_file());
+    let complete = |dir: &&PathBuf| {
+        ["cuda_runtime.h", "crt/host_config.h", "nv/target"].iter().all(|h| dir.join(h).is_file())
+    };
     let (nccl, cuda) = (find("nccl.h")?, candidates.iter().find(complete).cloned()?);
     let mut dirs = vec![nccl];
     if !dirs.contains(&cuda) {

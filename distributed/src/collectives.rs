@@ -72,10 +72,15 @@ impl ProcessGroup {
         if !self.accepts(tensor.device()) {
             return Err(Error::invalid(
                 format!("distributed/{op}"),
-                format!("{what} is on {:?}; a {:?} group takes tensors on {}", tensor.device(), self.backend(), match self.backend() {
-                    Backend::Gloo => "the CPU",
-                    Backend::Nccl => "CUDA devices",
-                }),
+                format!(
+                    "{what} is on {:?}; a {:?} group takes tensors on {}",
+                    tensor.device(),
+                    self.backend(),
+                    match self.backend() {
+                        Backend::Gloo => "the CPU",
+                        Backend::Nccl => "CUDA devices",
+                    }
+                ),
             ));
         }
         if tensor.is_sparse() || !tensor.is_contiguous() {
@@ -95,13 +100,18 @@ impl ProcessGroup {
         if !is_float(tensor.f_kind().ctx(op)?) {
             return Err(Error::invalid(
                 format!("distributed/{op}"),
-                format!("ReduceOp::Avg needs a floating kind, got {:?}; sum and divide instead", tensor.kind()),
+                format!(
+                    "ReduceOp::Avg needs a floating kind, got {:?}; sum and divide instead",
+                    tensor.kind()
+                ),
             ));
         }
         match self.backend() {
             Backend::Nccl => Ok((ReduceOp::Avg, Finish::Nothing)),
             // world_size fits a C int (checked when the group was made).
-            Backend::Gloo => Ok((ReduceOp::Sum, Finish::Divide(tensor.shallow_clone(), self.world_size() as i64))),
+            Backend::Gloo => {
+                Ok((ReduceOp::Sum, Finish::Divide(tensor.shallow_clone(), self.world_size() as i64)))
+            }
         }
     }
 
@@ -115,7 +125,12 @@ impl ProcessGroup {
         Ok(root as i32)
     }
 
-    fn issued(op: &'static str, message: *mut std::ffi::c_char, raw: *mut RawWork, finish: Finish) -> Result<Work> {
+    fn issued(
+        op: &'static str,
+        message: *mut std::ffi::c_char,
+        raw: *mut RawWork,
+        finish: Finish,
+    ) -> Result<Work> {
         check(op, message)?;
         Ok(Work::new(raw, op, finish))
     }
@@ -174,7 +189,9 @@ impl ProcessGroup {
         let slot_ptrs: Vec<_> = slots.iter().map(ptr).collect();
         let mut raw = std::ptr::null_mut();
         // SAFETY: every slot handle is live for the call; c10d keeps its own references.
-        let message = unsafe { ffi::cpl_all_gather(self.raw(), slot_ptrs.as_ptr(), slot_ptrs.len(), ptr(input), &mut raw) };
+        let message = unsafe {
+            ffi::cpl_all_gather(self.raw(), slot_ptrs.as_ptr(), slot_ptrs.len(), ptr(input), &mut raw)
+        };
         Self::issued("all_gather", message, raw, Finish::Nothing)
     }
 
@@ -184,7 +201,12 @@ impl ProcessGroup {
         self.check_tensor("reduce_scatter", "input", input)?;
         let size = input.size();
         if size.first() != Some(&(self.world_size() as i64)) {
-            return Err(Error::shape("distributed/reduce_scatter", "input", format!("[{}, ...]", self.world_size()), size));
+            return Err(Error::shape(
+                "distributed/reduce_scatter",
+                "input",
+                format!("[{}, ...]", self.world_size()),
+                size,
+            ));
         }
         let mut output = Tensor::f_empty(&size[1..], (input.kind(), input.device())).ctx("reduce_scatter")?;
         self.reduce_scatter_async(input, &mut output, op)?.wait()?;
@@ -202,18 +224,36 @@ impl ProcessGroup {
         let mut raw = std::ptr::null_mut();
         // SAFETY: as in all_gather_async.
         let message = unsafe {
-            ffi::cpl_reduce_scatter(self.raw(), ptr(output), slot_ptrs.as_ptr(), slot_ptrs.len(), op.code(), &mut raw)
+            ffi::cpl_reduce_scatter(
+                self.raw(),
+                ptr(output),
+                slot_ptrs.as_ptr(),
+                slot_ptrs.len(),
+                op.code(),
+                &mut raw,
+            )
         };
         Self::issued("reduce_scatter", message, raw, finish)
     }
 
     /// The `world_size` rows of `stacked` (`[world_size, S...]`), after checking it against
     /// `single` (`S`): same kind, same device, matching shape.
-    fn stacked_slots(&self, op: &'static str, what: &str, single: &Tensor, stacked: &Tensor) -> Result<Vec<Tensor>> {
+    fn stacked_slots(
+        &self,
+        op: &'static str,
+        what: &str,
+        single: &Tensor,
+        stacked: &Tensor,
+    ) -> Result<Vec<Tensor>> {
         let mut expected = vec![self.world_size() as i64];
         expected.extend(single.size());
         if stacked.size() != expected {
-            return Err(Error::shape(format!("distributed/{op}"), what, format!("{expected:?}"), stacked.size()));
+            return Err(Error::shape(
+                format!("distributed/{op}"),
+                what,
+                format!("{expected:?}"),
+                stacked.size(),
+            ));
         }
         if stacked.kind() != single.kind() || stacked.device() != single.device() {
             return Err(Error::invalid(

@@ -85,7 +85,11 @@ impl DataParallel {
     /// Errors: [`Error::Config`] for a zero bucket size, no variables, variables on a device the
     /// group does not serve or whose layout differs across ranks; [`Error::Distributed`] from
     /// the broadcast.
-    pub fn new(group: Arc<ProcessGroup>, variables: Vec<Variable>, config: DataParallelConfig) -> Result<Self> {
+    pub fn new(
+        group: Arc<ProcessGroup>,
+        variables: Vec<Variable>,
+        config: DataParallelConfig,
+    ) -> Result<Self> {
         if config.bucket_bytes == 0 {
             return Err(Error::config(SCOPE, "bucket_bytes must be at least 1"));
         }
@@ -95,7 +99,12 @@ impl DataParallel {
         if let Some(v) = variables.iter().find(|v| !group.accepts(v.tensor().device())) {
             return Err(Error::config(
                 SCOPE,
-                format!("{} is on {:?}, which a {:?} group does not serve", v.name(), v.tensor().device(), group.backend()),
+                format!(
+                    "{} is on {:?}, which a {:?} group does not serve",
+                    v.name(),
+                    v.tensor().device(),
+                    group.backend()
+                ),
             ));
         }
         check_same_layout(&group, &variables)?;
@@ -178,7 +187,12 @@ impl DataParallel {
             work.wait()?;
             for (&i, (offset, n)) in bucket.members.iter().zip(layout(&self.trainable, &bucket.members)) {
                 let variable = self.trainable[i].tensor();
-                let averaged = bucket.flat.f_narrow(0, offset, n).ctx(SCOPE)?.f_view(variable.size().as_slice()).ctx(SCOPE)?;
+                let averaged = bucket
+                    .flat
+                    .f_narrow(0, offset, n)
+                    .ctx(SCOPE)?
+                    .f_view(variable.size().as_slice())
+                    .ctx(SCOPE)?;
                 let mut grad = grads[i].shallow_clone();
                 if grad.defined() {
                     grad.f_copy_(&averaged).ctx(SCOPE)?;
@@ -186,7 +200,9 @@ impl DataParallel {
                     let mut own = averaged.f_zeros_like().ctx(SCOPE)?;
                     own.f_copy_(&averaged).ctx(SCOPE)?;
                     // SAFETY: both handles are live; the shim only assigns the gradient.
-                    check("data_parallel", unsafe { ffi::cpl_set_grad(variable.as_ptr() as *mut _, own.as_mut_ptr()) })?;
+                    check("data_parallel", unsafe {
+                        ffi::cpl_set_grad(variable.as_ptr() as *mut _, own.as_mut_ptr())
+                    })?;
                 }
             }
         }
@@ -212,7 +228,11 @@ impl DataParallel {
 
     /// Saves `source` to `path` from rank 0 only (see [`checkpoint::save`]); every rank returns
     /// once the file is complete, or with an error when rank 0 could not write it.
-    pub fn save_checkpoint(&self, source: &(impl Checkpointable + ?Sized), path: impl AsRef<Path>) -> Result<()> {
+    pub fn save_checkpoint(
+        &self,
+        source: &(impl Checkpointable + ?Sized),
+        path: impl AsRef<Path>,
+    ) -> Result<()> {
         self.on_rank_zero(|| checkpoint::save(source, path.as_ref()))?;
         Ok(())
     }
@@ -220,7 +240,11 @@ impl DataParallel {
     /// Restores `target` from `path` on every rank (see [`checkpoint::restore`]); the ranks wait
     /// for each other first, so a file just written by [`DataParallel::save_checkpoint`] is
     /// complete. Errors on any rank are that rank's (the file must be readable from every rank).
-    pub fn restore_checkpoint(&self, target: &(impl Checkpointable + ?Sized), path: impl AsRef<Path>) -> Result<RestoreReport> {
+    pub fn restore_checkpoint(
+        &self,
+        target: &(impl Checkpointable + ?Sized),
+        path: impl AsRef<Path>,
+    ) -> Result<RestoreReport> {
         self.group.barrier()?;
         checkpoint::restore(target, path)
     }
@@ -244,9 +268,14 @@ fn check_same_layout(group: &ProcessGroup, variables: &[Variable]) -> Result<()>
         }
     }
     let mine = Tensor::from_slice(&[hash as i64]);
-    let mine = if group.accepts(Device::Cpu) { mine } else { mine.f_to_device(variables[0].tensor().device()).ctx(SCOPE)? };
+    let mine = if group.accepts(Device::Cpu) {
+        mine
+    } else {
+        mine.f_to_device(variables[0].tensor().device()).ctx(SCOPE)?
+    };
     let all = group.all_gather(&mine)?;
-    let all = Vec::<i64>::try_from(all.f_to_device(Device::Cpu).ctx(SCOPE)?.f_view([-1]).ctx(SCOPE)?).ctx(SCOPE)?;
+    let all =
+        Vec::<i64>::try_from(all.f_to_device(Device::Cpu).ctx(SCOPE)?.f_view([-1]).ctx(SCOPE)?).ctx(SCOPE)?;
     if let Some(rank) = all.iter().position(|&h| h != hash as i64) {
         return Err(Error::config(
             SCOPE,
@@ -277,9 +306,18 @@ fn make_buckets(trainable: &[Variable], cap: usize) -> Result<Vec<Bucket>> {
         let t = trainable[i].tensor();
         let (kind, device) = (t.kind(), t.device());
         if !is_float(kind) {
-            return Err(Error::config(SCOPE, format!("trainable {} has kind {kind:?}; gradients need a floating kind", trainable[i].name())));
+            return Err(Error::config(
+                SCOPE,
+                format!(
+                    "trainable {} has kind {kind:?}; gradients need a floating kind",
+                    trainable[i].name()
+                ),
+            ));
         }
-        let bytes = t.numel().checked_mul(kind.elt_size_in_bytes()).ok_or_else(|| Error::config(SCOPE, "variable size overflows"))?;
+        let bytes = t
+            .numel()
+            .checked_mul(kind.elt_size_in_bytes())
+            .ok_or_else(|| Error::config(SCOPE, "variable size overflows"))?;
         match groups.last_mut() {
             Some((members, size, k, d)) if *k == kind && *d == device && *size + bytes <= cap => {
                 members.push(i);

@@ -44,7 +44,10 @@ impl LaunchEnv {
         };
         let number = |name: &str, value: String| {
             value.trim().parse::<usize>().map_err(|_| {
-                Error::config("distributed/env", format!("{name} must be a non-negative integer, got {value:?}"))
+                Error::config(
+                    "distributed/env",
+                    format!("{name} must be a non-negative integer, got {value:?}"),
+                )
             })
         };
         let rank = number("RANK", get("RANK")?)?;
@@ -94,7 +97,8 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> Result<LaunchEnv> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         LaunchEnv::from_lookup(|name| map.get(name).cloned())
     }
 

@@ -69,7 +69,9 @@ impl Store {
         let mut raw = std::ptr::null_mut();
         let mut bound = 0u16;
         // SAFETY: valid C string and out-pointers; the shim catches every C++ exception.
-        let message = unsafe { ffi::cpl_store_tcp(c_host.as_ptr(), port, is_server, world_size, ms, &mut bound, &mut raw) };
+        let message = unsafe {
+            ffi::cpl_store_tcp(c_host.as_ptr(), port, is_server, world_size, ms, &mut bound, &mut raw)
+        };
         check("store", message).map_err(|e| match e {
             Error::Distributed { op, message } => {
                 let role = if is_server { "hosting" } else { "connecting to" };

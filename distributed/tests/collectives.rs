@@ -92,7 +92,8 @@ fn sum_over_any_world_size() -> Result<()> {
 fn broadcast_from_a_root() -> Result<()> {
     let (_store, group) = join()?;
     for kind in [Kind::Float, Kind::Double, Kind::Int64] {
-        let mut t = Tensor::from_slice(&[group.rank() as f64 * 10.0, -1.0 - group.rank() as f64]).to_kind(kind);
+        let mut t =
+            Tensor::from_slice(&[group.rank() as f64 * 10.0, -1.0 - group.rank() as f64]).to_kind(kind);
         group.broadcast(&mut t, 1)?;
         ensure!(values(&t) == [10.0, -2.0], "{kind:?}: {t}");
     }

@@ -1,4 +1,4 @@
-//! DataParallel across 2 real processes: after N Adam steps the variables equal (1e-6) those
+//! DataParallel across 2 real processes: after N SGD-with-momentum steps the variables equal (1e-6) those
 //! of one process trained on the concatenated batches and are bit-identical across ranks; the
 //! broadcast from rank 0 overrides a differently seeded rank 1; `no_sync` accumulation matches
 //! one process's accumulation; checkpoints are written by rank 0 and restored everywhere; a
@@ -8,7 +8,7 @@ mod common;
 
 use anyhow::{ensure, Result};
 use couplet_distributed::{DataParallel, DataParallelConfig, ProcessGroup, Store};
-use couplet_modules::{Activation, Adam, AdamConfig, Error, Mlp, MlpConfig, Mode, Module, Optimizer};
+use couplet_modules::{Activation, Error, Mlp, MlpConfig, Mode, Module, Optimizer, Sgd, SgdConfig};
 use std::sync::Arc;
 use std::time::Duration;
 use tch::{Kind, Tensor};
@@ -20,7 +20,11 @@ const GLOBAL: i64 = 8;
 
 fn join() -> Result<Arc<ProcessGroup>> {
     let (rank, world, port) = common::rank_env();
-    let store = if rank == 0 { Store::server("127.0.0.1", port, world, TIMEOUT)? } else { Store::client("127.0.0.1", port, TIMEOUT)? };
+    let store = if rank == 0 {
+        Store::server("127.0.0.1", port, world, TIMEOUT)?
+    } else {
+        Store::client("127.0.0.1", port, TIMEOUT)?
+    };
     Ok(Arc::new(ProcessGroup::gloo(&store, rank, world, TIMEOUT)?))
 }
 
@@ -37,7 +41,10 @@ fn model(seed: i64, sizes: &[i64]) -> Result<(couplet_modules::Store, Mlp)> {
 fn batch(step: i64) -> (Tensor, Tensor) {
     let i = Tensor::arange(GLOBAL * 3, (Kind::Float, tch::Device::Cpu)).view([GLOBAL, 3]);
     let x = ((i * 0.37) + step as f64 * 1.3).sin();
-    let y = Tensor::cat(&[x.sum_dim_intlist(1, true, Kind::Float).tanh(), x.prod_dim_int(1, true, Kind::Float)], 1);
+    let y = Tensor::cat(
+        &[x.sum_dim_intlist(1, true, Kind::Float).tanh(), x.prod_dim_int(1, true, Kind::Float)],
+        1,
+    );
     (x, y)
 }
 
@@ -60,9 +67,11 @@ fn flat(mlp: &Mlp) -> Result<Tensor> {
 /// passes of the global batch's consecutive halves per step when accumulating).
 fn reference(accumulate: bool) -> Result<Tensor> {
     let (_store, mlp) = model(0, &[16, 16, 2])?;
-    let mut adam = Adam::new(mlp.trainable_variables()?, AdamConfig::new(1e-2))?;
+    // SGD with momentum: unlike Adam, its step scales with the gradient, so a sum in place of
+    // the average shows.
+    let mut opt = Sgd::new(mlp.trainable_variables()?, SgdConfig::new(0.2).with_momentum(0.9))?;
     for step in 0..STEPS {
-        adam.zero_grad();
+        opt.zero_grad();
         if accumulate {
             for micro in 0..2 {
                 let (x, y) = batch(step * 2 + micro);
@@ -72,7 +81,7 @@ fn reference(accumulate: bool) -> Result<Tensor> {
             let (x, y) = batch(step);
             loss(&mlp, &x, &y)?.backward();
         }
-        adam.step()?;
+        opt.step()?;
     }
     flat(&mlp)
 }
@@ -82,10 +91,16 @@ fn train(accumulate: bool, bucket_bytes: usize) -> Result<()> {
     let group = join()?;
     let (rank, world) = (group.rank(), group.world_size());
     let (_store, mlp) = model(rank as i64 * 17, &[16, 16, 2])?;
-    let mut dp = DataParallel::new(group.clone(), mlp.variables()?, DataParallelConfig::default().with_bucket_bytes(bucket_bytes))?;
-    let mut adam = Adam::new(mlp.trainable_variables()?, AdamConfig::new(1e-2))?;
+    let mut dp = DataParallel::new(
+        group.clone(),
+        mlp.variables()?,
+        DataParallelConfig::default().with_bucket_bytes(bucket_bytes),
+    )?;
+    // SGD with momentum: unlike Adam, its step scales with the gradient, so a sum in place of
+    // the average shows.
+    let mut opt = Sgd::new(mlp.trainable_variables()?, SgdConfig::new(0.2).with_momentum(0.9))?;
     for step in 0..STEPS {
-        adam.zero_grad();
+        opt.zero_grad();
         if accumulate {
             let (x, y) = batch(step * 2);
             let l = loss(&mlp, &shard(&x, rank, world), &shard(&y, rank, world))?;
@@ -96,7 +111,7 @@ fn train(accumulate: bool, bucket_bytes: usize) -> Result<()> {
             let (x, y) = batch(step);
             dp.backward(&loss(&mlp, &shard(&x, rank, world), &shard(&y, rank, world))?)?;
         }
-        adam.step()?;
+        opt.step()?;
     }
     let mine = flat(&mlp)?;
     let all = group.all_gather(&mine)?;
@@ -179,7 +194,13 @@ fn main() {
             let dir = std::env::temp_dir().join(format!("couplet-dp-{}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
             let ranks = [0, 1];
-            let children = common::spawn("checkpoints", &ranks, 2, common::free_port(), &[("COUPLET_TEST_DIR", dir.display().to_string())]);
+            let children = common::spawn(
+                "checkpoints",
+                &ranks,
+                2,
+                common::free_port(),
+                &[("COUPLET_TEST_DIR", dir.display().to_string())],
+            );
             let outcomes = common::collect(children, Duration::from_secs(60));
             let _ = std::fs::remove_dir_all(&dir);
             common::assert_all_ok("checkpoints", &outcomes);

@@ -23,7 +23,11 @@ fn is_distributed(e: &Error, op: &str) -> bool {
 /// next all-reduce must fail within the timeout with a `Distributed` error.
 fn killed_peer() -> Result<()> {
     let (rank, world, port) = common::rank_env();
-    let store = if rank == 0 { Store::server("127.0.0.1", port, world, TIMEOUT)? } else { Store::client("127.0.0.1", port, TIMEOUT)? };
+    let store = if rank == 0 {
+        Store::server("127.0.0.1", port, world, TIMEOUT)?
+    } else {
+        Store::client("127.0.0.1", port, TIMEOUT)?
+    };
     let group = ProcessGroup::gloo(&store, rank, world, TIMEOUT)?;
     let mut t = Tensor::from_slice(&[1.0f32]);
     group.all_reduce(&mut t, ReduceOp::Sum)?;
@@ -112,7 +116,10 @@ fn bad_arguments() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let e = Store::server("127.0.0.1", port, 1, timeout).unwrap_err();
-    assert!(is_distributed(&e, "store") && e.to_string().contains(&format!("hosting 127.0.0.1:{port}")), "{e}");
+    assert!(
+        is_distributed(&e, "store") && e.to_string().contains(&format!("hosting 127.0.0.1:{port}")),
+        "{e}"
+    );
     drop(taken);
     let start = Instant::now();
     let e = Store::client("127.0.0.1", common::free_port(), Duration::from_secs(1)).unwrap_err();
@@ -139,7 +146,10 @@ fn bad_arguments() {
     let group = ProcessGroup::gloo(&store, 0, 1, timeout).unwrap();
     let mut t = Tensor::from_slice(&[true, false]);
     let e = group.all_reduce(&mut t, ReduceOp::Sum).unwrap_err();
-    assert!(e.to_string().starts_with("distributed/all_reduce: tensor has kind Bool; collectives take"), "{e}");
+    assert!(
+        e.to_string().starts_with("distributed/all_reduce: tensor has kind Bool; collectives take"),
+        "{e}"
+    );
     let mut t = Tensor::zeros([3, 2], (Kind::Float, tch::Device::Cpu)).transpose(0, 1);
     let e = group.all_reduce(&mut t, ReduceOp::Sum).unwrap_err();
     assert!(e.to_string().contains("tensor must be dense and contiguous"), "{e}");
@@ -149,7 +159,8 @@ fn bad_arguments() {
     let mut t = Tensor::from_slice(&[2.5f64, -1.0]);
     group.all_reduce(&mut t, ReduceOp::Avg).unwrap();
     assert_eq!(Vec::<f64>::try_from(&t).unwrap(), [2.5, -1.0]);
-    let e = group.all_gather_async(&t, &mut Tensor::zeros([1, 2], (Kind::Float, tch::Device::Cpu))).unwrap_err();
+    let e =
+        group.all_gather_async(&t, &mut Tensor::zeros([1, 2], (Kind::Float, tch::Device::Cpu))).unwrap_err();
     assert!(e.to_string().contains("output must have kind Double on Cpu, got Float on Cpu"), "{e}");
     let e = ProcessGroup::nccl(&store, 0, 1, timeout).unwrap_err();
     assert!(is_distributed(&e, "nccl"), "{e}");

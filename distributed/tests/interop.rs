@@ -50,7 +50,9 @@ fn couplet_and_torch_distributed_share_a_group() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "python peer failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let seen: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap();
-    let list = |key: &str| -> Vec<f64> { seen[key].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect() };
+    let list = |key: &str| -> Vec<f64> {
+        seen[key].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect()
+    };
 
     // Hand-computed: couplet's value + Python's value.
     let f32_sum = vec![11.0, 22.0, 30.75];

@@ -39,7 +39,13 @@ pub fn free_port() -> u16 {
 }
 
 /// Starts `ranks` of a `world_size`-process `scenario` with torchrun's variables on `port`.
-pub fn spawn(scenario: &str, ranks: &[usize], world_size: usize, port: u16, extra: &[(&str, String)]) -> Vec<(usize, Child)> {
+pub fn spawn(
+    scenario: &str,
+    ranks: &[usize],
+    world_size: usize,
+    port: u16,
+    extra: &[(&str, String)],
+) -> Vec<(usize, Child)> {
     ranks
         .iter()
         .map(|&rank| {
