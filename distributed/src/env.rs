@@ -144,7 +144,7 @@ mod tests {
         assert!(with("MASTER_PORT", Some("70000")).contains("MASTER_PORT must be in 1..=65535"));
         assert!(with("MASTER_ADDR", None).contains("MASTER_ADDR is not set"));
         assert!(with("LOCAL_RANK", Some("-1")).contains("LOCAL_RANK must be"));
-        assert_eq!(env(&FULL[..5]).unwrap().agent_store, false);
+        assert!(!env(&FULL[..5]).unwrap().agent_store);
         assert_eq!(env(&[FULL[0], FULL[1], FULL[3], FULL[4]]).unwrap().local_rank, 0);
     }
 }
