@@ -37,7 +37,9 @@ fn parse_args() -> Result<Args, String> {
             }
             "--distributed" => args.distributed = true,
             "--help" | "-h" => {
-                return Err("usage: mlp [--steps N] [--seed S] [--device cpu|cuda|auto] [--distributed]".into());
+                return Err(
+                    "usage: mlp [--steps N] [--seed S] [--device cpu|cuda|auto] [--distributed]".into()
+                );
             }
             other => return Err(format!("unknown argument {other}; try --help")),
         }

@@ -1,7 +1,7 @@
 //! The MLP example under PyTorch's torchrun with 2 CPU processes (`--distributed`) trains to the
 //! same result as one process with the same global batch (both print the final validation MSE).
-//! Uses the example binary `cargo test` builds (`cargo test --test distributed_mlp --example mlp`
-//! when selecting this test alone) and `.venv/bin/torchrun`.
+//! Uses the example binary that a full `cargo test` builds (`cargo build --example mlp` first when
+//! running this test alone) and `.venv/bin/torchrun`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -23,14 +23,22 @@ fn final_mse(stdout: &str) -> Vec<f64> {
 #[test]
 fn two_processes_under_torchrun_match_one_process() {
     let mlp = example();
-    assert!(mlp.is_file(), "{} is missing: build it with `cargo test --example mlp`", mlp.display());
+    assert!(mlp.is_file(), "{} is missing: build it with `cargo build --example mlp`", mlp.display());
     let torchrun = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/torchrun");
     let args = ["--steps", "60", "--seed", "3", "--device", "cpu"];
     let one = Command::new(&mlp).args(args).output().unwrap();
     assert!(one.status.success(), "{}", String::from_utf8_lossy(&one.stderr));
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let two = Command::new(&torchrun)
-        .args(["--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", &port.to_string(), "--no-python"])
+        .args([
+            "--nproc-per-node",
+            "2",
+            "--master-addr",
+            "127.0.0.1",
+            "--master-port",
+            &port.to_string(),
+            "--no-python",
+        ])
         .arg(&mlp)
         .args(args)
         .arg("--distributed")
