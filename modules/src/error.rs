@@ -79,6 +79,15 @@ pub enum Error {
         /// Why, and what to export instead.
         message: String,
     },
+    /// A distributed operation failed: a rendezvous that timed out, a peer that died or never
+    /// arrived, a collective that c10d refused. Displayed as `"distributed/{op}: {message}"`.
+    #[error("distributed/{op}: {message}")]
+    Distributed {
+        /// The operation: `store`, `gloo`, `all_reduce`, `wait`, …
+        op: String,
+        /// What c10d (or couplet's check before calling it) reported.
+        message: String,
+    },
     /// An error raised by libtorch itself, with the module that made the call.
     #[error("{module}: libtorch: {}", torch_message(source))]
     Torch {
@@ -116,6 +125,11 @@ impl Error {
         Error::Config { module: module.into(), message: message.into() }
     }
 
+    /// A [`Error::Distributed`] error.
+    pub fn distributed(op: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Distributed { op: op.into(), message: message.into() }
+    }
+
     /// A [`Error::Checkpoint`] error.
     pub fn checkpoint(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::Checkpoint { path: path.into(), message: message.into() }
@@ -149,6 +163,12 @@ mod tests {
     fn shape_error_reads_like_sonnet() {
         let e = Error::shape("linear", "input", "[B, 4]", [8, 5]);
         assert_eq!(e.to_string(), "linear: input must be [B, 4], got [8, 5]");
+    }
+
+    #[test]
+    fn distributed_errors_name_the_operation() {
+        let e = Error::distributed("all_reduce", "Connection closed by peer");
+        assert_eq!(e.to_string(), "distributed/all_reduce: Connection closed by peer");
     }
 
     #[test]
