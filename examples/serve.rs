@@ -17,7 +17,7 @@
 //! stops the worker and exits with status 0.
 //!
 //! ```sh
-//! cargo run --release --example seq2seq                      # train, writes checkpoints/seq2seq
+//! cargo run --release --example seq2seq                      # train, writes runs/seq2seq
 //! cargo run --release --example serve -- --addr 127.0.0.1:8080
 //! curl -s localhost:8080/translate -H 'content-type: application/json' \
 //!      -d '{"texts": ["4th of July, 1976"]}'
@@ -65,8 +65,8 @@ pub struct Args {
     /// Address to listen on (port 0: any free port; the chosen one is printed).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: std::net::SocketAddr,
-    /// Folder of the seq2seq checkpoints (the latest one is served).
-    #[arg(long, default_value = "checkpoints/seq2seq")]
+    /// The seq2seq run folder (its `--logdir`), whose latest checkpoint is served.
+    #[arg(long, default_value = "runs/seq2seq")]
     pub checkpoint_dir: PathBuf,
     /// Device: cpu, cuda or auto.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]

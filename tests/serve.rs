@@ -20,14 +20,14 @@ const MODEL: [&str; 6] = ["--embed-dim", "8", "--encoder-hidden", "8", "--decode
 const TEXTS: [&str; 6] =
     ["4 Mar 17", "12.10.92", "Saturday, March 4th 2017", "03/04/2017", "1 may 99", "7.8.1990"];
 
-/// Trains the smallest model a few steps into `dir/checkpoints` (seconds).
+/// Trains the smallest model a few steps into the run folder `dir/checkpoints` (seconds).
 fn train(dir: &Path) -> PathBuf {
     let checkpoints = dir.join("checkpoints");
-    let (c, p) = (checkpoints.to_str().unwrap(), dir.join("plots"));
+    let c = checkpoints.to_str().unwrap();
     let mut argv = vec!["seq2seq", "--device", "cpu", "--quiet", "--steps", "6", "--eval-every", "3"];
     argv.extend(["--train-size", "300", "--valid-size", "20", "--test-size", "20", "--samples", "0"]);
     argv.extend(MODEL);
-    argv.extend(["--checkpoint-dir", c, "--plot-dir", p.to_str().unwrap()]);
+    argv.extend(["--logdir", c]);
     seq2seq::run(&seq2seq::Args::try_parse_from(argv).unwrap()).unwrap();
     checkpoints
 }

@@ -2,7 +2,7 @@
 //! in `train/tests/schedule_torch.rs`).
 
 use super::*;
-use couplet_modules::{Sgd, SgdConfig, Store};
+use couplet_modules::{Linear, LinearConfig, Module, Sgd, SgdConfig, Store};
 
 fn lr(s: &Schedule, step: i64) -> f64 {
     s.learning_rate(step).unwrap()
@@ -100,7 +100,8 @@ fn bad_settings_and_steps_are_typed_errors() {
 #[test]
 fn apply_sets_an_optimizers_rate_and_leaves_it_on_error() {
     let store = Store::cpu();
-    let mut opt = Sgd::new(store.variables(), SgdConfig::new(1.0)).unwrap();
+    let layer = Linear::new(&store.root(), LinearConfig::new(1).with_input_size(1)).unwrap();
+    let mut opt = Sgd::new(layer.variables().unwrap(), SgdConfig::new(1.0)).unwrap();
     let s = Schedule::exponential_decay(0.1, 1, 0.5, false).unwrap();
     assert_eq!(s.apply(&mut opt, 2).unwrap(), 0.025);
     assert_eq!(opt.learning_rate(), 0.025);
