@@ -22,7 +22,7 @@
 //!
 //! Training runs on couplet's [`Trainer`]: the model writes its own step (the two updates),
 //! the trainer checkpoints the networks and both optimizers into `--logdir`, resumes from
-//! them exactly (`--resume`), writes TensorBoard summaries (`train/d_loss`, `train/g_loss`,
+//! them exactly (`--resume`), writes TensorBoard summaries (`train/loss` = `train/d_loss` + `train/g_loss`,
 //! `train/learning_rate`; `eval/modes`, `eval/high_quality`, `eval/kl`; the scatter plots
 //! as images) and shows a progress bar.
 //!
@@ -167,7 +167,7 @@ pub struct Args {
     /// Default: steps / 10.
     #[arg(long)]
     pub eval_every: Option<u64>,
-    /// The run folder: checkpoints, TensorBoard summaries (`train/d_loss`, `train/g_loss`,
+    /// The run folder: checkpoints, TensorBoard summaries (`train/loss`, `train/d_loss`, `train/g_loss`,
     /// `eval/modes`, … and the scatter plots as images) and the PNG plots. Default:
     /// `runs/gan/<dataset>`. A run without --resume deletes the checkpoints and summaries
     /// it holds.
@@ -630,7 +630,10 @@ impl Model for GanTrainer {
         self.sums.0 += d_loss.detach();
         self.sums.1 += g_loss.detach();
         self.sums.2 += 1;
+        // `train/loss`, the tag every example writes: the two players' losses together.
+        let loss = &d_loss.detach() + &g_loss.detach();
         Ok(StepOutput::new()
+            .with("loss", &loss)
             .with("d_loss", &d_loss)
             .with("g_loss", &g_loss)
             .with("learning_rate", &Tensor::from(lr)))

@@ -85,6 +85,28 @@ fn short_ring_run_learns_checkpoints_and_resumes() -> couplet::Result<()> {
     }
     assert_eq!(png_size(&first.plot), png_size(&first.evaluations[0].plot));
 
+    // TensorBoard: train/loss (= d_loss + g_loss) beside the two losses, at the same steps.
+    let mut scalars = std::collections::BTreeMap::<(String, i64), f32>::new();
+    for file in couplet::train::summary::events_files(&dir.0)? {
+        for event in couplet::train::summary::read_events(&file)? {
+            if let Some(couplet::train::summary::proto::EventWhat::Summary(summary)) = event.what {
+                for v in summary.value {
+                    if let Some(couplet::train::summary::proto::Value::SimpleValue(x)) = v.value {
+                        scalars.insert((v.tag, event.step), x);
+                    }
+                }
+            }
+        }
+    }
+    let loss_steps: Vec<i64> = scalars.keys().filter(|(t, _)| t == "train/loss").map(|(_, s)| *s).collect();
+    let tags: std::collections::BTreeSet<_> = scalars.keys().map(|(tag, _)| tag).collect();
+    assert!(!loss_steps.is_empty(), "no train/loss among {tags:?}");
+    for step in loss_steps {
+        let get = |tag: &str| scalars[&(tag.to_string(), step)];
+        let (loss, d, g) = (get("train/loss"), get("train/d_loss"), get("train/g_loss"));
+        assert!((loss - (d + g)).abs() <= 1e-5 * (1.0 + loss.abs()), "step {step}: {loss} != {d} + {g}");
+    }
+
     // Checkpoint: every variable of both networks under its scoped name, and each
     // optimizer's Adam state for each of its network's variables.
     assert_eq!(first.checkpoint, ckpt.join(format!("ckpt-{steps:08}.safetensors")));
