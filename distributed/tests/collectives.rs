@@ -230,25 +230,21 @@ fn three(scenario: &str) {
 }
 
 fn main() {
-    if let Some(scenario) = common::child_scenario() {
-        if let Err(e) = child(&scenario) {
-            eprintln!("{e:#}");
-            std::process::exit(1);
-        }
-        return;
-    }
-    common::run_cases(&[
-        ("all_reduce_every_op_and_kind", || three("all_reduce")),
-        ("sum_over_2_and_4_processes", || {
-            for world in [2, 4] {
-                common::assert_all_ok("sum", &common::run("sum", world, DEADLINE));
-            }
-        }),
-        ("broadcast_from_a_root", || three("broadcast")),
-        ("all_gather_in_rank_order", || three("all_gather")),
-        ("reduce_scatter_rows", || three("reduce_scatter")),
-        ("empty_tensors", || three("empty")),
-        ("barrier_waits_for_everyone", || three("barrier")),
-        ("async_handles", || three("async")),
-    ]);
+    common::main(
+        child,
+        &[
+            ("all_reduce_every_op_and_kind", || three("all_reduce")),
+            ("sum_over_2_and_4_processes", || {
+                for world in [2, 4] {
+                    common::assert_all_ok("sum", &common::run("sum", world, DEADLINE));
+                }
+            }),
+            ("broadcast_from_a_root", || three("broadcast")),
+            ("all_gather_in_rank_order", || three("all_gather")),
+            ("reduce_scatter_rows", || three("reduce_scatter")),
+            ("empty_tensors", || three("empty")),
+            ("barrier_waits_for_everyone", || three("barrier")),
+            ("async_handles", || three("async")),
+        ],
+    );
 }

@@ -179,32 +179,28 @@ fn two(scenario: &str) {
 }
 
 fn main() {
-    if let Some(scenario) = common::child_scenario() {
-        if let Err(e) = child(&scenario) {
-            eprintln!("{e:#}");
-            std::process::exit(1);
-        }
-        return;
-    }
-    common::run_cases(&[
-        ("two_ranks_equal_one_process_on_the_global_batch", || two("train")),
-        ("small_buckets_give_the_same_result", || two("train_small_buckets")),
-        ("no_sync_accumulates_like_one_process", || two("accumulate")),
-        ("checkpoints_are_written_by_rank_0_and_restored_everywhere", || {
-            let dir = std::env::temp_dir().join(format!("couplet-dp-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            let ranks = [0, 1];
-            let children = common::spawn(
-                "checkpoints",
-                &ranks,
-                2,
-                common::free_port(),
-                &[("COUPLET_TEST_DIR", dir.display().to_string())],
-            );
-            let outcomes = common::collect(children, Duration::from_secs(60));
-            let _ = std::fs::remove_dir_all(&dir);
-            common::assert_all_ok("checkpoints", &outcomes);
-        }),
-        ("different_layouts_are_an_error_on_every_rank", || two("mismatch")),
-    ]);
+    common::main(
+        child,
+        &[
+            ("two_ranks_equal_one_process_on_the_global_batch", || two("train")),
+            ("small_buckets_give_the_same_result", || two("train_small_buckets")),
+            ("no_sync_accumulates_like_one_process", || two("accumulate")),
+            ("checkpoints_are_written_by_rank_0_and_restored_everywhere", || {
+                let dir = std::env::temp_dir().join(format!("couplet-dp-{}", std::process::id()));
+                std::fs::create_dir_all(&dir).unwrap();
+                let ranks = [0, 1];
+                let children = common::spawn(
+                    "checkpoints",
+                    &ranks,
+                    2,
+                    common::free_port(),
+                    &[("COUPLET_TEST_DIR", dir.display().to_string())],
+                );
+                let outcomes = common::collect(children, Duration::from_secs(60));
+                let _ = std::fs::remove_dir_all(&dir);
+                common::assert_all_ok("checkpoints", &outcomes);
+            }),
+            ("different_layouts_are_an_error_on_every_rank", || two("mismatch")),
+        ],
+    );
 }

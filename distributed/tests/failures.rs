@@ -167,17 +167,13 @@ fn bad_arguments() {
 }
 
 fn main() {
-    if let Some(scenario) = common::child_scenario() {
-        if let Err(e) = child(&scenario) {
-            eprintln!("{e:#}");
-            std::process::exit(1);
-        }
-        return;
-    }
-    common::run_cases(&[
-        ("bad_arguments", bad_arguments),
-        ("killed_peer_gives_survivors_an_error", killed_peer_case),
-        ("store_without_peers_times_out", store_alone_case),
-        ("group_without_peers_times_out", group_alone_case),
-    ]);
+    common::main(
+        child,
+        &[
+            ("bad_arguments", bad_arguments),
+            ("killed_peer_gives_survivors_an_error", killed_peer_case),
+            ("store_without_peers_times_out", store_alone_case),
+            ("group_without_peers_times_out", group_alone_case),
+        ],
+    );
 }

@@ -3,8 +3,8 @@
 //! (torchrun's variables), waits for every rank within a deadline (killing stragglers), and
 //! collects exit statuses and output.
 //!
-//! Each test binary is `harness = false`: its `main` calls [`child_scenario`] first (and runs
-//! that rank's scenario), otherwise runs its cases as the parent.
+//! Each test binary is `harness = false`: its `main` is [`main`] with its scenario runner and
+//! cases (a child runs that rank's scenario, the parent runs the cases).
 
 #![allow(dead_code)] // each test binary uses a different part of the launcher
 
@@ -129,6 +129,19 @@ pub fn assert_all_ok(scenario: &str, outcomes: &[Outcome]) {
 pub fn rank_env() -> (usize, usize, u16) {
     let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is set by the launcher"));
     (var("RANK").parse().unwrap(), var("WORLD_SIZE").parse().unwrap(), var("MASTER_PORT").parse().unwrap())
+}
+
+/// A multi-process test binary's `main`: as a child, runs this rank's scenario with `child`
+/// (exiting non-zero with the error on failure); as the parent, runs `cases` ([`run_cases`]).
+pub fn main(child: fn(&str) -> anyhow::Result<()>, cases: &[(&str, fn())]) {
+    if let Some(scenario) = child_scenario() {
+        if let Err(e) = child(&scenario) {
+            eprintln!("{e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    run_cases(cases);
 }
 
 /// Runs a list of named cases as a test harness: every case runs even when one fails, then the
