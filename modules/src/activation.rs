@@ -1,7 +1,8 @@
 //! `Activation`: the element-wise nonlinearities modules take by name (`"relu"`, `"gelu"`, …),
 //! serialisable so they can live in configs.
 
-use crate::error::{Error, Result, TorchContext};
+use crate::error::{Result, TorchContext};
+use crate::util::check_floating;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
@@ -65,10 +66,14 @@ impl Activation {
     ///
     /// # Errors
     /// [`Error::Shape`] naming the activation if `x` is not floating point
-    /// (`"gelu: input kind must be floating point, got Int64"`).
+    /// (`"gelu: input kind must be floating point, got Int64"`); [`Error::InvalidArgument`]
+    /// if `x` is undefined; [`Error::Config`] for a NaN or infinite `LeakyRelu` slope.
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
         let name = self.name();
         check_floating(name, "input", x)?;
+        if let Activation::LeakyRelu { negative_slope } = *self {
+            crate::util::check_finite(name, "negative_slope", negative_slope)?;
+        }
         match *self {
             Activation::Identity => Ok(x.shallow_clone()),
             Activation::Relu => x.f_relu(),
@@ -89,17 +94,10 @@ impl Activation {
 }
 
 /// Checks that `x` has a floating-point kind, else an [`Error::Shape`] naming `module`.
-pub(crate) fn check_floating(module: &str, what: &str, x: &Tensor) -> Result<()> {
-    if x.f_is_floating_point().unwrap_or(false) {
-        Ok(())
-    } else {
-        Err(Error::shape(module, format!("{what} kind"), "floating point", x.kind()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
     use tch::{Device, Kind};
 
     /// Applies `act` to `[-2, -0.5, 0, 1, 7]` in f64.

@@ -178,6 +178,7 @@ impl AddBias {
     /// first input's (`"add_bias: input must be [B, 3, 4], got [2, 3, 5]"`), if `bias_dims`
     /// does not fit its rank, or if its kind differs from the store's.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        crate::util::check_defined(self.scope.path(), "input", x)?;
         let module = self.scope.path();
         let size = x.size();
         let expected = |s: &[i64]| format!("[B, {}]", shape_str(s).trim_matches(['[', ']']));

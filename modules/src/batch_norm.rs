@@ -291,6 +291,7 @@ impl BatchNorm {
     ///   the unbiased variance would be NaN; PyTorch raises too), or batch statistics are
     ///   asked of an input with no value per channel.
     pub fn forward_t(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        crate::util::check_defined(self.scope.path(), "input", x)?;
         let module = self.scope.path();
         let size = x.size();
         let known = self.num_channels();

@@ -1,7 +1,7 @@
 //! `Dropout`: inverted dropout in training, the identity in evaluation (Sonnet v2's
 //! `snt.Dropout`, PyTorch's `nn.Dropout`).
 
-use crate::activation::check_floating;
+use crate::util::check_floating;
 use crate::error::{Error, Result, TorchContext};
 use crate::module::{Forward, Mode, Module};
 use crate::store::Scope;

@@ -1,12 +1,11 @@
 //! `Embed`: a learned lookup table from integer ids to vectors (Sonnet's `snt.Embed`).
 
-use crate::activation::check_floating;
+use crate::util::{check_all_finite, check_floating, check_keys, config_size};
 use crate::error::{Error, Result, TorchContext};
 use crate::init::Initializer;
 use crate::module::{Forward, Mode, Module};
 use crate::regularizer::Regularizer;
 use crate::store::Scope;
-use crate::util::check_keys;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tch::{Kind, Tensor};
@@ -98,6 +97,7 @@ impl Embed {
     ///
     /// # Errors
     /// [`Error::Shape`] if `matrix` is not `[vocab_size, embed_dim]` or not floating point;
+    /// [`Error::InvalidArgument`] if it is undefined or holds NaN or infinite values;
     /// [`Error::Config`] as for [`Embed::new`], or if an initializer is also given.
     pub fn from_pretrained(parent: &Scope, matrix: &Tensor, config: EmbedConfig) -> Result<Self> {
         Self::named_from_pretrained(parent, "embed", matrix, config)
@@ -123,16 +123,18 @@ impl Embed {
                 format!("vocab_size and embed_dim must be > 0, got {v} and {d}"),
             ));
         }
+        config_size(module, "vocab_size × embed_dim", &[v, d])?;
         check_keys(module, "initializers", config.initializers.keys(), &["embeddings"])?;
         check_keys(module, "regularizers", config.regularizers.keys(), &["embeddings"])?;
         if let Some(m) = matrix {
             if !config.initializers.is_empty() {
                 return Err(Error::config(module, "initializers cannot be given with a pretrained matrix"));
             }
+            check_floating(module, "pretrained matrix", m)?;
             if m.size() != [v, d] {
                 return Err(Error::shape(module, "pretrained matrix", format!("[{v}, {d}]"), m.size()));
             }
-            check_floating(module, "pretrained matrix", m)?;
+            check_all_finite(module, "pretrained matrix", m)?;
         }
         let init = config
             .initializers
@@ -169,6 +171,7 @@ impl Embed {
     /// id is outside `0..V` (`"embed: id 12 is out of range 0..10 (vocab_size 10)"`), checked
     /// before the lookup.
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        crate::util::check_defined(self.scope.path(), "ids", ids)?;
         let module = self.scope.path();
         let kind = ids.kind();
         if !matches!(kind, Kind::Int64 | Kind::Int | Kind::Int16 | Kind::Int8 | Kind::Uint8) {

@@ -138,9 +138,9 @@ impl Error {
 
 /// libtorch's message without the C++ backtrace it appends.
 fn torch_message(e: &tch::TchError) -> String {
-    let text = e.to_string();
-    let cut = text.find("\nException raised from").unwrap_or(text.len());
-    text[..cut].trim_end().to_string()
+    // libtorch appends its C++ frame list ("Exception raised from …", "frame #0: …") on the
+    // lines after the message: only the first line is kept.
+    e.to_string().lines().next().unwrap_or_default().trim_end().to_string()
 }
 
 /// Attaches a module name to libtorch's errors: `tensor.f_matmul(&w).ctx("linear")?`.
@@ -179,5 +179,6 @@ mod tests {
         assert!(matches!(e, Error::Torch { ref module, .. } if module == "mlp/linear"));
         assert!(e.to_string().starts_with("mlp/linear: libtorch: "), "{e}");
         assert!(!e.to_string().contains("Exception raised from"), "{e}");
+        assert!(!e.to_string().contains('\n'), "only libtorch's first line is kept: {e}");
     }
 }

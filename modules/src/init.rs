@@ -27,8 +27,10 @@ impl Fans {
             [] => Fans { fan_in: 1, fan_out: 1 },
             [n] => Fans { fan_in: *n, fan_out: *n },
             [rest @ .., i, o] => {
-                let r: i64 = rest.iter().product();
-                Fans { fan_in: i * r, fan_out: o * r }
+                // Saturating: a fan only divides a variance, and shapes that large are
+                // refused when the variable is created.
+                let r = rest.iter().fold(1i64, |a, &d| a.saturating_mul(d));
+                Fans { fan_in: i.saturating_mul(r), fan_out: o.saturating_mul(r) }
             }
         }
     }
@@ -40,8 +42,10 @@ impl Fans {
             [] => Fans { fan_in: 1, fan_out: 1 },
             [n] => Fans { fan_in: *n, fan_out: *n },
             [o, i, rest @ ..] => {
-                let r: i64 = rest.iter().product();
-                Fans { fan_in: i * r, fan_out: o * r }
+                // Saturating: a fan only divides a variance, and shapes that large are
+                // refused when the variable is created.
+                let r = rest.iter().fold(1i64, |a, &d| a.saturating_mul(d));
+                Fans { fan_in: i.saturating_mul(r), fan_out: o.saturating_mul(r) }
             }
         }
     }
@@ -145,10 +149,35 @@ impl Initializer {
     /// # Errors
     /// [`Error::Config`] naming `module` for invalid parameters (a negative standard
     /// deviation, `low > high`, a non-positive scale, orthogonal of rank < 2, a constant
-    /// beyond the kind's finite range).
+    /// beyond the kind's finite range, a NaN or infinite parameter) and for parameters whose
+    /// draw is not finite in `options`' kind (`Normal { mean: 1e6, .. }` in a `Half` store).
+    pub fn create(&self, module: &str, shape: &[i64], fans: Fans, options: (Kind, Device)) -> Result<Tensor> {
+        self.check(module)?;
+        let t = self.draw(module, shape, fans, options)?;
+        crate::util::check_all_finite(module, "initial value", &t).map_err(|_| {
+            Error::config(module, format!("{self:?} gives values that are not finite in {:?}", options.0))
+        })?;
+        Ok(t)
+    }
+
+    /// Checks that every parameter is finite.
+    fn check(&self, module: &str) -> Result<()> {
+        let params: &[(&str, f64)] = match *self {
+            Initializer::Constant { value } => &[("constant initializer value", value)],
+            Initializer::Uniform { low, high } => &[("uniform initializer low", low), ("uniform initializer high", high)],
+            Initializer::Normal { mean, std } | Initializer::TruncatedNormal { mean, std } => {
+                &[("normal initializer mean", mean), ("normal initializer std", std)]
+            }
+            Initializer::VarianceScaling { scale, .. } => &[("variance scaling scale", scale)],
+            Initializer::Orthogonal { gain } => &[("orthogonal initializer gain", gain)],
+            _ => &[],
+        };
+        params.iter().try_for_each(|&(what, v)| crate::util::check_finite(module, what, v))
+    }
+
     // The negated comparisons reject NaN parameters too.
     #[allow(clippy::neg_cmp_op_on_partial_ord)]
-    pub fn create(&self, module: &str, shape: &[i64], fans: Fans, options: (Kind, Device)) -> Result<Tensor> {
+    fn draw(&self, module: &str, shape: &[i64], fans: Fans, options: (Kind, Device)) -> Result<Tensor> {
         let bad = |m: String| Err(Error::config(module, m));
         match *self {
             Initializer::Zeros => Tensor::f_zeros(shape, options).ctx(module),
@@ -182,13 +211,13 @@ impl Initializer {
                 mode: FanMode::FanAvg,
                 distribution: Distribution::Uniform,
             }
-            .create(module, shape, fans, options),
+            .draw(module, shape, fans, options),
             Initializer::GlorotNormal => Initializer::VarianceScaling {
                 scale: 1.0,
                 mode: FanMode::FanAvg,
                 distribution: Distribution::TruncatedNormal,
             }
-            .create(module, shape, fans, options),
+            .draw(module, shape, fans, options),
             Initializer::VarianceScaling { scale, mode, distribution } => {
                 if !(scale > 0.0) {
                     return bad(format!("variance scaling needs scale > 0, got {scale}"));
@@ -196,7 +225,7 @@ impl Initializer {
                 let n = match mode {
                     FanMode::FanIn => fans.fan_in as f64,
                     FanMode::FanOut => fans.fan_out as f64,
-                    FanMode::FanAvg => (fans.fan_in + fans.fan_out) as f64 / 2.0,
+                    FanMode::FanAvg => (fans.fan_in as f64 + fans.fan_out as f64) / 2.0,
                 };
                 let variance = scale / n.max(1.0);
                 match distribution {
@@ -278,9 +307,10 @@ mod tests {
         let ok =
             Initializer::Constant { value: 6e4 }.create("m", &[2], Fans::from_shape(&[2]), half).unwrap();
         assert_eq!(ok.kind(), Kind::Half);
+        // Infinities are refused like any non-finite parameter (they used to be accepted).
         let inf =
             Initializer::Constant { value: f64::INFINITY }.create("m", &[1], Fans::from_shape(&[1]), half);
-        assert!(inf.unwrap().double_value(&[0]).is_infinite());
+        assert!(matches!(inf, Err(Error::Config { .. })));
         assert!(draw(Initializer::Constant { value: 1e30 }, &[1]).double_value(&[0]) > 9.9e29);
     }
 
@@ -377,6 +407,36 @@ mod tests {
             let e = init.create("mlp/linear", &[2], Fans::from_shape(&[2]), CPU).unwrap_err();
             assert!(e.to_string().starts_with("mlp/linear: bad configuration"), "{e}");
         }
+    }
+
+    #[test]
+    fn non_finite_parameters_and_draws_are_config_errors() {
+        let n = f64::NAN;
+        for init in [
+            Initializer::Constant { value: n },
+            Initializer::Constant { value: f64::INFINITY },
+            Initializer::Uniform { low: f64::NEG_INFINITY, high: 0.0 },
+            Initializer::Normal { mean: n, std: 1.0 },
+            Initializer::Normal { mean: 0.0, std: f64::INFINITY },
+            Initializer::TruncatedNormal { mean: f64::INFINITY, std: 1.0 },
+            Initializer::VarianceScaling { scale: f64::INFINITY, mode: FanMode::FanIn, distribution: Distribution::Uniform },
+            Initializer::Orthogonal { gain: n },
+        ] {
+            let e = init.create("m", &[2, 2], Fans::from_shape(&[2, 2]), CPU).unwrap_err();
+            assert!(matches!(e, Error::Config { .. }), "{init:?}: {e}");
+            assert!(e.to_string().contains("must be finite"), "{e}");
+        }
+        // A finite mean whose draw overflows Half: refused like the equivalent constant.
+        let half = (Kind::Half, Device::Cpu);
+        let e = Initializer::Normal { mean: 1e6, std: 1.0 }.create("m", &[4], Fans::from_shape(&[4]), half);
+        assert_eq!(
+            e.unwrap_err().to_string(),
+            "m: bad configuration: Normal { mean: 1000000.0, std: 1.0 } gives values that are not finite in Half"
+        );
+        assert!(Initializer::Normal { mean: 1e3, std: 1.0 }.create("m", &[4], Fans::from_shape(&[4]), half).is_ok());
+        // Fans of huge shapes saturate instead of overflowing.
+        let f = Fans::from_shape(&[i64::MAX, 3, 4, 5]);
+        assert_eq!((f.fan_in, f.fan_out), (i64::MAX, i64::MAX));
     }
 
     #[test]

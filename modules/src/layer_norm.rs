@@ -225,6 +225,7 @@ impl LayerNorm {
     /// normalised shape (`"layer_norm: input must be [.., 3, 4], got [2, 3, 5]"`) or a zero
     /// trailing dimension, or a kind other than the store's.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        crate::util::check_defined(self.scope.path(), "input", x)?;
         let module = self.scope.path();
         let size = x.size();
         let k = self.config.num_axes;

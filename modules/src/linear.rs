@@ -189,6 +189,7 @@ impl Linear {
     /// [`Error::Shape`] if `x` is a scalar, or its last dimension differs from `I`
     /// (`"linear: input must be [.., 4], got [8, 5]"`), or its kind differs from the store's.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        crate::util::check_defined(self.scope.path(), "input", x)?;
         let module = self.scope.path();
         let size = x.size();
         let Some(&last) = size.last() else {

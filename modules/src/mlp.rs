@@ -188,6 +188,7 @@ impl Mlp {
     /// [`Error::Shape`] (from the first layer, named `mlp/linear_0`) if `x` is a scalar, its
     /// last dimension differs from `I`, or its kind differs from the store's.
     pub fn forward_t(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        crate::util::check_defined(self.scope.path(), "input", x)?;
         let last = self.layers.len() - 1;
         let mut h = x.shallow_clone();
         for (i, layer) in self.layers.iter().enumerate() {

@@ -116,6 +116,7 @@ impl BatchReshape {
     /// after them cannot be arranged as `shape`
     /// (`"batch_reshape: input must be [B, ..] with elements for [B, 5], got [2, 3, 4]"`).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        crate::util::check_defined(self.scope.path(), "input", x)?;
         let module = self.scope.path();
         let size = x.size();
         let Some(out) = self.output_shape(&size) else {
@@ -206,6 +207,7 @@ impl BatchFlatten {
     /// # Errors
     /// [`Error::Shape`] if `x` has fewer than `preserve_dims` dimensions.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        crate::util::check_defined(self.name(), "input", x)?;
         let k = self.reshape.config.preserve_dims;
         if x.dim() < k {
             return Err(Error::shape(self.name(), "input", format!("of rank >= {k}"), x.size()));

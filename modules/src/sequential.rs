@@ -121,6 +121,7 @@ impl Sequential {
     /// # Errors
     /// The first member error, unchanged (it names the member module).
     pub fn forward_t(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        crate::util::check_defined(self.scope.path(), "input", x)?;
         let mut h = x.shallow_clone();
         for layer in &self.layers {
             h = match layer {

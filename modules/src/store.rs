@@ -275,6 +275,7 @@ impl Scope {
     /// [`Error::Shape`] naming this scope and `{what} kind`, e.g.
     /// `"linear: input kind must be Float, got Double"`.
     pub fn check_kind(&self, what: &str, x: &Tensor) -> Result<()> {
+        crate::util::check_defined(self.path(), what, x)?;
         if x.kind() == self.kind() {
             Ok(())
         } else {
@@ -379,6 +380,10 @@ impl VarBuilder<'_> {
                 module,
                 format!("variable {:?} has a negative dimension in {:?}", self.name, self.shape),
             ));
+        }
+        crate::util::config_size(module, &format!("variable {:?} of shape {:?}", self.name, self.shape), self.shape)?;
+        if let Some(r) = &self.regularizer {
+            r.check(module)?;
         }
         let full = scope.join(self.name);
         let fans = self.fans.unwrap_or_else(|| Fans::from_shape(self.shape));

@@ -218,6 +218,7 @@ impl ConvCore {
 
     /// The TF-style convolution of `x`, creating the variables on the first call.
     pub fn convolve(&self, x: &Tensor) -> Result<Tensor> {
+        crate::util::check_defined(self.scope.path(), "input", x)?;
         let module = self.scope.path();
         let s = &self.spec;
         let n = s.kernel.len();
@@ -259,6 +260,7 @@ impl ConvCore {
     /// `output + before + after` (positions no window touched), then cropped by `before` at the
     /// start and `after` at the end. Both are one `constant_pad_nd` of `(-before, output + before - L)`.
     pub fn convolve_transpose(&self, x: &Tensor, output: Option<&[i64]>) -> Result<Tensor> {
+        crate::util::check_defined(self.scope.path(), "input", x)?;
         let module = self.scope.path();
         let s = &self.spec;
         let n = s.kernel.len();

@@ -88,7 +88,7 @@ impl AdamHyper {
         check_lr(optimizer, self.learning_rate)?;
         check_range(optimizer, "beta1", self.beta1, Range::UnitHalfOpen)?;
         check_range(optimizer, "beta2", self.beta2, Range::UnitHalfOpen)?;
-        check_range(optimizer, "eps", self.eps, Range::NonNegative)?;
+        check_range(optimizer, "eps", self.eps, Range::Positive)?;
         check_range(optimizer, "weight_decay", self.weight_decay, Range::NonNegative)
     }
 }
@@ -238,7 +238,7 @@ impl Adam {
     ///
     /// # Errors
     /// [`Error::Config`](crate::Error::Config) naming `adam` for an out-of-range
-    /// hyper-parameter (`lr < 0`, betas outside `[0, 1)`, `eps < 0`, `weight_decay < 0`, or a
+    /// hyper-parameter (`lr < 0`, betas outside `[0, 1)`, `eps <= 0`, `weight_decay < 0`, or a
     /// non-finite value), an empty variable
     /// list, a variable that is not trainable, or one listed twice.
     pub fn new(variables: Vec<Variable>, config: AdamConfig) -> Result<Self> {
@@ -324,7 +324,7 @@ mod tests {
     #[test]
     fn amsgrad_keeps_the_largest_second_moment() {
         let (_s, p) = param(&[0.0]);
-        let config = AdamConfig::new(1.0).with_betas(0.0, 0.5).with_amsgrad(true).with_eps(0.0);
+        let config = AdamConfig::new(1.0).with_betas(0.0, 0.5).with_amsgrad(true).with_eps(1e-30);
         let mut opt = Adam::new(vec![p.clone()], config).unwrap();
         // β1 = 0: m = g. Step 1: v = 0.5·16 = 8, v̂ = 8, bc2 = 0.5: p −= 4 / √16 = 1.
         set_grad(&p, &[4.0]);
@@ -344,7 +344,7 @@ mod tests {
             tch::no_grad(|| t.copy_(&Tensor::from_slice(&[0.0f32])));
             store.get("n/q").unwrap()
         };
-        let config = AdamConfig::new(1.0).with_betas(0.5, 0.5).with_eps(0.0);
+        let config = AdamConfig::new(1.0).with_betas(0.5, 0.5).with_eps(1e-30);
         let mut opt = Adam::new(vec![p.clone(), q.clone()], config).unwrap();
         set_grad(&p, &[1.0]);
         opt.step().unwrap();
@@ -364,7 +364,9 @@ mod tests {
             (AdamConfig::new(-1.0), "learning_rate must be finite and >= 0, got -1"),
             (AdamConfig::new(0.1).with_betas(1.0, 0.9), "beta1 must be in [0, 1), got 1"),
             (AdamConfig::new(0.1).with_betas(0.9, -0.1), "beta2 must be in [0, 1), got -0.1"),
-            (AdamConfig::new(0.1).with_eps(-1e-8), "eps must be finite and >= 0, got -0.00000001"),
+            (AdamConfig::new(0.1).with_eps(-1e-8), "eps must be finite and > 0, got -0.00000001"),
+            // eps = 0 divides 0 by 0 for a zero gradient: NaN weights.
+            (AdamConfig::new(0.1).with_eps(0.0), "eps must be finite and > 0, got 0"),
             (
                 AdamConfig::new(0.1).with_weight_decay(f64::NAN),
                 "weight_decay must be finite and >= 0, got NaN",

@@ -112,7 +112,7 @@ impl AdamW {
     ///
     /// # Errors
     /// [`Error::Config`](crate::Error::Config) naming `adamw` for an out-of-range
-    /// hyper-parameter (`lr < 0`, betas outside `[0, 1)`, `eps < 0`, `weight_decay < 0`, or a
+    /// hyper-parameter (`lr < 0`, betas outside `[0, 1)`, `eps <= 0`, `weight_decay < 0`, or a
     /// non-finite value), an empty variable
     /// list, a variable that is not trainable, or one listed twice.
     pub fn new(variables: Vec<Variable>, config: AdamWConfig) -> Result<Self> {
@@ -169,7 +169,7 @@ mod tests {
     #[test]
     fn decay_is_applied_to_the_weights_not_the_gradient() {
         let (_s, p) = param(&[2.0]);
-        let config = AdamWConfig::new(0.1).with_weight_decay(0.5).with_eps(0.0);
+        let config = AdamWConfig::new(0.1).with_weight_decay(0.5).with_eps(1e-30);
         let mut opt = AdamW::new(vec![p.clone()], config).unwrap();
         // p ← 2 (1 − 0.05) = 1.9, then the first Adam step moves it by lr · sign(g) = 0.1.
         // Adam's L2 term would instead give 2 − 0.1 = 1.9.

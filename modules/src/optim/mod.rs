@@ -162,6 +162,7 @@ fn check_range(optimizer: &str, what: &str, value: f64, range: Range) -> Result<
     let ok = value.is_finite()
         && match range {
             Range::NonNegative => value >= 0.0,
+            Range::Positive => value > 0.0,
             Range::UnitClosed => (0.0..=1.0).contains(&value),
             Range::UnitHalfOpen => (0.0..1.0).contains(&value),
         };
@@ -170,6 +171,7 @@ fn check_range(optimizer: &str, what: &str, value: f64, range: Range) -> Result<
     } else {
         let expected = match range {
             Range::NonNegative => "finite and >= 0",
+            Range::Positive => "finite and > 0",
             Range::UnitClosed => "in [0, 1]",
             Range::UnitHalfOpen => "in [0, 1)",
         };
@@ -181,6 +183,8 @@ fn check_range(optimizer: &str, what: &str, value: f64, range: Range) -> Result<
 #[derive(Clone, Copy)]
 enum Range {
     NonNegative,
+    /// Finite and > 0: a denominator's epsilon (0 gives 0/0 = NaN for a zero gradient).
+    Positive,
     UnitClosed,
     UnitHalfOpen,
 }

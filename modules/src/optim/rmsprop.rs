@@ -79,7 +79,7 @@ impl RmsPropConfig {
     fn validate(&self) -> Result<()> {
         check_lr(NAME, self.learning_rate)?;
         check_range(NAME, "alpha", self.alpha, Range::UnitClosed)?;
-        check_range(NAME, "eps", self.eps, Range::NonNegative)?;
+        check_range(NAME, "eps", self.eps, Range::Positive)?;
         check_range(NAME, "weight_decay", self.weight_decay, Range::NonNegative)?;
         check_range(NAME, "momentum", self.momentum, Range::NonNegative)
     }
@@ -281,7 +281,7 @@ mod tests {
     fn centered_with_momentum_by_hand() {
         let (_s, p) = param(&[0.0]);
         let config =
-            RmsPropConfig::new(1.0).with_alpha(0.5).with_eps(0.0).with_momentum(0.5).with_centered(true);
+            RmsPropConfig::new(1.0).with_alpha(0.5).with_eps(1e-30).with_momentum(0.5).with_centered(true);
         let mut opt = RmsProp::new(vec![p.clone()], config).unwrap();
         // Step 1: s = 2, a = 1, d = √(2 − 1) = 1, b = 2, p = −2.
         set_grad(&p, &[2.0]);
@@ -304,6 +304,6 @@ mod tests {
         let e = RmsProp::new(Vec::new(), RmsPropConfig::new(0.1).with_momentum(-0.5)).unwrap_err();
         assert_eq!(e.to_string(), "rmsprop: bad configuration: momentum must be finite and >= 0, got -0.5");
         let e = RmsProp::new(Vec::new(), RmsPropConfig::new(0.1).with_eps(-1.0)).unwrap_err();
-        assert_eq!(e.to_string(), "rmsprop: bad configuration: eps must be finite and >= 0, got -1");
+        assert_eq!(e.to_string(), "rmsprop: bad configuration: eps must be finite and > 0, got -1");
     }
 }

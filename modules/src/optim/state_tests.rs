@@ -283,7 +283,7 @@ fn unstepped_variables_stay_without_state() {
         tch::no_grad(|| t.copy_(&Tensor::from_slice(&[1.0f32])));
         store.get("n/q").unwrap()
     };
-    let config = AdamConfig::new(1.0).with_betas(0.5, 0.5).with_eps(0.0);
+    let config = AdamConfig::new(1.0).with_betas(0.5, 0.5).with_eps(1e-30);
     let mut a = Adam::new(vec![p.clone(), q.clone()], config.clone()).unwrap();
     set_grad(&p, &[1.0]);
     a.step().unwrap();
