@@ -1,6 +1,7 @@
 //! `AttentiveRead`: Sonnet v1's soft read of a memory, with any logit module.
 
-use crate::softmax::{check_mask, masked_softmax};
+use crate::softmax::{check_mask, masked_softmax, zero_masked_rows};
+use couplet_modules::util::check_floating;
 use couplet_modules::{Error, Forward, Mode, Module, Result, Scope, TorchContext};
 use tch::Tensor;
 
@@ -61,7 +62,10 @@ impl AttentiveRead {
     /// # Errors
     /// [`Error::Shape`] naming this module when `memory` is not rank 3, `query` not rank 2,
     /// their batch sizes differ, the mask is not a bool `[B, N]`, or the logit module does not
-    /// return `[B·N, 1]`; errors of the logit module itself pass through.
+    /// return `[B·N, 1]`, or `memory` or `query` is not floating point;
+    /// [`Error::InvalidArgument`] for an undefined tensor; errors of the logit module itself
+    /// pass through. Masked slots are zeroed with a select first, so NaN or infinite padding
+    /// never reaches the read.
     pub fn forward_t(
         &self,
         memory: &Tensor,
@@ -70,6 +74,8 @@ impl AttentiveRead {
         mode: Mode,
     ) -> Result<AttentionOutput> {
         let module = self.scope.path();
+        check_floating(module, "memory", memory)?;
+        check_floating(module, "query", query)?;
         let (m, q) = (memory.size(), query.size());
         if m.len() != 3 {
             return Err(Error::shape(module, "memory", "[B, N, Dm]", m));
@@ -78,9 +84,17 @@ impl AttentiveRead {
             return Err(Error::shape(module, "query", format!("[{}, Dq]", m[0]), q));
         }
         let (b, n, dm) = (m[0], m[1], m[2]);
-        if let Some(mask) = mask {
-            check_mask(module, mask, b, n)?;
-        }
+        // Masked slots are zeroed (selected away) before anything reads them, so padding
+        // holding NaN or an infinity reaches neither the logits nor the read.
+        let zeroed;
+        let memory = match mask {
+            Some(mask) => {
+                check_mask(module, mask, b, n)?;
+                zeroed = zero_masked_rows(module, memory, mask)?;
+                &zeroed
+            }
+            None => memory,
+        };
         let tiled = query.f_unsqueeze(1).and_then(|t| t.f_expand([b, n, q[1]], false)).ctx(module)?;
         let input =
             Tensor::f_cat(&[memory, &tiled], 2).and_then(|t| t.f_reshape([b * n, dm + q[1]])).ctx(module)?;

@@ -1,7 +1,7 @@
 //! Attention mechanisms for decoders: dot, Luong (multiplicative) and Bahdanau (additive)
 //! scores over a memory whose keys are computed once per memory, not once per step.
 
-use crate::softmax::{check_mask, masked_softmax};
+use crate::softmax::{check_mask, masked_softmax, zero_masked_rows};
 use couplet_modules::{Error, Initializer, Linear, LinearConfig, Module, Result, Scope, TorchContext};
 use couplet_rnn::{sequence_mask, Lengths};
 use serde::{Deserialize, Serialize};
@@ -120,6 +120,7 @@ pub fn memory_mask<'a>(memory: &Tensor, lengths: impl Into<Lengths<'a>>) -> Resu
 }
 
 fn lengths_mask(module: &str, memory: &Tensor, lengths: Lengths) -> Result<Tensor> {
+    couplet_modules::util::check_defined(module, "memory", memory)?;
     let m = memory.size();
     if m.len() != 3 {
         return Err(Error::shape(module, "memory", "[B, N, Dm]", m));
@@ -147,14 +148,14 @@ fn check_memory(module: &str, memory: &AttentionMemory) -> Result<()> {
 
 /// Checks the memory and mask, and zeroes masked rows: returns `(values, mask)`.
 fn zero_masked(module: &str, memory: &Tensor, mask: Option<&Tensor>) -> Result<(Tensor, Option<Tensor>)> {
+    couplet_modules::util::check_floating(module, "memory", memory)?;
     let m = memory.size();
     if m.len() != 3 {
         return Err(Error::shape(module, "memory", "[B, N, Dm]", m));
     }
     let Some(mask) = mask else { return Ok((memory.shallow_clone(), None)) };
     check_mask(module, mask, m[0], m[1])?;
-    let values =
-        memory.f_mul(&mask.f_unsqueeze(-1).ctx(module)?.f_to_kind(memory.kind()).ctx(module)?).ctx(module)?;
+    let values = zero_masked_rows(module, memory, mask)?;
     Ok((values, Some(mask.shallow_clone())))
 }
 
@@ -295,8 +296,9 @@ impl Module for LuongAttention {
     fn scope(&self) -> &Scope {
         &self.scope
     }
-    fn is_built(&self) -> bool {
-        self.memory_layer.is_built()
+    /// The memory layer (`g` is created with the mechanism).
+    fn children(&self) -> Vec<&dyn Module> {
+        vec![&self.memory_layer]
     }
 }
 
@@ -417,8 +419,9 @@ impl Module for BahdanauAttention {
     fn scope(&self) -> &Scope {
         &self.scope
     }
-    fn is_built(&self) -> bool {
-        self.memory_layer.is_built() && self.query_layer.is_built()
+    /// The memory and query layers.
+    fn children(&self) -> Vec<&dyn Module> {
+        vec![&self.memory_layer, &self.query_layer]
     }
 }
 
@@ -484,7 +487,9 @@ mod tests {
         // keys [[1, 4], [3, 8]]; q·k = [3, 7]; times g = 2.
         close(&values(&luong.score(&q, &prepared).unwrap()), &[6.0, 14.0]);
         let names: Vec<_> = luong.variables().unwrap().iter().map(|v| v.name().to_string()).collect();
-        assert_eq!(names, ["luong_attention/attention_g", "luong_attention/memory_layer/w"]);
+        // Children's variables first (Module::variables), then the mechanism's own.
+        assert_eq!(names, ["luong_attention/memory_layer/w", "luong_attention/attention_g"]);
+        assert!(luong.is_built(), "built: from its children");
         let e =
             luong.score(&Tensor::zeros([1, 3], (tch::Kind::Float, tch::Device::Cpu)), &prepared).unwrap_err();
         assert_eq!(e.to_string(), "luong_attention: query must be [1, 2], got [1, 3]");

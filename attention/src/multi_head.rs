@@ -1,7 +1,7 @@
 //! Multi-head attention (Vaswani et al. 2017) through libtorch's fused
 //! `scaled_dot_product_attention`.
 
-use crate::softmax::masked_softmax;
+use crate::softmax::{masked_softmax, zero_masked_rows};
 use couplet_modules::{Error, Linear, LinearConfig, Mode, Module, Result, Scope, TorchContext};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -211,6 +211,7 @@ impl MultiHeadAttention {
         len: Option<i64>,
         size: i64,
     ) -> Result<()> {
+        couplet_modules::util::check_defined(self.scope.path(), what, x)?;
         let s = x.size();
         let ok = s.len() == 3
             && batch.map_or(true, |b| s[0] == b)
@@ -297,6 +298,7 @@ impl MultiHeadAttention {
         // mask [B | 1, 1, Lq | 1, Lk], true = attend.
         let mut mask: Option<Tensor> = None;
         if let Some(km) = masks.key_mask {
+            couplet_modules::util::check_defined(module, "key mask", km)?;
             if km.kind() != Kind::Bool || km.size() != [b, lk] {
                 return Err(Error::Shape {
                     module: module.to_string(),
@@ -307,6 +309,14 @@ impl MultiHeadAttention {
             }
             mask = Some(km.f_to_device(device).and_then(|m| m.f_view([b, 1, 1, lk])).ctx(module)?);
         }
+        // Masked keys and values are zeroed with a select before the projections, so a NaN or
+        // infinity in padding never reaches a score or the output (a softmax weight of 0
+        // times NaN is NaN).
+        let (key, value) = match masks.key_mask {
+            Some(km) => (zero_masked_rows(module, key, km)?, zero_masked_rows(module, value, km)?),
+            None => (key.shallow_clone(), value.shallow_clone()),
+        };
+        let (key, value) = (&key, &value);
         // A causal mask alone leaves every query at least key 0: the fused kernel applies it
         // itself (`is_causal`, which also lets it pick the flash kernel on GPU).
         let fused_causal = masks.causal && mask.is_none() && lk > 0 && !masks.need_weights;

@@ -15,6 +15,7 @@ pub fn lowest_finite(kind: Kind) -> f64 {
 
 /// Checks that `mask` is a bool tensor of shape `[B, N]` for logits `[B, N]`.
 pub fn check_mask(module: &str, mask: &Tensor, batch: i64, n: i64) -> Result<()> {
+    couplet_modules::util::check_defined(module, "mask", mask)?;
     if mask.kind() != Kind::Bool || mask.size() != [batch, n] {
         return Err(Error::Shape {
             module: module.to_string(),
@@ -24,6 +25,25 @@ pub fn check_mask(module: &str, mask: &Tensor, batch: i64, n: i64) -> Result<()>
         });
     }
     Ok(())
+}
+
+/// `x [B, N, ..]` with every row `x[b, n]` whose `mask[b, n]` (bool `[B, N]`, true = keep)
+/// is false replaced by zeros. A select (`where`), not a product: padding holding NaN or an
+/// infinity is gone afterwards (`0 · inf` would be NaN). The mask is moved to `x`'s device.
+///
+/// # Errors
+/// [`Error::Shape`] naming `module` if `mask`'s shape is not a prefix of `x`'s.
+pub fn zero_masked_rows(module: &str, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    let (xs, ms) = (x.size(), mask.size());
+    if ms.len() > xs.len() || ms[..] != xs[..ms.len()] {
+        return Err(Error::shape(module, "mask", format!("a prefix of {xs:?}"), ms));
+    }
+    let mut shape = ms;
+    shape.resize(xs.len(), 1);
+    let keep = mask.f_to_device(x.device()).and_then(|m| m.f_view(shape.as_slice())).ctx(module)?;
+    // A zero tensor, not a scalar: tch 0.26 panics when an op taking a scalar fails.
+    let zero = Tensor::f_zeros([], (x.kind(), x.device())).ctx(module)?;
+    x.f_where_self(&keep, &zero).ctx(module)
 }
 
 /// Softmax over the last dimension of `logits [.., N]` where `mask` (bool, broadcastable,
@@ -51,7 +71,8 @@ pub fn masked_softmax(module: &str, logits: &Tensor, mask: Option<&Tensor>) -> R
     let masked = logits.f_where_self(mask, &fill).ctx(module)?;
     let weights = masked.f_softmax(-1, logits.kind()).ctx(module)?;
     let any = mask.f_any_dim(-1, true).ctx(module)?;
-    let weights = weights.f_mul(&any.f_to_kind(logits.kind()).ctx(module)?).ctx(module)?;
+    let zero = Tensor::f_zeros([], (weights.kind(), weights.device())).ctx(module)?;
+    let weights = weights.f_where_self(&any, &zero).ctx(module)?;
     Ok((weights, masked))
 }
 
@@ -70,6 +91,16 @@ mod tests {
         let float_mask = mask.to_kind(Kind::Float);
         let e = masked_softmax("attn", &logits.to_kind(Kind::Float), Some(&float_mask)).unwrap_err();
         assert_eq!(e.to_string(), "attn: mask kind must be Bool, got Float");
+    }
+
+    #[test]
+    fn masked_rows_are_selected_away_even_when_not_finite() {
+        let x = Tensor::from_slice(&[1.0f32, 2.0, f32::INFINITY, f32::NAN, 5.0, 6.0]).view([1, 3, 2]);
+        let mask = Tensor::from_slice(&[true, false, true]).view([1, 3]);
+        let y = zero_masked_rows("m", &x, &mask).unwrap();
+        assert_eq!(Vec::<f32>::try_from(y.flatten(0, -1)).unwrap(), [1.0, 2.0, 0.0, 0.0, 5.0, 6.0]);
+        assert!(zero_masked_rows("m", &x, &mask.narrow(1, 0, 2)).is_err(), "a mask of another length");
+        assert!(check_mask("m", &Tensor::new(), 1, 3).is_err());
     }
 
     #[test]

@@ -314,9 +314,10 @@ fn gradients_reach_the_cell_the_mechanism_and_the_attention_layer() {
             "lstm/weight_hh",
             "lstm/bias_ih",
             "lstm/bias_hh",
-            "bahdanau_attention/attention_v",
+            // The mechanism's children (its layers) first, then its own variables.
             "bahdanau_attention/memory_layer/w",
             "bahdanau_attention/query_layer/w",
+            "bahdanau_attention/attention_v",
             "attention_decoder/attention_layer/w",
         ]
     );

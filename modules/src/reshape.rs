@@ -83,6 +83,8 @@ impl BatchReshape {
                 format!("shape must have entries > 0 and at most one -1, got {shape:?}"),
             ));
         }
+        let known: Vec<i64> = shape.iter().copied().filter(|&d| d != -1).collect();
+        crate::util::config_size(module, "shape's element count", &known)?;
         Ok(BatchReshape { scope, config })
     }
 

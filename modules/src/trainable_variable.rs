@@ -96,7 +96,7 @@ impl TrainableVariable {
         }
         check_keys(module, "initializers", config.initializers.keys(), &["w"])?;
         check_keys(module, "regularizers", config.regularizers.keys(), &["w"])?;
-        let size: i64 = config.shape.iter().product();
+        let size = crate::util::config_size(module, "shape's element count", &config.shape)?;
         let init = config.initializers.get("w").cloned().unwrap_or(Initializer::sonnet_default(size));
         let w = scope
             .var("w", &config.shape)

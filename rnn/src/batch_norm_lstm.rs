@@ -153,7 +153,7 @@ impl BatchNormLstm {
         let scope = parent.child("batch_norm_lstm")?;
         let module = scope.path();
         let c = &config;
-        crate::cell::check_sizes(module, c.hidden_size, Some(c.input_size))?;
+        crate::cell::check_sizes(module, c.hidden_size, Some(c.input_size), 4)?;
         let bad = if c.max_unique_stats < 1 {
             Some(format!("max_unique_stats must be >= 1, got {}", c.max_unique_stats))
         } else if !(0.0..=1.0).contains(&c.decay_rate) {

@@ -193,6 +193,7 @@ pub fn bidirectional_dynamic_rnn<F: RnnCore + ?Sized, B: RnnCore + ?Sized>(
     const FUNC: &str = "bidirectional_dynamic_rnn";
     let expected = if options.time_major { "[T, B, I]" } else { "[B, T, I]" };
     check_rank(FUNC, "inputs", inputs, 3, expected)?;
+    crate::sequence::check_sequence_size(FUNC, inputs)?;
     let size = inputs.size();
     let (batch, time) = if options.time_major { (size[1], size[0]) } else { (size[0], size[1]) };
     let lengths = options.lengths.map(|l| l.validate(FUNC, batch, time)).transpose()?;

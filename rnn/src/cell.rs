@@ -4,7 +4,7 @@
 //! state-dict copies.
 
 use crate::state::{State, StateSize};
-use couplet_modules::{util::check_keys, Error, Fans, Initializer, Regularizer, Result, Scope, TorchContext};
+use couplet_modules::{util::{check_all_finite, check_keys, config_size}, Error, Fans, Initializer, Regularizer, Result, Scope, TorchContext};
 use std::collections::{BTreeMap, HashMap};
 use tch::Tensor;
 
@@ -66,15 +66,22 @@ impl VarMaker<'_> {
     }
 }
 
-/// Checks the sizes every cell config has: `hidden_size > 0`, and `input_size > 0` if given.
-pub(crate) fn check_sizes(module: &str, hidden_size: i64, input_size: Option<i64>) -> Result<()> {
+/// Checks the sizes every cell config has: `hidden_size > 0`, `input_size > 0` if given, and
+/// weights of `gates` blocks that neither overflow nor exceed `util::MAX_ELEMENTS`.
+pub(crate) fn check_sizes(module: &str, hidden_size: i64, input_size: Option<i64>, gates: i64) -> Result<()> {
     if hidden_size <= 0 {
         return Err(Error::config(module, format!("hidden_size must be > 0, got {hidden_size}")));
     }
-    match input_size.filter(|&i| i <= 0) {
-        Some(i) => Err(Error::config(module, format!("input_size must be > 0, got {i}"))),
-        None => Ok(()),
+    if let Some(i) = input_size.filter(|&i| i <= 0) {
+        return Err(Error::config(module, format!("input_size must be > 0, got {i}")));
     }
+    // The weights `[gates·H, H]` and `[gates·H, I]` must be sizes libtorch can allocate.
+    let rows = config_size(module, &format!("{gates} × hidden_size"), &[gates, hidden_size])?;
+    config_size(module, "the hidden-to-hidden weight", &[rows, hidden_size])?;
+    if let Some(i) = input_size {
+        config_size(module, "the input-to-hidden weight", &[rows, i])?;
+    }
+    Ok(())
 }
 
 /// Checks that every initializer and regularizer key of a cell config names one of its
@@ -211,6 +218,20 @@ fn check_batch_size(scope: &Scope, batch_size: i64) -> Result<()> {
 
 /// Copies `dict[name + suffix]` into each `(name, variable)` under `no_grad`, after checking
 /// that every key exists with the variable's shape (nothing is copied otherwise).
+/// What is wrong with `value` loaded into `var` under `key`, if anything: undefined, not
+/// floating point (the dtype rule of every loaded weight), another shape, or non-finite values.
+pub(crate) fn load_mismatch(key: &str, var: &Tensor, value: &Tensor) -> Option<String> {
+    if !value.defined() {
+        Some(format!("{key} is an undefined tensor"))
+    } else if !value.is_floating_point() {
+        Some(format!("{key} must be floating point, got {:?}", value.kind()))
+    } else if value.size() != var.size() {
+        Some(format!("{key} must be {:?}, got {:?}", var.size(), value.size()))
+    } else {
+        check_all_finite("", key, value).err().map(|e| e.to_string().trim_start_matches(": ").to_string())
+    }
+}
+
 pub(crate) fn load_params<D: StateDict + ?Sized>(
     module: &str,
     dict: &D,
@@ -223,10 +244,7 @@ pub(crate) fn load_params<D: StateDict + ?Sized>(
         let key = format!("{name}{suffix}");
         match dict.tensor(&key) {
             None => missing.push(key),
-            Some(t) if t.size() != var.size() => {
-                mismatched.push(format!("{key} must be {:?}, got {:?}", var.size(), t.size()))
-            }
-            Some(_) => {}
+            Some(t) => mismatched.extend(load_mismatch(&key, var, t)),
         }
     }
     if !missing.is_empty() || !mismatched.is_empty() {
@@ -282,7 +300,7 @@ pub(crate) fn input_size_from_dict<D: StateDict + ?Sized>(
     key: &str,
     rows: i64,
 ) -> Result<i64> {
-    match dict.tensor(key).map(Tensor::size) {
+    match dict.tensor(key).filter(|t| t.defined()).map(Tensor::size) {
         None => Err(Error::invalid(
             module,
             format!("load_torch: missing keys [{key:?}] (needed to infer the input size)"),

@@ -144,7 +144,7 @@ impl Gru {
     pub fn named(parent: &Scope, name: &str, config: GruConfig) -> Result<Self> {
         let scope = parent.child(name)?;
         let module = scope.path();
-        check_sizes(module, config.hidden_size, config.input_size)?;
+        check_sizes(module, config.hidden_size, config.input_size, 3)?;
         check_variable_keys(module, &config.initializers, &config.regularizers, &config.variable_names())?;
         let mut gru = Gru { scope, config, initial: None, vars: OnceLock::new() };
         if gru.config.trainable_initial_state {

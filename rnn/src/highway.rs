@@ -98,14 +98,12 @@ impl HighwayCore {
     ///
     /// # Errors
     /// [`Error::Config`] naming the core if `hidden_size`, `num_layers` or `input_size` is
-    /// not positive, or an initializer or regularizer key names no variable.
+    /// not positive, `num_layers` is above `util::MAX_COUNT`, a weight is too large, or an initializer or regularizer key names no variable.
     pub fn new(parent: &Scope, config: HighwayCoreConfig) -> Result<Self> {
         let scope = parent.child("highway_core")?;
         let module = scope.path();
-        check_sizes(module, config.hidden_size, config.input_size)?;
-        if config.num_layers < 1 {
-            return Err(Error::config(module, format!("num_layers must be >= 1, got {}", config.num_layers)));
-        }
+        check_sizes(module, config.hidden_size, config.input_size, 2)?;
+        couplet_modules::util::check_count(module, "num_layers", config.num_layers, 1)?;
         let mut valid: Vec<String> = vec!["w_h".into(), "w_t".into()];
         for l in 0..config.num_layers {
             valid.extend(["u_h", "u_t", "b_h", "b_t"].map(|v| format!("{v}_{l}")));

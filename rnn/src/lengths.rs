@@ -61,17 +61,22 @@ impl Lengths<'_> {
     /// The lengths as host values, after checking only the form (rank 1, integer kind).
     ///
     /// # Errors
-    /// [`Error::Shape`] naming `func` if the tensor is not rank 1 or not of an integer kind.
+    /// [`Error::Shape`] naming `func` if the tensor is not rank 1 or not of an integer kind;
+    /// [`Error::InvalidArgument`] if it is undefined or has more than
+    /// `util::MAX_ELEMENTS` rows (checked before anything is copied).
     pub fn to_vec(&self, func: &str) -> Result<Vec<i64>> {
         match self {
             Lengths::Slice(s) => Ok(s.to_vec()),
             Lengths::Tensor(t) => {
+                couplet_modules::util::check_defined(func, "lengths", t)?;
                 if t.dim() != 1 {
                     return Err(Error::shape(func, "lengths", "[B]", t.size()));
                 }
                 if !is_integer(t.kind()) {
                     return Err(Error::shape(func, "lengths kind", "Int64", t.kind()));
                 }
+                // A stride-0 expanded tensor can claim far more rows than it stores.
+                couplet_modules::util::check_host_size(func, "lengths", t)?;
                 let host = t.f_to_kind(Kind::Int64).ctx(func)?.f_to_device(Device::Cpu).ctx(func)?;
                 Vec::<i64>::try_from(&host).ctx(func)
             }

@@ -250,7 +250,8 @@ impl Lstm {
     /// [`Error::Config`] for `hidden_size <= 0`, `input_size <= 0`, a `proj_size` outside
     /// `1..H`, a `cell_clip` or `proj_clip <= 0` (or beyond the store kind's finite range), a
     /// `proj_clip` without a `proj_size`, a
-    /// `layer_norm_epsilon < 0`, or an initializer/regularizer
+    /// `layer_norm_epsilon` negative or not finite, a non-finite `forget_bias`, weights too
+    /// large to allocate, or an initializer/regularizer
     /// key that is not one of [`LstmConfig::variable_names`].
     pub fn new(parent: &Scope, config: LstmConfig) -> Result<Self> {
         Self::named(parent, "lstm", config)
@@ -262,7 +263,7 @@ impl Lstm {
         let module = scope.path();
         let h = config.hidden_size;
         let bad = |msg: String| Err(Error::config(module, msg));
-        check_sizes(module, h, config.input_size)?;
+        check_sizes(module, h, config.input_size, 4)?;
         if let Some(p) = config.proj_size.filter(|&p| p <= 0 || p >= h) {
             return bad(format!("proj_size must be in 1..{h} (below hidden_size), got {p}"));
         }
@@ -280,9 +281,10 @@ impl Lstm {
                 return bad(format!("proj_clip must be > 0 and finite in {:?}, got {clip}", scope.kind()));
             }
         }
-        if config.layer_norm_epsilon.is_nan() || config.layer_norm_epsilon < 0.0 {
-            return bad(format!("layer_norm_epsilon must be >= 0, got {}", config.layer_norm_epsilon));
+        if !(config.layer_norm_epsilon.is_finite() && config.layer_norm_epsilon >= 0.0) {
+            return bad(format!("layer_norm_epsilon must be finite and >= 0, got {}", config.layer_norm_epsilon));
         }
+        couplet_modules::util::check_finite(module, "forget_bias", config.forget_bias)?;
         let names = config.variable_names();
         let valid: Vec<&str> = names.iter().map(String::as_str).collect();
         check_variable_keys(module, &config.initializers, &config.regularizers, &valid)?;
@@ -430,8 +432,10 @@ impl Lstm {
     /// A lazy cell is built with `I = kernel rows − P`.
     ///
     /// # Errors
-    /// [`Error::Config`] without a bias or with layer norm (TF's `LSTMCell` has neither);
-    /// [`Error::Shape`] if `kernel` is not `[I + P, 4H]` or `bias` is not `[4H]`.
+    /// [`Error::Config`] without a bias or with layer norm (TF's `LSTMCell` has neither), or
+    /// for a non-finite `forget_bias`; [`Error::Shape`] if `kernel` is not `[I + P, 4H]` or
+    /// `bias` is not `[4H]`, or either is not floating point; [`Error::InvalidArgument`] if
+    /// either is undefined or holds NaN or infinite values.
     pub fn load_tf_kernel(&self, kernel: &Tensor, bias: &Tensor, forget_bias: f64) -> Result<()> {
         let module = self.scope.path();
         let not_tf = || {
@@ -443,6 +447,11 @@ impl Lstm {
         if !self.config.with_bias || self.config.layer_norm {
             return Err(not_tf());
         }
+        couplet_modules::util::check_finite(module, "forget_bias", forget_bias)?;
+        couplet_modules::util::check_floating(module, "kernel", kernel)?;
+        couplet_modules::util::check_floating(module, "bias", bias)?;
+        couplet_modules::util::check_all_finite(module, "kernel", kernel)?;
+        couplet_modules::util::check_all_finite(module, "bias", bias)?;
         let (h, p) = (self.hidden_size(), self.output_size());
         let rows = kernel.size().first().copied().unwrap_or(0);
         let input_size = self.input_size().unwrap_or(rows - p);
@@ -884,5 +893,29 @@ mod tests {
     fn is_send() {
         fn send<T: Send>() {}
         send::<Lstm>();
+    }
+
+    #[test]
+    fn huge_sizes_and_non_finite_forget_bias_are_config_errors() {
+        let store = Store::cpu();
+        let e = Lstm::new(&store.root(), LstmConfig::new(1 << 62)).unwrap_err();
+        assert!(e.to_string().contains("4 × hidden_size (4 × 4611686018427387904) is too large"), "{e}");
+        let e = Lstm::new(&store.root(), LstmConfig::new(1 << 20).with_input_size(1 << 20)).unwrap_err();
+        assert!(e.to_string().contains("is too large"), "{e}");
+        let e = crate::Gru::new(&store.root(), crate::GruConfig::new(1 << 62)).unwrap_err();
+        assert!(e.to_string().contains("3 × hidden_size"), "{e}");
+        let e = Lstm::new(&store.root(), LstmConfig::new(3).with_forget_bias(f64::NAN)).unwrap_err();
+        assert_eq!(e.to_string(), "lstm_2: bad configuration: forget_bias must be finite, got NaN");
+        let e = Lstm::new(&store.root(), LstmConfig::new(3).with_layer_norm(true).with_layer_norm_epsilon(f64::INFINITY));
+        assert!(e.unwrap_err().to_string().contains("layer_norm_epsilon must be finite and >= 0, got inf"));
+        let lstm = Lstm::new(&store.root(), LstmConfig::new(2).with_input_size(1)).unwrap();
+        let (k, b) = (Tensor::zeros([3, 8], (Kind::Float, Device::Cpu)), Tensor::zeros([8], (Kind::Float, Device::Cpu)));
+        let e = lstm.load_tf_kernel(&k, &b, f64::NAN).unwrap_err();
+        assert!(e.to_string().contains("forget_bias must be finite, got NaN"), "{e}");
+        let e = lstm.load_tf_kernel(&k.to_kind(Kind::Int64), &b, 1.0).unwrap_err();
+        assert!(e.to_string().contains("kernel kind must be floating point, got Int64"), "{e}");
+        let e = lstm.load_tf_kernel(&k.fill(f64::NAN), &b, 1.0).unwrap_err();
+        assert!(e.to_string().contains("kernel holds 24 non-finite values"), "{e}");
+        assert!(lstm.load_tf_kernel(&k.zero(), &b, 1.0).is_ok());
     }
 }

@@ -18,6 +18,7 @@
 //! ```
 
 use crate::lengths::{check_values, Lengths};
+use couplet_modules::util::checked_elements;
 use couplet_modules::{Error, Result, TorchContext};
 use tch::{Kind, Tensor};
 
@@ -26,8 +27,9 @@ use tch::{Kind, Tensor};
 ///
 /// # Errors
 /// [`Error::Shape`] naming `sequence_mask` if a lengths tensor is not `[B]` integers;
-/// [`Error::InvalidArgument`] for a negative `maxlen`, or a length outside `0..=maxlen`
-/// (couplet's rule for lengths; TF would truncate lengths above `maxlen`).
+/// [`Error::InvalidArgument`] for a negative `maxlen`, a length outside `0..=maxlen`
+/// (couplet's rule for lengths; TF would truncate lengths above `maxlen`), or a mask of
+/// more than `util::MAX_ELEMENTS` entries.
 pub fn sequence_mask<'a>(lengths: impl Into<Lengths<'a>>, maxlen: Option<i64>) -> Result<Tensor> {
     const FUNC: &str = "sequence_mask";
     let lengths = lengths.into();
@@ -37,14 +39,17 @@ pub fn sequence_mask<'a>(lengths: impl Into<Lengths<'a>>, maxlen: Option<i64>) -
         return Err(Error::invalid(FUNC, format!("maxlen must be >= 0, got {maxlen}")));
     }
     check_values(FUNC, &values, maxlen)?;
+    checked_elements(FUNC, "mask", &[values.len() as i64, maxlen])?;
     let device = lengths.device();
     let len = Tensor::from_slice(&values).to_device(device).f_unsqueeze(1).ctx(FUNC)?;
     let steps = Tensor::f_arange(maxlen, (Kind::Int64, device)).ctx(FUNC)?.f_unsqueeze(0).ctx(FUNC)?;
     steps.f_lt_tensor(&len).ctx(FUNC)
 }
 
-/// The batch and time sizes of `x` (`[B, T, ..]` or `[T, B, ..]`), checking rank >= 2.
+/// The batch and time sizes of `x` (`[B, T, ..]` or `[T, B, ..]`), checking rank >= 2 and
+/// the bounds of [`check_sequence_size`].
 fn batch_time(func: &str, x: &Tensor, time_major: bool) -> Result<(i64, i64)> {
+    check_sequence_size(func, x)?;
     if x.dim() < 2 {
         let expected = if time_major { "[T, B, ..]" } else { "[B, T, ..]" };
         return Err(Error::shape(func, "input", expected, x.size()));
@@ -53,12 +58,25 @@ fn batch_time(func: &str, x: &Tensor, time_major: bool) -> Result<(i64, i64)> {
     Ok(if time_major { (size[1], size[0]) } else { (size[0], size[1]) })
 }
 
+/// Checks that a sequence input is defined and, at rank >= 2, that `B·T` (the size of the
+/// host-side per-row, per-step bookkeeping of the sequence functions and unrolls) is at most
+/// `util::MAX_ELEMENTS`: a stride-0 expanded batch of 2^40 rows is refused before anything is
+/// allocated. Ranks are left to the caller's own check.
+pub(crate) fn check_sequence_size(func: &str, x: &Tensor) -> Result<()> {
+    couplet_modules::util::check_defined(func, "input", x)?;
+    if let [a, b, ..] = x.size()[..] {
+        checked_elements(func, "input's [B, T]", &[a, b])?;
+    }
+    Ok(())
+}
+
 /// `x` with each row's first `len[b]` steps reversed and the padding left in place, for
 /// validated host lengths: one `index_select` of precomputed indices.
 pub(crate) fn reverse_within(func: &str, x: &Tensor, lengths: &[i64], time_major: bool) -> Result<Tensor> {
     let size = x.size();
     let (b_n, t_n) = if time_major { (size[1], size[0]) } else { (size[0], size[1]) };
-    let mut index = Vec::with_capacity((b_n * t_n) as usize);
+    // The index is a host buffer of B·T entries: bounded before it is allocated.
+    let mut index = Vec::with_capacity(checked_elements(func, "input's [B, T]", &[b_n, t_n])? as usize);
     let source = |b: i64, t: i64| {
         let len = lengths[b as usize];
         let s = if t < len { len - 1 - t } else { t };
@@ -94,6 +112,7 @@ pub fn zero_padded_steps(
     let Some(lengths) = lengths else {
         return Ok(x.shallow_clone());
     };
+    couplet_modules::util::check_defined(module, "input", x)?;
     let time = x.size().get(usize::from(!time_major)).copied().unwrap_or(0);
     let steps = sequence_mask(lengths, Some(time))?.f_to_device(x.device()).ctx(module)?;
     let steps = if time_major { steps.f_tr().ctx(module)? } else { steps };
@@ -175,12 +194,12 @@ pub fn lengths_from_padding(x: &Tensor) -> Result<Tensor> {
 ///
 /// # Errors
 /// [`Error::Shape`] naming `masked_mean` if `x` is not floating point, `mask` is not bool,
-/// or `mask`'s shape is not a prefix of `x`'s.
+/// or `mask`'s shape is not a prefix of `x`'s; [`Error::InvalidArgument`] if either is
+/// undefined.
 pub fn masked_mean(x: &Tensor, mask: &Tensor) -> Result<Tensor> {
     const FUNC: &str = "masked_mean";
-    if !x.is_floating_point() {
-        return Err(Error::shape(FUNC, "x kind", "a floating-point kind", x.kind()));
-    }
+    couplet_modules::util::check_floating(FUNC, "x", x)?;
+    couplet_modules::util::check_defined(FUNC, "mask", mask)?;
     if mask.kind() != Kind::Bool {
         return Err(Error::shape(FUNC, "mask kind", "Bool", mask.kind()));
     }
@@ -291,5 +310,29 @@ mod tests {
         assert_eq!(e.to_string(), "masked_mean: mask must be a prefix of x's shape [2, 3], got [3, 2]");
         assert!(matches!(masked_mean(&x, &x), Err(Error::Shape { .. })));
         assert!(matches!(masked_mean(&m, &m), Err(Error::Shape { .. })));
+    }
+
+    #[test]
+    fn huge_sizes_and_undefined_tensors_are_typed_errors() {
+        // These used to panic in tch's scalar conversion or abort on a host allocation.
+        let e = sequence_mask(&[3, 1 << 40], None).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
+        assert!(e.to_string().contains("too large"), "{e}");
+        assert!(sequence_mask(&[3], Some(i64::MAX)).unwrap_err().to_string().contains("too large"));
+        let expanded = Tensor::from_slice(&[1i64]).expand([1 << 40], false);
+        let e = sequence_mask(&expanded, None).unwrap_err();
+        assert_eq!(e.to_string(), "sequence_mask: lengths [1099511627776] is too large (more than 2147483648 elements)");
+        let x = Tensor::zeros([1, 1, 1], (Kind::Float, tch::Device::Cpu)).expand([2, 1 << 40, 1], false);
+        let e = reverse_sequence(&x, &[0i64, 0], false).unwrap_err();
+        assert!(e.to_string().starts_with("reverse_sequence: input's [B, T] [2, 1099511627776] is too large"), "{e}");
+        for e in [
+            reverse_sequence(&Tensor::new(), &[1i64], false).unwrap_err(),
+            last_relevant(&Tensor::new(), &[1i64]).unwrap_err(),
+            lengths_from_padding(&Tensor::new()).unwrap_err(),
+            masked_mean(&Tensor::new(), &Tensor::new()).unwrap_err(),
+            sequence_mask(&Tensor::new(), None).unwrap_err(),
+        ] {
+            assert!(e.to_string().contains("is an undefined tensor"), "{e}");
+        }
     }
 }

@@ -354,8 +354,13 @@ pub fn from_torch_layout(
     num_directions: i64,
 ) -> Result<Vec<State>> {
     const NAME: &str = "from_torch_layout";
-    if num_layers < 1 {
-        return Err(Error::invalid(NAME, format!("num_layers must be >= 1, got {num_layers}")));
+    if !(1..=couplet_modules::util::MAX_COUNT).contains(&num_layers) {
+        let max = couplet_modules::util::MAX_COUNT;
+        return Err(Error::invalid(NAME, format!("num_layers must be in 1..={max}, got {num_layers}")));
+    }
+    couplet_modules::util::check_defined(NAME, "h", h)?;
+    if let Some(c) = c {
+        couplet_modules::util::check_defined(NAME, "c", c)?;
     }
     if !(1..=2).contains(&num_directions) {
         return Err(Error::invalid(NAME, format!("num_directions must be 1 or 2, got {num_directions}")));

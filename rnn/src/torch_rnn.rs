@@ -13,7 +13,7 @@
 //! let lstm = TorchRnn::new(&store.root(), config)?;
 //! let x = Tensor::randn([3, 6, 4], (Kind::Float, Device::Cpu));
 //! let lengths = [6i64, 2, 4];
-//! let (out, h_n, c_n) = lstm.forward(&x, Some((&lengths).into()), None, Mode::Eval)?;
+//! let (out, h_n, c_n) = lstm.forward_t(&x, Some((&lengths).into()), None, Mode::Eval)?;
 //! assert_eq!(out.size(), [3, 6, 10]);
 //! assert_eq!(h_n.size(), [4, 3, 5]);
 //! assert_eq!(c_n.map(|c| c.size()), Some(vec![4, 3, 5]));
@@ -269,7 +269,7 @@ fn cell_name(layer: usize, direction: usize) -> String {
 /// `3H` rows, RNN: `H` rows). Initialisation is PyTorch's: U(−1/√H, 1/√H) for every
 /// weight and bias, with **no** forget bias (unlike a default [`Lstm`]).
 ///
-/// [`TorchRnn::forward`] runs each layer with [`dynamic_rnn`] (one direction) or
+/// [`TorchRnn::forward_t`] runs each layer with [`dynamic_rnn`] (one direction) or
 /// [`bidirectional_dynamic_rnn`] (two directions, outputs concatenated `[fw, bw]`), so it
 /// shares their semantics and any speed-ups made there. Layer `k + 1` reads the
 /// concatenated outputs of **both** directions of layer `k` (PyTorch semantics). This is a
@@ -301,7 +301,8 @@ impl TorchRnn {
     /// `…_1`, …), creating every variable.
     ///
     /// # Errors
-    /// [`Error::Config`] for `input_size`, `hidden_size` or `num_layers` below 1, `dropout`
+    /// [`Error::Config`] for `input_size`, `hidden_size` or `num_layers` below 1 (or
+    /// `num_layers` above `util::MAX_COUNT`, or weights too large to allocate), `dropout`
     /// outside `[0, 1)`, a `proj_size` with a kind other than LSTM or outside
     /// `1..hidden_size`.
     pub fn new(parent: &Scope, config: TorchRnnConfig) -> Result<Self> {
@@ -319,8 +320,15 @@ impl TorchRnn {
                 return bad(format!("{what} must be > 0, got {value}"));
             }
         }
-        if c.num_layers < 1 {
-            return bad(format!("num_layers must be >= 1, got {}", c.num_layers));
+        couplet_modules::util::check_count(module, "num_layers", c.num_layers, 1)?;
+        let gates = match c.kind {
+            TorchRnnKind::Lstm => 4,
+            TorchRnnKind::Gru => 3,
+            _ => 1,
+        };
+        let rows = couplet_modules::util::config_size(module, &format!("{gates} × hidden_size"), &[gates, c.hidden_size])?;
+        for (what, cols) in [("input", c.input_size), ("hidden", c.hidden_size), ("layer input", 2 * c.hidden_size)] {
+            couplet_modules::util::config_size(module, &format!("the {what}-to-hidden weight"), &[rows, cols])?;
         }
         if !(0.0..1.0).contains(&c.dropout) {
             return bad(format!("dropout must be in [0, 1), got {}", c.dropout));
@@ -416,7 +424,7 @@ impl TorchRnn {
     /// store's kind, `lengths` is not `[B]` integers, or `h0`/`c0` do not have the shapes
     /// above; [`Error::InvalidArgument`] for a length outside `0..=T` or a `c0` given to (or
     /// missing from) a module of the wrong kind.
-    pub fn forward(
+    pub fn forward_t(
         &self,
         inputs: &Tensor,
         lengths: Option<Lengths>,
@@ -424,6 +432,7 @@ impl TorchRnn {
         mode: Mode,
     ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
         let module = self.scope.path();
+        couplet_modules::util::check_defined(module, "input", inputs)?;
         let c = &self.config;
         let time_major = !c.batch_first;
         let size = inputs.size();
@@ -529,7 +538,8 @@ impl TorchRnn {
     /// [`Error::InvalidArgument`] naming the module and listing every missing key, every
     /// unexpected key and every shape mismatch, e.g. `"lstm_layers: load_torch: missing keys
     /// [\"weight_hr_l0\"]; unexpected keys [\"weight_ih_l2\"]; shape mismatches
-    /// [weight_ih_l0 must be [20, 4], got [20, 3]]"`; nothing is copied then.
+    /// [weight_ih_l0 must be [20, 4], got [20, 3]]"` (a value that is not floating point or
+    /// holds NaN or infinite values is listed with the mismatches); nothing is copied then.
     pub fn load_torch<D: StateDictKeys + ?Sized>(&self, state_dict: &D) -> Result<()> {
         let module = self.scope.path();
         let expected = self.torch_state_dict()?;
@@ -538,10 +548,7 @@ impl TorchRnn {
         for (key, var) in &expected {
             match state_dict.tensor(key) {
                 None => missing.push(key.clone()),
-                Some(t) if t.size() != var.size() => {
-                    mismatched.push(format!("{key} must be {:?}, got {:?}", var.size(), t.size()))
-                }
-                Some(_) => {}
+                Some(t) => mismatched.extend(crate::cell::load_mismatch(key, var, t)),
             }
         }
         let known: BTreeSet<&str> = expected.iter().map(|(k, _)| k.as_str()).collect();
@@ -600,9 +607,9 @@ impl Module for TorchRnn {
 }
 
 impl Forward for TorchRnn {
-    /// The outputs of [`TorchRnn::forward`] without lengths or initial state.
+    /// The outputs of [`TorchRnn::forward_t`] without lengths or initial state.
     fn forward_t(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        self.forward(x, None, None, mode).map(|(outputs, _, _)| outputs)
+        TorchRnn::forward_t(self, x, None, None, mode).map(|(outputs, _, _)| outputs)
     }
 }
 
@@ -675,7 +682,14 @@ mod tests {
         let err = |c: TorchRnnConfig| TorchRnn::new(&root, c).unwrap_err();
         let e = err(TorchRnnConfig::lstm(4, 5).with_num_layers(0));
         assert!(matches!(e, Error::Config { .. }));
-        assert_eq!(e.to_string(), "lstm_layers: bad configuration: num_layers must be >= 1, got 0");
+        assert_eq!(e.to_string(), "lstm_layers: bad configuration: num_layers must be in 1..=65536, got 0");
+        // Used to hang, building 2^40 layers.
+        let e = err(TorchRnnConfig::rnn_relu(2, 3).with_num_layers(1 << 40));
+        assert!(e.to_string().contains("num_layers must be in 1..=65536, got 1099511627776"), "{e}");
+        let e = err(TorchRnnConfig::lstm(4, 1 << 62));
+        assert!(e.to_string().contains("4 × hidden_size (4 × 4611686018427387904) is too large"), "{e}");
+        let e = err(TorchRnnConfig::gru(1 << 40, 5));
+        assert!(e.to_string().contains("the input-to-hidden weight"), "{e}");
         let e = err(TorchRnnConfig::gru(4, 5).with_proj_size(2));
         assert!(e.to_string().contains("proj_size is only supported by LSTM, got kind Gru"), "{e}");
         let e = err(TorchRnnConfig::lstm(4, 5).with_proj_size(5));
@@ -691,26 +705,26 @@ mod tests {
         let store = Store::cpu();
         let lstm = TorchRnn::new(&store.root(), TorchRnnConfig::lstm(4, 5).with_num_layers(2)).unwrap();
         let x = Tensor::zeros([6, 3, 4], CPU);
-        let e = lstm.forward(&Tensor::zeros([6, 3, 2], CPU), None, None, Mode::Eval).unwrap_err();
+        let e = lstm.forward_t(&Tensor::zeros([6, 3, 2], CPU), None, None, Mode::Eval).unwrap_err();
         assert_eq!(e.to_string(), "lstm_layers: input must be [T, B, 4], got [6, 3, 2]");
-        let e = lstm.forward(&Tensor::zeros([6, 4], CPU), None, None, Mode::Eval).unwrap_err();
+        let e = lstm.forward_t(&Tensor::zeros([6, 4], CPU), None, None, Mode::Eval).unwrap_err();
         assert_eq!(e.to_string(), "lstm_layers: input must be [T, B, 4], got [6, 4]");
-        let e = lstm.forward(&x, Some((&[6i64, 7, 1]).into()), None, Mode::Eval).unwrap_err();
+        let e = lstm.forward_t(&x, Some((&[6i64, 7, 1]).into()), None, Mode::Eval).unwrap_err();
         assert_eq!(e.to_string(), "lstm_layers: lengths must be in 0..=T (T = 6), row 1 has 7");
         let h0 = Tensor::zeros([2, 3, 5], CPU);
-        let e = lstm.forward(&x, None, Some((&h0, None)), Mode::Eval).unwrap_err();
+        let e = lstm.forward_t(&x, None, Some((&h0, None)), Mode::Eval).unwrap_err();
         assert_eq!(e.to_string(), "lstm_layers: an LSTM's initial state needs both h0 and c0");
         let c0 = Tensor::zeros([1, 3, 5], CPU);
-        let e = lstm.forward(&x, None, Some((&h0, Some(&c0))), Mode::Eval).unwrap_err();
+        let e = lstm.forward_t(&x, None, Some((&h0, Some(&c0))), Mode::Eval).unwrap_err();
         assert_eq!(e.to_string(), "lstm_layers: c0 must be [2, 3, 5] ([L * D, B, 5]), got [1, 3, 5]");
         let gru = TorchRnn::new(&store.root(), TorchRnnConfig::gru(4, 5).with_batch_first(true)).unwrap();
         let x = Tensor::zeros([3, 6, 4], CPU);
         let g0 = Tensor::zeros([1, 3, 5], CPU);
-        let e = gru.forward(&x, None, Some((&g0, Some(&g0))), Mode::Eval).unwrap_err();
+        let e = gru.forward_t(&x, None, Some((&g0, Some(&g0))), Mode::Eval).unwrap_err();
         assert_eq!(e.to_string(), "gru_layers: c0 is only for LSTM, not Gru");
-        let e = gru.forward(&x, None, Some((&h0, None)), Mode::Eval).unwrap_err();
+        let e = gru.forward_t(&x, None, Some((&h0, None)), Mode::Eval).unwrap_err();
         assert_eq!(e.to_string(), "gru_layers: h0 must be [1, 3, 5] ([L * D, B, 5]), got [2, 3, 5]");
-        let e = gru.forward(&x.to_kind(Kind::Double), None, None, Mode::Eval).unwrap_err();
+        let e = gru.forward_t(&x.to_kind(Kind::Double), None, None, Mode::Eval).unwrap_err();
         assert_eq!(e.to_string(), "gru_layers: input kind must be Float, got Double");
     }
 
@@ -727,7 +741,7 @@ mod tests {
         let x = Tensor::from_slice(&[2.0f32, 7.0, 4.0, 7.0]).view([2, 2, 1]); // [T, B, 1]
         let h0 = Tensor::from_slice(&[0.0f32, 3.0, 0.0, 5.0]).view([2, 2, 1]);
         let (out, h_n, c_n) =
-            rnn.forward(&x, Some((&[2i64, 0]).into()), Some((&h0, None)), Mode::Eval).unwrap();
+            rnn.forward_t(&x, Some((&[2i64, 0]).into()), Some((&h0, None)), Mode::Eval).unwrap();
         assert!(c_n.is_none());
         let vals = |t: &Tensor| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap();
         assert_eq!(vals(&out), [0.5, 0.0, 1.5, 0.0], "row 1 has length 0: zero outputs");
@@ -741,13 +755,13 @@ mod tests {
         let config = TorchRnnConfig::gru(3, 4).with_num_layers(2).with_dropout(0.5);
         let rnn = TorchRnn::new(&store.root(), config).unwrap();
         let x = Tensor::randn([5, 2, 3], CPU);
-        let eval = rnn.forward_t(&x, Mode::Eval).unwrap();
-        assert!(eval.equal(&rnn.forward_t(&x, Mode::Eval).unwrap()));
-        let train = rnn.forward_t(&x, Mode::Train).unwrap();
+        let eval = Forward::forward_t(&rnn, &x, Mode::Eval).unwrap();
+        assert!(eval.equal(&Forward::forward_t(&rnn, &x, Mode::Eval).unwrap()));
+        let train = Forward::forward_t(&rnn, &x, Mode::Train).unwrap();
         assert!(!train.allclose(&eval, 1e-4, 1e-4, false), "training drops layer 0's outputs");
         // Layer 0 alone never sees dropout.
         let single = TorchRnn::new(&store.root(), TorchRnnConfig::gru(3, 4).with_dropout(0.5)).unwrap();
-        assert!(single.forward_t(&x, Mode::Train).unwrap().equal(&single.forward_t(&x, Mode::Eval).unwrap()));
+        assert!(Forward::forward_t(&single, &x, Mode::Train).unwrap().equal(&Forward::forward_t(&single, &x, Mode::Eval).unwrap()));
     }
 
     #[test]
@@ -786,5 +800,26 @@ mod tests {
     fn is_send() {
         fn send<T: Send>() {}
         send::<TorchRnn>();
+    }
+
+    #[test]
+    fn loaded_weights_must_be_finite_floats_and_undefined_inputs_are_errors() {
+        let store = Store::cpu();
+        let lstm = TorchRnn::new(&store.root(), TorchRnnConfig::lstm(2, 3)).unwrap();
+        let good: Vec<(String, Tensor)> = lstm.torch_state_dict().unwrap();
+        let with = |key: &str, t: Tensor| -> Vec<(String, Tensor)> {
+            good.iter().map(|(k, v)| (k.clone(), if k == key { t.shallow_clone() } else { v.copy() })).collect()
+        };
+        let ints = with("weight_ih_l0", Tensor::zeros([12, 2], (Kind::Int64, Device::Cpu)));
+        let e = lstm.load_torch(ints.as_slice()).unwrap_err();
+        assert!(e.to_string().contains("weight_ih_l0 must be floating point, got Int64"), "{e}");
+        let nan = with("bias_hh_l0", Tensor::full([12], f64::NAN, CPU));
+        let e = lstm.load_torch(nan.as_slice()).unwrap_err();
+        assert!(e.to_string().contains("bias_hh_l0 holds 12 non-finite values"), "{e}");
+        let undefined = with("weight_hh_l0", Tensor::new());
+        assert!(lstm.load_torch(undefined.as_slice()).unwrap_err().to_string().contains("undefined"));
+        assert!(lstm.load_torch(good.as_slice()).is_ok());
+        let e = lstm.forward_t(&Tensor::new(), None, None, Mode::Eval).unwrap_err();
+        assert_eq!(e.to_string(), "lstm_layers: input is an undefined tensor");
     }
 }

@@ -89,6 +89,7 @@ pub fn dynamic_rnn<C: RnnCore + ?Sized>(
     inputs: &Tensor,
     options: &UnrollOptions,
 ) -> Result<(Tensor, State)> {
+    crate::sequence::check_sequence_size(FUNC, inputs)?;
     unroll(FUNC, core, inputs, options)
 }
 

@@ -149,7 +149,7 @@ impl VanillaRnn {
     pub fn named(parent: &Scope, name: &str, config: VanillaRnnConfig) -> Result<Self> {
         let scope = parent.child(name)?;
         let module = scope.path();
-        check_sizes(module, config.hidden_size, config.input_size)?;
+        check_sizes(module, config.hidden_size, config.input_size, 1)?;
         check_variable_keys(module, &config.initializers, &config.regularizers, &config.variable_names())?;
         let mut rnn = VanillaRnn { scope, config, initial: None, vars: OnceLock::new() };
         if rnn.config.trainable_initial_state {

@@ -54,7 +54,9 @@ fn a_lazy_highway_core_builds_at_its_first_step_and_errors_are_typed() {
     assert_eq!(e.to_string(), "highway_core: inputs must be [.., 3], got [2, 5, 6]");
     let e = HighwayCore::new(&store.root(), HighwayCoreConfig::new(4, 0)).unwrap_err();
     assert!(matches!(e, Error::Config { .. }), "{e}");
-    assert!(e.to_string().ends_with("num_layers must be >= 1, got 0"), "{e}");
+    assert!(e.to_string().ends_with("num_layers must be in 1..=65536, got 0"), "{e}");
+    let e = HighwayCore::new(&store.root(), HighwayCoreConfig::new(4, 1 << 40)).unwrap_err();
+    assert!(e.to_string().ends_with("num_layers must be in 1..=65536, got 1099511627776"), "{e}");
     let e = HighwayCore::new(&store.root(), HighwayCoreConfig::new(0, 1)).unwrap_err();
     assert!(e.to_string().ends_with("hidden_size must be > 0, got 0"), "{e}");
 }

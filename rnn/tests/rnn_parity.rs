@@ -283,7 +283,7 @@ fn torch_rnn_reproduces_whole_pytorch_modules() {
         let lengths = case.has("lengths").then(|| case.get("lengths"));
         let initial = leaves.h0.as_ref().map(|h0| (h0, leaves.c0.as_ref()));
         let result =
-            rnn.forward(&leaves.x, lengths.as_ref().map(Lengths::from), initial, Mode::Train).unwrap();
+            rnn.forward_t(&leaves.x, lengths.as_ref().map(Lengths::from), initial, Mode::Train).unwrap();
         let scope = rnn.name().to_string();
         check(&case, &store, &leaves, result, &|suffix, n| format!("{scope}/{}/{n}", &suffix[1..]));
 
@@ -291,7 +291,7 @@ fn torch_rnn_reproduces_whole_pytorch_modules() {
         let tm = TorchRnn::new(&store.root(), case.config().with_batch_first(false)).unwrap();
         tm.load_torch(&rnn.torch_state_dict().unwrap()).unwrap();
         let (out, h_n, _) = tm
-            .forward(&leaves.x.transpose(0, 1), lengths.as_ref().map(Lengths::from), initial, Mode::Eval)
+            .forward_t(&leaves.x.transpose(0, 1), lengths.as_ref().map(Lengths::from), initial, Mode::Eval)
             .unwrap();
         assert_close(&out.transpose(0, 1), &case.get("out"), TOL);
         assert_close(&h_n, &case.get("h_n"), TOL);
@@ -314,7 +314,7 @@ fn a_zero_length_row_gives_zeros_and_its_initial_state() {
         let rnn = TorchRnn::new(&store.root(), case.config()).unwrap();
         rnn.load_torch(&case.state_dict()).unwrap();
         let initial = leaves.h0.as_ref().map(|h0| (h0, leaves.c0.as_ref()));
-        let torch = rnn.forward(&leaves.x, Some((&lengths).into()), initial, Mode::Eval).unwrap();
+        let torch = rnn.forward_t(&leaves.x, Some((&lengths).into()), initial, Mode::Eval).unwrap();
         for (out, h_n, c_n) in [(out, h_n, c_n), torch] {
             let rows = Tensor::from_slice(&[0i64, 2]);
             assert_close(&out.index_select(0, &rows), &case.get("out").index_select(0, &rows), TOL);
@@ -367,7 +367,7 @@ fn torch_rnn_loads_a_python_safetensors_state_dict_and_writes_one_back() {
     lstm.load_torch_file(&path).unwrap();
     let lengths = case.get("lengths");
     let (out, h_n, c_n) = lstm
-        .forward(
+        .forward_t(
             &case.get("x"),
             Some((&lengths).into()),
             Some((&case.get("h0"), Some(&case.get("c0")))),

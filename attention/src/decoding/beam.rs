@@ -235,6 +235,7 @@ pub fn beam_search<D: TokenDecoder + ?Sized>(
         return Err(Error::config(NAME, format!("length_penalty must be finite, got {alpha}")));
     }
     let b = check_start(NAME, start_tokens, initial_state)?;
+    couplet_modules::util::checked_elements(NAME, "B × beam_width", &[b, k])?;
     let device = start_tokens.device();
     let tile = Tensor::f_arange(b, (Kind::Int64, device))
         .and_then(|t| t.f_repeat_interleave_self_int(k, 0, None))

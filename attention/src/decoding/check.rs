@@ -28,6 +28,7 @@ pub(crate) fn check_settings(name: &str, end_token: i64, max_len: i64) -> Result
 /// Checks that `rows` is the batch size of every leaf of `state`.
 fn check_state_rows(name: &str, what: &str, state: &State, rows: i64) -> Result<()> {
     for leaf in state.leaves() {
+        couplet_modules::util::check_defined(name, what, leaf)?;
         if leaf.size().first() != Some(&rows) {
             return Err(shape_error(
                 name,
@@ -42,6 +43,9 @@ fn check_state_rows(name: &str, what: &str, state: &State, rows: i64) -> Result<
 
 /// Checks that `start_tokens` is an int64 `[B]` and that `state` has `B` rows; returns `B`.
 pub(crate) fn check_start(name: &str, start_tokens: &Tensor, state: &State) -> Result<i64> {
+    couplet_modules::util::check_defined(name, "start_tokens", start_tokens)?;
+    // Decoders keep per-row host bookkeeping: a stride-0 expanded batch is refused first.
+    couplet_modules::util::check_host_size(name, "start_tokens", start_tokens)?;
     let size = start_tokens.size();
     if start_tokens.kind() != Kind::Int64 || size.len() != 1 {
         return Err(shape_error(

@@ -66,6 +66,11 @@ impl ConvCore {
         check_positive(module, "kernel_shape", &spec.kernel)?;
         check_positive(module, "stride", &spec.stride)?;
         check_positive(module, "rate", &spec.rate)?;
+        // The padding and output-size arithmetic multiplies these: bounded so it cannot overflow.
+        for ((&k, &r), &st) in spec.kernel.iter().zip(&spec.rate).zip(&spec.stride) {
+            crate::util::config_size(module, "kernel_shape × rate", &[k, r])?;
+            crate::util::config_size(module, "stride", &[st])?;
+        }
         if spec.rate.iter().any(|&r| r > 1) && spec.stride.iter().any(|&s| s > 1) {
             return Err(Error::config(
                 module,
