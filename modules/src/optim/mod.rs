@@ -66,7 +66,7 @@ pub use sgd::{Sgd, SgdConfig};
 
 use crate::error::{Error, Result, TorchContext};
 use crate::store::Variable;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use tch::{COptimizer, TchError, Tensor};
 
 /// An optimizer over an explicit list of variables.
@@ -141,7 +141,9 @@ fn check_variables(optimizer: &str, variables: &[Variable]) -> Result<()> {
              in Module::children",
         ));
     }
-    let mut seen = HashSet::new();
+    // Same variable = same tensor (storage, offset, shape, strides); two stores may each hold
+    // a variable of the same scoped name, which are different variables.
+    let mut seen: HashMap<&str, Vec<&Variable>> = HashMap::new();
     for v in variables {
         if !v.trainable() {
             return Err(Error::config(
@@ -149,9 +151,11 @@ fn check_variables(optimizer: &str, variables: &[Variable]) -> Result<()> {
                 format!("variable {:?} is not trainable; pass the module's trainable_variables()", v.name()),
             ));
         }
-        if !seen.insert(v.name()) {
+        let same_name = seen.entry(v.name()).or_default();
+        if same_name.iter().any(|u| u.tensor().is_set_to(v.tensor())) {
             return Err(Error::config(optimizer, format!("variable {:?} is listed twice", v.name())));
         }
+        same_name.push(v);
     }
     Ok(())
 }
@@ -320,8 +324,17 @@ mod tests {
              pass the module's trainable_variables()"
         );
         let w = store.get("m/w").unwrap();
-        let e = Adam::new(vec![w.clone(), w], AdamConfig::default()).unwrap_err();
+        let e = Adam::new(vec![w.clone(), w.clone()], AdamConfig::default()).unwrap_err();
         assert_eq!(e.to_string(), "adam: bad configuration: variable \"m/w\" is listed twice");
+        // Two stores may each have an `m/w`: different variables, both trained.
+        let other = Store::cpu();
+        let _ = other.root().child("m").unwrap().var("w", &[2]).create().unwrap();
+        let mut opt = Sgd::new(vec![w.clone(), other.get("m/w").unwrap()], SgdConfig::new(1.0)).unwrap();
+        let loss = w.tensor().sum(tch::Kind::Float) + other.get("m/w").unwrap().tensor().sum(tch::Kind::Float) * 2.0;
+        loss.backward();
+        opt.step().unwrap();
+        assert_eq!(Vec::<f32>::try_from(w.tensor()).unwrap(), [-1.0, -1.0]);
+        assert_eq!(Vec::<f32>::try_from(other.get("m/w").unwrap().tensor()).unwrap(), [-2.0, -2.0]);
     }
 
     #[test]

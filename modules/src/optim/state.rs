@@ -77,6 +77,7 @@ pub(super) fn load(
 ) -> Result<Vec<Option<Loaded>>> {
     let mut unexpected: BTreeSet<&str> = tensors.keys().map(String::as_str).collect();
     let (mut missing, mut mismatched, mut bad_steps) = (Vec::new(), Vec::new(), Vec::new());
+    let mut bad_values = Vec::new();
     let mut found = Vec::with_capacity(variables.len());
     for v in variables {
         let step_key = has_step.then(|| key(v, STEP));
@@ -103,9 +104,14 @@ pub(super) fn load(
             None => 0,
         };
         let want = v.tensor().size();
-        for k in &slot_keys {
-            if let Some(got) = tensors.get(k).map(Tensor::size).filter(|got| got != &want) {
-                mismatched.push(format!("{k}: variable {}, state {}", shape_str(&want), shape_str(&got)));
+        for (k, slot) in slot_keys.iter().zip(slots) {
+            let Some(t) = tensors.get(k) else { continue };
+            if !t.defined() {
+                bad_values.push(format!("{k}: an undefined tensor"));
+            } else if t.size() != want {
+                mismatched.push(format!("{k}: variable {}, state {}", shape_str(&want), shape_str(&t.size())));
+            } else if let Some(problem) = slot_problem(t, v.tensor().kind(), slot) {
+                bad_values.push(format!("{k}: {problem}"));
             }
         }
         found.push(Some((v, step, slot_keys)));
@@ -121,6 +127,7 @@ pub(super) fn load(
     list("unexpected", unexpected.into_iter().map(str::to_string).collect(), ", ");
     list("shape mismatches", mismatched, "; ");
     list(&format!("step counts that are not an integral scalar in [0, {MAX_STEP}]"), bad_steps, "; ");
+    list("invalid values", bad_values, "; ");
     if !problems.is_empty() {
         return Err(Error::invalid(
             optimizer,
@@ -147,6 +154,27 @@ pub(super) fn load(
             })
             .collect()
     })
+}
+
+/// Slots that hold running averages of squares: never negative (Adam and RMSProp take their
+/// square root).
+const NON_NEGATIVE_SLOTS: &[&str] = &["exp_avg_sq", "max_exp_avg_sq", "square_avg"];
+
+/// What is wrong with the values of a slot tensor once converted to the variable's `kind`:
+/// not a number kind, non-finite values (NaN, or a value beyond the kind such as `1e10` in
+/// `Half`), or negative values in a [`NON_NEGATIVE_SLOTS`] slot.
+fn slot_problem(t: &Tensor, kind: Kind, slot: &str) -> Option<String> {
+    let float_kind = matches!(kind, Kind::Half | Kind::BFloat16 | Kind::Float | Kind::Double);
+    if t.kind() == Kind::Bool || t.is_floating_point() != float_kind {
+        return Some(format!("kind {:?} for a {kind:?} variable", t.kind()));
+    }
+    let converted = t.f_to_kind(kind).ok()?;
+    if let Err(e) = crate::util::check_all_finite("", &format!("the values in {kind:?}"), &converted) {
+        return Some(e.to_string().trim_start_matches(": ").to_string());
+    }
+    let negative = NON_NEGATIVE_SLOTS.contains(&slot)
+        && converted.f_lt(0.0).and_then(|n| n.f_any()).and_then(|a| a.f_int64_value(&[])).ok()? != 0;
+    negative.then(|| "negative values in a running average of squares".to_string())
 }
 
 /// The value of a step-count tensor: a scalar of an integer or floating kind (PyTorch keeps
