@@ -27,7 +27,20 @@ fn temp_path(path: &Path) -> Result<PathBuf> {
         .to_string_lossy();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let pid = std::process::id();
-    Ok(parent_dir(path).join(format!(".{name}.{pid}-{n}{TEMP_SUFFIX}")))
+    // The time makes the name unique across restarts too: a process that crashed with the
+    // same pid (pid 1 in a container) and the same counter left a file of the same name.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    Ok(parent_dir(path).join(format!(".{name}.{pid}-{nanos:x}-{n}{TEMP_SUFFIX}")))
+}
+
+/// The name of the file a temporary file of [`write_atomically`] was made for, if
+/// `file_name` is one (`.{target}.{pid}-{time}-{n}.tmp`, or `.{target}.{pid}-{n}.tmp` as
+/// earlier versions named them).
+pub(crate) fn temp_target(file_name: &str) -> Option<&str> {
+    let inner = file_name.strip_prefix('.')?.strip_suffix(TEMP_SUFFIX)?;
+    let (target, tag) = inner.rsplit_once('.')?;
+    let tag_ok = !tag.is_empty() && tag.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+    (tag_ok && !target.is_empty()).then_some(target)
 }
 
 /// Writes `path` atomically: `fill` writes the whole content into a buffered temporary file,
@@ -41,16 +54,29 @@ pub(crate) fn write_atomically(
     path: &Path,
     fill: impl FnOnce(&mut BufWriter<File>) -> Result<()>,
 ) -> Result<()> {
-    let temp = temp_path(path)?;
-    let file = OpenOptions::new().write(true).create_new(true).open(&temp).map_err(|e| {
-        Error::checkpoint(path, format!("cannot create temporary file {}: {e}", temp.display()))
-    })?;
+    let (temp, file) = create_temp(path)?;
     let result = write_and_rename(path, &temp, file, fill);
     if result.is_err() {
         // Best effort: the error being returned matters more than a leftover temporary file.
         let _ = std::fs::remove_file(&temp);
     }
     result
+}
+
+/// Creates a new temporary file for `path`, trying another name if one exists already.
+fn create_temp(path: &Path) -> Result<(PathBuf, File)> {
+    let mut tries = 0;
+    loop {
+        let temp = temp_path(path)?;
+        match OpenOptions::new().write(true).create_new(true).open(&temp) {
+            Ok(file) => return Ok((temp, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 8 => tries += 1,
+            Err(e) => {
+                let message = format!("cannot create temporary file {}: {e}", temp.display());
+                return Err(Error::checkpoint(path, message));
+            }
+        }
+    }
 }
 
 fn write_and_rename(
@@ -122,6 +148,25 @@ mod tests {
         assert!(e.to_string().ends_with("simulated failure"), "{e}");
         assert_eq!(std::fs::read(&path).unwrap(), b"old");
         assert_eq!(entries(&dir), ["a.bin"]);
+    }
+
+    #[test]
+    fn stale_temporaries_of_a_crashed_process_with_the_same_pid_do_not_block_saves() {
+        let dir = TestDir::new("atomic_stale");
+        let path = dir.join("a.bin");
+        let pid = std::process::id();
+        // What earlier versions left after a crash: `.{name}.{pid}-{n}.tmp`.
+        for n in 0..16 {
+            std::fs::write(dir.join(format!(".a.bin.{pid}-{n}{TEMP_SUFFIX}")), b"partial").unwrap();
+        }
+        write_atomically(&path, |w| write_all(w, b"new", &path)).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        assert_eq!(temp_target(&format!(".a.bin.{pid}-0{TEMP_SUFFIX}")), Some("a.bin"));
+        let fresh = temp_path(&path).unwrap();
+        assert_eq!(temp_target(&fresh.file_name().unwrap().to_string_lossy()), Some("a.bin"));
+        assert_eq!(temp_target("a.bin"), None);
+        assert_eq!(temp_target(".a.bin.tmp"), None);
+        assert_eq!(temp_target(".a.bin.xyz.tmp"), None);
     }
 
     #[test]

@@ -17,6 +17,11 @@ use tch::{Device, Kind, Tensor};
 /// The header entry that holds string metadata rather than a tensor.
 pub(crate) const METADATA_KEY: &str = "__metadata__";
 
+/// The metadata key under which couplet stores the CRC-32C of each tensor's raw bytes, as a
+/// JSON object `{name: "8 hex digits"}`. Checked when a tensor is decoded; files without it
+/// (written by other tools) are read unchecked. Not part of the metadata users see.
+pub(crate) const CHECKSUM_KEY: &str = "couplet.crc32c";
+
 /// Writes `tensors` (names must be unique) and `metadata` to `path`, atomically.
 pub(crate) fn write_file(
     path: &Path,
@@ -35,6 +40,20 @@ pub(crate) fn write_file(
     }
     entries.sort_by(|(a, _, da), (b, _, db)| db.size().cmp(&da.size()).then(a.cmp(b)));
 
+    // A first pass for the checksums (the header precedes the data); each tensor's bytes
+    // are copied again when written, so at most one tensor is held on the host at a time.
+    let mut checksums = BTreeMap::new();
+    for &(name, tensor, _) in &entries {
+        let bytes = tensor_bytes(tensor)
+            .map_err(|e| Error::checkpoint(path, format!("{name}: cannot copy to the CPU: {e}")))?;
+        checksums.insert(name.clone(), format!("{:08x}", crc32c::crc32c(&bytes)));
+    }
+    let mut metadata = metadata.clone();
+    if metadata.contains_key(CHECKSUM_KEY) {
+        return Err(Error::checkpoint(path, format!("the metadata key {CHECKSUM_KEY:?} is reserved")));
+    }
+    metadata.insert(CHECKSUM_KEY.to_string(), to_json(path, &checksums)?.to_string());
+
     let mut header = serde_json::Map::new();
     let mut offset = 0;
     for &(name, tensor, dtype) in &entries {
@@ -44,9 +63,7 @@ pub(crate) fn write_file(
         header.insert(name.clone(), to_json(path, &info)?);
         offset += len;
     }
-    if !metadata.is_empty() {
-        header.insert(METADATA_KEY.to_string(), to_json(path, metadata)?);
-    }
+    header.insert(METADATA_KEY.to_string(), to_json(path, &metadata)?);
     let mut header = to_json(path, &header)?.to_string().into_bytes();
     header.resize(header.len().next_multiple_of(8), b' ');
 
@@ -84,6 +101,10 @@ pub(crate) struct ParsedFile {
     data_start: usize,
     tensors: BTreeMap<String, TensorInfo>,
     metadata: BTreeMap<String, String>,
+    /// CRC-32C per tensor name, from [`CHECKSUM_KEY`] (`None`: the file has none).
+    checksums: Option<BTreeMap<String, u32>>,
+    /// Whether [`ParsedFile::tensor`] checks the checksums.
+    verify: bool,
 }
 
 impl ParsedFile {
@@ -93,12 +114,38 @@ impl ParsedFile {
     /// [`Error::Checkpoint`] naming `path` if it cannot be read, or is truncated, corrupted or
     /// not a safetensors file.
     pub(crate) fn read(path: &Path) -> Result<Self> {
+        Self::read_with(path, true)
+    }
+
+    /// Reads and validates `path`; with `verify`, every decoded tensor is checked against the
+    /// checksum couplet stored for it.
+    ///
+    /// # Errors
+    /// As [`ParsedFile::read`].
+    pub(crate) fn read_with(path: &Path, verify: bool) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::checkpoint(path, format!("cannot read: {e}")))?;
-        let (header_len, header) = SafeTensors::read_metadata(&bytes)
-            .map_err(|e| Error::checkpoint(path, format!("invalid safetensors file: {}", describe(&e))))?;
+        let invalid = |what: String| Error::checkpoint(path, format!("invalid safetensors file: {what}"));
+        check_offsets(&bytes).map_err(invalid)?;
+        let (header_len, header) = SafeTensors::read_metadata(&bytes).map_err(|e| invalid(describe(&e)))?;
         let tensors = header.tensors().into_iter().map(|(name, info)| (name, info.clone())).collect();
-        let metadata = header.metadata().clone().unwrap_or_default().into_iter().collect();
-        Ok(ParsedFile { path: path.to_path_buf(), bytes, data_start: 8 + header_len, tensors, metadata })
+        let mut metadata: BTreeMap<String, String> =
+            header.metadata().clone().unwrap_or_default().into_iter().collect();
+        let checksums = metadata
+            .remove(CHECKSUM_KEY)
+            .map(|json| {
+                let hex: BTreeMap<String, String> = serde_json::from_str(&json)
+                    .map_err(|_| invalid(format!("the {CHECKSUM_KEY} metadata is not a JSON string map")))?;
+                hex.into_iter()
+                    .map(|(name, h)| {
+                        u32::from_str_radix(&h, 16)
+                            .map(|c| (name.clone(), c))
+                            .map_err(|_| invalid(format!("{name}: checksum {h:?} is not hexadecimal")))
+                    })
+                    .collect::<Result<BTreeMap<_, _>>>()
+            })
+            .transpose()?;
+        let data_start = 8 + header_len;
+        Ok(ParsedFile { path: path.to_path_buf(), bytes, data_start, tensors, metadata, checksums, verify })
     }
 
     /// Tensor names, sorted.
@@ -137,9 +184,50 @@ impl ParsedFile {
         let shape = self.shape(name)?;
         let (start, end) = info.data_offsets;
         let data = &self.bytes[self.data_start + start..self.data_start + end];
+        if self.verify {
+            if let Some(checksums) = &self.checksums {
+                let stored = checksums.get(name).ok_or_else(|| {
+                    Error::checkpoint(&self.path, format!("{name}: no checksum in {CHECKSUM_KEY} (corrupted)"))
+                })?;
+                let actual = crc32c::crc32c(data);
+                if actual != *stored {
+                    return Err(Error::checkpoint(
+                        &self.path,
+                        format!(
+                            "{name}: checksum mismatch (stored {stored:08x}, data {actual:08x}): the file is \
+                             corrupted; restore with RestoreOptions::skip_checksums to read it anyway"
+                        ),
+                    ));
+                }
+            }
+        }
         Tensor::f_from_data_size(data, &shape, kind)
             .map_err(|e| Error::checkpoint(&self.path, format!("{name}: cannot decode: {e}")))
     }
+}
+
+/// Checks, before the `safetensors` crate sees the header, that every tensor's `data_offsets`
+/// end within the file: offsets near `u64::MAX` overflow its arithmetic (a panic in debug
+/// builds). Other problems are left to its validation.
+fn check_offsets(bytes: &[u8]) -> std::result::Result<(), String> {
+    let Some(len) = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]))) else {
+        return Ok(());
+    };
+    let Some(header) = usize::try_from(len).ok().and_then(|n| bytes.get(8..n.checked_add(8)?)) else {
+        return Ok(());
+    };
+    let Ok(serde_json::Value::Object(entries)) = serde_json::from_slice::<serde_json::Value>(header) else {
+        return Ok(());
+    };
+    let room = (bytes.len() - header.len() - 8) as u64;
+    for (name, entry) in entries.iter().filter(|(k, _)| k.as_str() != METADATA_KEY) {
+        let offsets = entry.get("data_offsets").and_then(|o| o.as_array());
+        let beyond = offsets.is_some_and(|o| o.iter().any(|v| v.as_u64().is_some_and(|v| v > room)));
+        if beyond {
+            return Err(format!("{name}: data offsets beyond the end of the file (truncated or corrupted)"));
+        }
+    }
+    Ok(())
 }
 
 fn describe(e: &SafeTensorError) -> String {
@@ -219,7 +307,11 @@ mod tests {
         assert_eq!(header["c"]["data_offsets"], serde_json::json!([0, 8]));
         assert_eq!(header["b"]["data_offsets"], serde_json::json!([8, 16]));
         assert_eq!(header["a"]["data_offsets"], serde_json::json!([16, 18]));
-        assert!(header.get(METADATA_KEY).is_none());
+        // The only metadata is the checksums (CRC-32C of each tensor's bytes).
+        let sums: BTreeMap<String, String> =
+            serde_json::from_str(header[METADATA_KEY][CHECKSUM_KEY].as_str().unwrap()).unwrap();
+        assert_eq!(sums["b"], format!("{:08x}", crc32c::crc32c(&[1.0f32.to_le_bytes(), 2.0f32.to_le_bytes()].concat())));
+        assert_eq!(sums.len(), 3);
         assert_eq!(bytes.len(), 8 + n + 18);
         assert_eq!(&bytes[8 + n + 8..8 + n + 12], 1.0f32.to_le_bytes());
     }
@@ -243,10 +335,45 @@ mod tests {
         let header = r#"{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
         write_raw(&path, header, &[0; 4]);
         let e = ParsedFile::read(&path).err().unwrap();
+        assert!(e.to_string().contains("x: data offsets beyond the end of the file (truncated"), "{e}");
+        write_raw(&path, header, &[0; 12]);
+        let e = ParsedFile::read(&path).err().unwrap();
         assert!(e.to_string().contains("does not match the header's offsets"), "{e}");
         write_raw(&path, r#"{"x":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, &[0; 8]);
         let e = ParsedFile::read(&path).err().unwrap();
         assert!(e.to_string().contains("do not match its data size"), "{e}");
+    }
+
+    #[test]
+    fn flipped_bits_fail_the_checksum_unless_verification_is_off() {
+        let dir = TestDir::new("format_checksum");
+        let path = dir.join("a.safetensors");
+        let tensors = vec![("w".to_string(), Tensor::from_slice(&[1.0f32, 2.0, 3.0]))];
+        let meta = BTreeMap::from([("step".to_string(), "7".to_string())]);
+        write_file(&path, &tensors, &meta).unwrap();
+        let file = ParsedFile::read(&path).unwrap();
+        assert_eq!(file.metadata(), &meta, "the checksums are not user metadata");
+        assert!(file.tensor("w").is_ok());
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+        let e = ParsedFile::read(&path).unwrap().tensor("w").unwrap_err();
+        assert!(e.to_string().contains("w: checksum mismatch"), "{e}");
+        let unchecked = ParsedFile::read_with(&path, false).unwrap().tensor("w").unwrap();
+        assert_ne!(Vec::<f32>::try_from(unchecked).unwrap(), [1.0, 2.0, 3.0]);
+        let reserved = BTreeMap::from([(CHECKSUM_KEY.to_string(), "{}".to_string())]);
+        assert!(write_file(&path, &tensors, &reserved).unwrap_err().to_string().contains("reserved"));
+    }
+
+    #[test]
+    fn offsets_near_u64_max_are_errors() {
+        let dir = TestDir::new("format_offsets");
+        let path = dir.join("a.safetensors");
+        let big = u64::MAX - 8;
+        write_raw(&path, &format!(r#"{{"x":{{"dtype":"U8","shape":[{big}],"data_offsets":[0,{big}]}}}}"#), &[0; 8]);
+        let e = ParsedFile::read(&path).err().unwrap();
+        assert!(e.to_string().contains("x: data offsets beyond the end of the file"), "{e}");
     }
 
     #[test]

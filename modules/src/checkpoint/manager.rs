@@ -1,6 +1,7 @@
 //! [`CheckpointManager`]: numbered checkpoints in a folder, pruned to the most recent few
 //! (TensorFlow's `tf.train.CheckpointManager`).
 
+use super::atomic::temp_target;
 use super::checkpointable::Checkpointable;
 use super::format::{ParsedFile, OPTIMIZERS_KEY, OPTIMIZER_SCOPE};
 use super::optimizer::in_file;
@@ -63,7 +64,8 @@ impl CheckpointManagerConfig {
 ///
 /// The folder is the only state: a manager made later over the same folder (after a restart)
 /// sees the same checkpoints. Only complete files count; the temporary files of an
-/// interrupted save are ignored.
+/// interrupted save are ignored, and deleted when a manager is made over the folder (so two
+/// managers must not save into one folder at the same time; a failed save deletes its own).
 #[derive(Clone, Debug)]
 pub struct CheckpointManager {
     config: CheckpointManagerConfig,
@@ -84,7 +86,8 @@ impl CheckpointManager {
     /// # Errors
     /// [`Error::Config`] if `max_to_keep` is `Some(0)` or the checkpoint name is empty or has
     /// other characters than ASCII letters, digits, `_` and `-`; [`Error::Checkpoint`] naming
-    /// the folder if it cannot be created.
+    /// the folder if it cannot be created or listed, or a stale temporary file of an
+    /// interrupted save of this manager's checkpoints that cannot be deleted.
     pub fn with_config(config: CheckpointManagerConfig) -> Result<Self> {
         let module = "checkpoint_manager";
         if config.max_to_keep == Some(0) {
@@ -99,7 +102,32 @@ impl CheckpointManager {
         }
         std::fs::create_dir_all(&config.directory)
             .map_err(|e| Error::checkpoint(&config.directory, format!("cannot create the folder: {e}")))?;
-        Ok(CheckpointManager { config })
+        let manager = CheckpointManager { config };
+        manager.remove_stale_temporaries()?;
+        Ok(manager)
+    }
+
+    /// Deletes the temporary files that interrupted saves of this manager's checkpoints left
+    /// (a crash or kill while writing): no save of this manager is running yet, so every one
+    /// of them is stale. Other files are left alone.
+    fn remove_stale_temporaries(&self) -> Result<()> {
+        let dir = &self.config.directory;
+        let entries = std::fs::read_dir(dir).map_err(|e| Error::checkpoint(dir, format!("cannot list: {e}")))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if temp_target(&name).is_some_and(|target| self.step_of(target).is_some()) {
+                match std::fs::remove_file(entry.path()) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(Error::checkpoint(
+                            entry.path(),
+                            format!("cannot delete a stale temporary file: {e}"),
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The configuration.
@@ -529,13 +557,21 @@ mod tests {
         assert!(fresh.get("m/w").unwrap().tensor().equal(&Tensor::from_slice(&[2.0f32, 2.0])));
         // Saving never leaves a temporary file of its own, and keeps the stray one untouched.
         m.save(&store, 2).unwrap();
-        let temps: Vec<_> = std::fs::read_dir(&*dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| is_temp(n))
-            .collect();
-        assert_eq!(temps, [stray]);
+        let temps = || -> Vec<String> {
+            std::fs::read_dir(&*dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| is_temp(n))
+                .collect()
+        };
+        assert_eq!(temps(), [stray.clone()]);
         assert!(restore(&fresh, m.path_for(2)).is_ok());
+        // A manager starting over the folder deletes its stale temporaries, and only those.
+        let foreign = format!(".other-00000002.safetensors.999-0{TEMP_SUFFIX}");
+        std::fs::write(dir.join(&foreign), b"x").unwrap();
+        let _restarted = CheckpointManager::new(&*dir, Some(2)).unwrap();
+        assert_eq!(temps(), [foreign]);
+        assert_eq!(steps(&m), [1, 2]);
     }
 
     #[test]

@@ -20,7 +20,10 @@ use tch::Tensor;
 /// [`Error::NotBuilt`] for an unbuilt lazy module. [`Error::Checkpoint`] naming `path` if the
 /// file is missing, truncated or not safetensors, or if it does not match: the message lists
 /// every variable missing in the file, every unexpected tensor and every shape mismatch with
-/// both shapes (`linear/w: variable [3, 2], file [2, 3]`). Nothing is written on error.
+/// both shapes (`linear/w: variable [3, 2], file [2, 3]`); if a tensor's bytes do not match
+/// the CRC-32C checksum couplet stored for it (a corrupted file; see
+/// [`RestoreOptions::skip_checksums`]); or if a value is not finite once converted to its
+/// variable's kind (NaN weights, `1e10` into a `Half` store). Nothing is written on error.
 ///
 /// In a file written by [`CheckpointManager::save_with_optimizers`](super::CheckpointManager::save_with_optimizers) the optimizer state
 /// (the keys under `optimizer/`) is not part of the model: it is ignored here and by
@@ -65,6 +68,10 @@ pub struct RestoreOptions {
     /// A scope path put in front of every (stripped) file key to give the variable name, e.g.
     /// `model` maps `linear/w` to `model/linear/w`. Default empty.
     pub add_prefix: String,
+    /// Read tensors without checking the CRC-32C checksums couplet stores in its files (to
+    /// salvage a corrupted checkpoint). Default `false`: a tensor whose bytes do not match
+    /// its checksum is an error. Files without checksums (other writers) are never checked.
+    pub skip_checksums: bool,
 }
 
 impl RestoreOptions {
@@ -91,6 +98,12 @@ impl RestoreOptions {
     pub fn with_prefix_map(mut self, strip: &str, add: &str) -> Self {
         self.strip_prefix = strip.to_string();
         self.add_prefix = add.to_string();
+        self
+    }
+
+    /// Sets whether checksums are skipped (see [`RestoreOptions::skip_checksums`]).
+    pub fn with_skip_checksums(mut self, skip: bool) -> Self {
+        self.skip_checksums = skip;
         self
     }
 
@@ -135,7 +148,7 @@ pub(crate) fn restore_vars(
     options: &RestoreOptions,
 ) -> Result<RestoreReport> {
     check_unique(path, vars)?;
-    let file = ParsedFile::read(path)?;
+    let file = ParsedFile::read_with(path, !options.skip_checksums)?;
     // Optimizer state saved beside the model is not part of it (see `optimizer.rs`).
     let exclude = file.metadata().contains_key(OPTIMIZERS_KEY).then_some(OPTIMIZER_SCOPE);
     plan(&file, path, vars, options, exclude)?.apply(path)
@@ -211,7 +224,7 @@ pub(crate) fn plan<'a>(
         ));
     }
 
-    let values = matched.iter().map(|&(v, key)| Ok((v, file.tensor(key)?))).collect::<Result<Vec<_>>>()?;
+    let values = matched.iter().map(|&(v, key)| Ok((v, checked_value(file, path, v, key)?))).collect::<Result<Vec<_>>>()?;
     let report = RestoreReport {
         restored: matched.iter().map(|(v, _)| v.name().to_string()).collect(),
         missing,
@@ -219,6 +232,22 @@ pub(crate) fn plan<'a>(
         metadata: file.metadata().clone(),
     };
     Ok(Plan { values, report })
+}
+
+/// Decodes `key` for `v`, converted to the variable's kind: a floating-point variable gets
+/// only finite values (NaN weights, or `1e10` restored into a `Half` store, are errors) and
+/// an integer variable no floating-point values.
+fn checked_value(file: &ParsedFile, path: &Path, v: &Variable, key: &str) -> Result<Tensor> {
+    let value = file.tensor(key)?;
+    let kind = v.tensor().kind();
+    let bad = |m: String| Error::checkpoint(path, format!("{}: {m}", v.name()));
+    if value.is_floating_point() && !v.tensor().is_floating_point() {
+        return Err(bad(format!("file kind {:?} for a {kind:?} variable", value.kind())));
+    }
+    let converted = value.f_to_kind(kind).map_err(|e| bad(format!("cannot convert: {e}")))?;
+    crate::util::check_all_finite("", &format!("the file's values in {kind:?}"), &converted)
+        .map_err(|e| bad(e.to_string().trim_start_matches(": ").to_string()))?;
+    Ok(converted)
 }
 
 impl Plan<'_> {

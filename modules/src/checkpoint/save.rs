@@ -10,7 +10,9 @@ use std::path::Path;
 use tch::Tensor;
 
 /// Saves the variables of `source` to the safetensors file `path`, keyed by their full scoped
-/// names, replacing any file there atomically. Values are written in their own kind.
+/// names, replacing any file there atomically. Values are written in their own kind, with the
+/// CRC-32C of each tensor's bytes in the metadata (key `couplet.crc32c`, checked on restore
+/// and hidden from [`read_metadata`]; other safetensors readers ignore it).
 ///
 /// # Errors
 /// [`Error::NotBuilt`] for an unbuilt lazy module; [`Error::Checkpoint`] naming `path` if two
@@ -41,14 +43,18 @@ pub fn save_with_metadata(
 /// atomically, with optional string `metadata`.
 ///
 /// # Errors
-/// [`Error::Checkpoint`] naming `path` if two tensors share a name, a kind has no safetensors
-/// dtype, or the file cannot be written.
+/// [`Error::Checkpoint`] naming `path` if two tensors share a name, a tensor is undefined, a
+/// kind has no safetensors dtype, the metadata uses the reserved key `couplet.crc32c`, or the
+/// file cannot be written.
 pub fn save_tensors(
     tensors: &[(String, Tensor)],
     path: impl AsRef<Path>,
     metadata: &BTreeMap<String, String>,
 ) -> Result<()> {
     let path = path.as_ref();
+    if let Some((name, _)) = tensors.iter().find(|(_, t)| !t.defined()) {
+        return Err(Error::checkpoint(path, format!("{name}: an undefined tensor cannot be saved")));
+    }
     let mut names = BTreeSet::new();
     if let Some((name, _)) = tensors.iter().find(|(name, _)| !names.insert(name)) {
         return Err(Error::checkpoint(path, format!("the tensor name {name:?} appears twice")));

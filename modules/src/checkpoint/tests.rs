@@ -353,3 +353,41 @@ fn metadata_and_load_round_trip() {
     assert!(load(&empty).unwrap().is_empty());
     restore(&Store::cpu(), &empty).unwrap();
 }
+
+#[test]
+fn contents_are_validated_on_restore() {
+    let dir = TestDir::new("ckpt_contents");
+    let path = dir.join("a.safetensors");
+    let store = Store::cpu();
+    let w = store.root().child("m").unwrap().var("w", &[3]).create().unwrap();
+    let before = snapshot(&store);
+
+    // A flipped bit in the data region fails the checksum; skip_checksums reads it anyway.
+    tch::no_grad(|| w.shallow_clone().copy_(&Tensor::from_slice(&[1.0f32, 2.0, 3.0])));
+    save(&store, &path).unwrap();
+    let _ = tch::no_grad(|| w.shallow_clone().zero_());
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 2;
+    bytes[last] ^= 0x10;
+    std::fs::write(&path, &bytes).unwrap();
+    let e = restore(&store, &path).unwrap_err();
+    assert!(e.to_string().contains("m/w: checksum mismatch"), "{e}");
+    assert_same(&store, &before);
+    restore_with(&store, &path, &RestoreOptions::strict().with_skip_checksums(true)).unwrap();
+    assert_ne!(Vec::<f32>::try_from(&w).unwrap(), [1.0, 2.0, 3.0]);
+
+    // NaN weights (a valid checksum: they were saved so) are refused.
+    let nan = [("m/w".to_string(), Tensor::from_slice(&[f32::NAN, 0.0, 0.0]))];
+    save_tensors(&nan, &path, &BTreeMap::new()).unwrap();
+    let e = restore(&store, &path).unwrap_err();
+    assert!(e.to_string().contains("m/w: the file's values in Float holds 1 non-finite values"), "{e}");
+
+    // f32 1e10 does not fit a Half store: inf after conversion, refused.
+    let half = Store::with_kind(Device::Cpu, Kind::Half).unwrap();
+    let _ = half.root().child("m").unwrap().var("w", &[3]).create().unwrap();
+    let big = [("m/w".to_string(), Tensor::from_slice(&[1e10f32, 0.0, 0.0]))];
+    save_tensors(&big, &path, &BTreeMap::new()).unwrap();
+    let e = restore(&half, &path).unwrap_err();
+    assert!(e.to_string().contains("m/w: the file's values in Half holds 1 non-finite values"), "{e}");
+    assert!(restore(&store, &path).is_ok(), "fits Float");
+}
