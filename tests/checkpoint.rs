@@ -88,7 +88,11 @@ fn a_saved_checkpoint_has_a_valid_safetensors_header() {
     let mut keys: Vec<_> = header.keys().cloned().collect();
     keys.sort();
     assert_eq!(keys, ["__metadata__", "gan/generator/linear/b", "gan/generator/linear/w"]);
-    assert_eq!(header["__metadata__"], serde_json::json!({"step": "42"}));
+    // The step, and the CRC-32C of each tensor's bytes (values computed independently with a
+    // bitwise CRC-32C in Python, checked against the standard "123456789" -> e3069283:
+    // b = two f32 -1.5, w = six f32 0.5).
+    let checksums = r#"{"gan/generator/linear/b":"e1cf28aa","gan/generator/linear/w":"87f5d343"}"#;
+    assert_eq!(header["__metadata__"], serde_json::json!({"step": "42", "couplet.crc32c": checksums}));
     let b = &header["gan/generator/linear/b"];
     let w = &header["gan/generator/linear/w"];
     assert_eq!((&b["dtype"], &b["shape"]), (&serde_json::json!("F32"), &serde_json::json!([2])));
