@@ -54,8 +54,13 @@ pub fn zero_masked_rows(module: &str, x: &Tensor, mask: &Tensor) -> Result<Tenso
 ///
 /// # Errors
 /// [`Error::Shape`] naming `module` if `logits` is not floating point or `mask` is not bool;
+/// [`Error::InvalidArgument`] if either is undefined;
 /// [`Error::Torch`] naming `module` if `mask` does not broadcast to `logits`.
 pub fn masked_softmax(module: &str, logits: &Tensor, mask: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+    couplet_modules::util::check_defined(module, "logits", logits)?;
+    if let Some(mask) = mask {
+        couplet_modules::util::check_defined(module, "mask", mask)?;
+    }
     if !logits.is_floating_point() {
         return Err(Error::shape(module, "logits kind", "a floating-point kind", logits.kind()));
     }

@@ -66,7 +66,9 @@ fn mechanisms_prepared_with_lengths_ignore_non_finite_padding() {
     let store = Store::cpu();
     check_mechanism(&DotAttention::new(&store.root()).unwrap());
     check_mechanism(&LuongAttention::new(&store.root(), LuongConfig::new(2).with_scale(true)).unwrap());
-    check_mechanism(&BahdanauAttention::new(&store.root(), BahdanauConfig::new(3).with_normalize(true)).unwrap());
+    check_mechanism(
+        &BahdanauAttention::new(&store.root(), BahdanauConfig::new(3).with_normalize(true)).unwrap(),
+    );
 }
 
 #[test]
@@ -74,8 +76,13 @@ fn the_attention_decoder_core_ignores_non_finite_padding() {
     let store = Store::cpu();
     let cell = VanillaRnn::new(&store.root(), VanillaRnnConfig::new(2).with_input_size(3)).unwrap();
     let mechanism = LuongAttention::new(&store.root(), LuongConfig::new(2)).unwrap();
-    let dec = AttentionDecoderCore::new(&store.root(), Box::new(cell), Box::new(mechanism), AttentionDecoderConfig::new(2))
-        .unwrap();
+    let dec = AttentionDecoderCore::new(
+        &store.root(),
+        Box::new(cell),
+        Box::new(mechanism),
+        AttentionDecoderConfig::new(2),
+    )
+    .unwrap();
     let x = Tensor::from_slice(&[1.0f32, 0.5]).view([2, 1]);
     let s0 = dec.initial_state_with_memory_lengths(&memory(0.0), &LENGTHS, None).unwrap();
     let (want, _) = dec.step(&x, &s0, Mode::Eval).unwrap();

@@ -29,7 +29,10 @@ use std::fmt::Debug;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use tch::{Device, Kind, Tensor};
 
-const CASES: u32 = 48;
+/// Cases per property: 48, or `COUPLET_ROBUSTNESS_CASES`.
+fn cases() -> u32 {
+    std::env::var("COUPLET_ROBUSTNESS_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(48)
+}
 
 /// How one tensor argument is drawn: the valid shape as is, the valid shape with one
 /// dimension changed, or any shape of rank 0..=4; the expected kind or any other; values
@@ -164,7 +167,7 @@ fn kind_opt() -> impl Strategy<Value = Option<Kind>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(CASES))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn linear_and_mlp(x in arg(), pre in any::<bool>(), train in any::<bool>()) {
