@@ -1,10 +1,10 @@
 //! `Dropout`: inverted dropout in training, the identity in evaluation (Sonnet v2's
 //! `snt.Dropout`, PyTorch's `nn.Dropout`).
 
-use crate::util::check_floating;
 use crate::error::{Error, Result, TorchContext};
 use crate::module::{Forward, Mode, Module};
 use crate::store::Scope;
+use crate::util::check_floating;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 

@@ -1,11 +1,11 @@
 //! `Embed`: a learned lookup table from integer ids to vectors (Sonnet's `snt.Embed`).
 
-use crate::util::{check_all_finite, check_floating, check_keys, config_size};
 use crate::error::{Error, Result, TorchContext};
 use crate::init::Initializer;
 use crate::module::{Forward, Mode, Module};
 use crate::regularizer::Regularizer;
 use crate::store::Scope;
+use crate::util::{check_all_finite, check_floating, check_keys, config_size};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tch::{Kind, Tensor};

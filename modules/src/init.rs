@@ -164,7 +164,9 @@ impl Initializer {
     fn check(&self, module: &str) -> Result<()> {
         let params: &[(&str, f64)] = match *self {
             Initializer::Constant { value } => &[("constant initializer value", value)],
-            Initializer::Uniform { low, high } => &[("uniform initializer low", low), ("uniform initializer high", high)],
+            Initializer::Uniform { low, high } => {
+                &[("uniform initializer low", low), ("uniform initializer high", high)]
+            }
             Initializer::Normal { mean, std } | Initializer::TruncatedNormal { mean, std } => {
                 &[("normal initializer mean", mean), ("normal initializer std", std)]
             }
@@ -419,7 +421,11 @@ mod tests {
             Initializer::Normal { mean: n, std: 1.0 },
             Initializer::Normal { mean: 0.0, std: f64::INFINITY },
             Initializer::TruncatedNormal { mean: f64::INFINITY, std: 1.0 },
-            Initializer::VarianceScaling { scale: f64::INFINITY, mode: FanMode::FanIn, distribution: Distribution::Uniform },
+            Initializer::VarianceScaling {
+                scale: f64::INFINITY,
+                mode: FanMode::FanIn,
+                distribution: Distribution::Uniform,
+            },
             Initializer::Orthogonal { gain: n },
         ] {
             let e = init.create("m", &[2, 2], Fans::from_shape(&[2, 2]), CPU).unwrap_err();
@@ -433,7 +439,9 @@ mod tests {
             e.unwrap_err().to_string(),
             "m: bad configuration: Normal { mean: 1000000.0, std: 1.0 } gives values that are not finite in Half"
         );
-        assert!(Initializer::Normal { mean: 1e3, std: 1.0 }.create("m", &[4], Fans::from_shape(&[4]), half).is_ok());
+        assert!(Initializer::Normal { mean: 1e3, std: 1.0 }
+            .create("m", &[4], Fans::from_shape(&[4]), half)
+            .is_ok());
         // Fans of huge shapes saturate instead of overflowing.
         let f = Fans::from_shape(&[i64::MAX, 3, 4, 5]);
         assert_eq!((f.fan_in, f.fan_out), (i64::MAX, i64::MAX));

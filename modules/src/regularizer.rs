@@ -69,12 +69,21 @@ mod tests {
     #[test]
     fn non_finite_or_negative_scales_are_config_errors() {
         assert!(Regularizer::L2 { scale: 0.0 }.check("m").is_ok());
-        for r in [Regularizer::L1 { scale: f64::NAN }, Regularizer::L2 { scale: -1.0 }, Regularizer::L1L2 { l1: 0.1, l2: f64::INFINITY }] {
+        for r in [
+            Regularizer::L1 { scale: f64::NAN },
+            Regularizer::L2 { scale: -1.0 },
+            Regularizer::L1L2 { l1: 0.1, l2: f64::INFINITY },
+        ] {
             let e = r.check("m").unwrap_err();
             assert!(e.to_string().starts_with("m: bad configuration: regularizer"), "{e}");
         }
         let store = crate::Store::cpu();
-        let e = store.root().var("w", &[2]).regularizer(Some(Regularizer::L1 { scale: f64::NAN })).create().unwrap_err();
+        let e = store
+            .root()
+            .var("w", &[2])
+            .regularizer(Some(Regularizer::L1 { scale: f64::NAN }))
+            .create()
+            .unwrap_err();
         assert!(matches!(e, Error::Config { .. }), "{e}");
     }
 

@@ -381,7 +381,11 @@ impl VarBuilder<'_> {
                 format!("variable {:?} has a negative dimension in {:?}", self.name, self.shape),
             ));
         }
-        crate::util::config_size(module, &format!("variable {:?} of shape {:?}", self.name, self.shape), self.shape)?;
+        crate::util::config_size(
+            module,
+            &format!("variable {:?} of shape {:?}", self.name, self.shape),
+            self.shape,
+        )?;
         if let Some(r) = &self.regularizer {
             r.check(module)?;
         }

@@ -125,7 +125,8 @@ pub fn check_all_finite(module: &str, what: &str, x: &Tensor) -> Result<()> {
     if !x.is_floating_point() {
         return Ok(());
     }
-    let bad = x.f_isfinite().and_then(|f| f.f_logical_not()).and_then(|b| b.f_sum(Kind::Int64)).ctx(module)?;
+    let bad =
+        x.f_isfinite().and_then(|f| f.f_logical_not()).and_then(|b| b.f_sum(Kind::Int64)).ctx(module)?;
     let bad = bad.f_int64_value(&[]).ctx(module)?;
     if bad == 0 {
         Ok(())
@@ -141,7 +142,10 @@ pub fn check_all_finite(module: &str, what: &str, x: &Tensor) -> Result<()> {
 /// [`Error::InvalidArgument`] naming `module` and `what` with the sizes.
 pub fn checked_elements(module: &str, what: &str, dims: &[i64]) -> Result<i64> {
     let too_large = || {
-        Error::invalid(module, format!("{what} {} is too large (more than {MAX_ELEMENTS} elements)", shape_str(dims)))
+        Error::invalid(
+            module,
+            format!("{what} {} is too large (more than {MAX_ELEMENTS} elements)", shape_str(dims)),
+        )
     };
     let mut n: i64 = 1;
     for &d in dims {
@@ -172,8 +176,15 @@ pub fn check_host_size(module: &str, what: &str, x: &Tensor) -> Result<()> {
 /// # Errors
 /// [`Error::Config`] naming `module`, saying which size is too large.
 pub fn config_size(module: &str, what: &str, factors: &[i64]) -> Result<i64> {
-    checked_elements(module, what, factors)
-        .map_err(|_| Error::config(module, format!("{what} ({}) is too large", factors.iter().map(i64::to_string).collect::<Vec<_>>().join(" × "))))
+    checked_elements(module, what, factors).map_err(|_| {
+        Error::config(
+            module,
+            format!(
+                "{what} ({}) is too large",
+                factors.iter().map(i64::to_string).collect::<Vec<_>>().join(" × ")
+            ),
+        )
+    })
 }
 
 /// The most layers (or other repeated parts) a config may ask for: 65536. Configs that build
@@ -271,14 +282,20 @@ mod tests {
         assert!(check_host_size("m", "lengths", &big).is_err());
         assert!(check_host_size("m", "lengths", &Tensor::zeros([5], (Kind::Float, Device::Cpu))).is_ok());
         let e = config_size("lstm", "4 × hidden_size", &[4, 1 << 62]).unwrap_err();
-        assert_eq!(e.to_string(), "lstm: bad configuration: 4 × hidden_size (4 × 4611686018427387904) is too large");
+        assert_eq!(
+            e.to_string(),
+            "lstm: bad configuration: 4 × hidden_size (4 × 4611686018427387904) is too large"
+        );
         assert_eq!(config_size("lstm", "4 × hidden_size", &[4, 8]).unwrap(), 32);
     }
 
     #[test]
     fn non_finite_values_and_integer_kinds() {
         let x = Tensor::from_slice(&[1.0f32, f32::NAN, f32::INFINITY]);
-        assert_eq!(check_all_finite("m", "w", &x).unwrap_err().to_string(), "m: w holds 2 non-finite values (NaN or infinite)");
+        assert_eq!(
+            check_all_finite("m", "w", &x).unwrap_err().to_string(),
+            "m: w holds 2 non-finite values (NaN or infinite)"
+        );
         assert!(check_all_finite("m", "w", &x.narrow(0, 0, 1)).is_ok());
         assert!(check_all_finite("m", "w", &Tensor::from_slice(&[1i64])).is_ok());
         let e = check_floating("m", "w", &Tensor::from_slice(&[1i64])).unwrap_err();
@@ -289,7 +306,10 @@ mod tests {
 
     #[test]
     fn counts_are_bounded() {
-        assert!(check_count("m", "num_layers", 1, 1).is_ok() && check_count("m", "num_layers", MAX_COUNT, 1).is_ok());
+        assert!(
+            check_count("m", "num_layers", 1, 1).is_ok()
+                && check_count("m", "num_layers", MAX_COUNT, 1).is_ok()
+        );
         let e = check_count("m", "num_layers", 1 << 40, 1).unwrap_err();
         assert_eq!(e.to_string(), "m: bad configuration: num_layers must be in 1..=65536, got 1099511627776");
         assert!(check_count("m", "num_layers", 0, 1).is_err());
@@ -302,6 +322,9 @@ mod tests {
             let e = check_finite("m", "std", v).unwrap_err();
             assert!(matches!(e, Error::Config { .. }));
         }
-        assert_eq!(check_finite("m", "std", f64::NAN).unwrap_err().to_string(), "m: bad configuration: std must be finite, got NaN");
+        assert_eq!(
+            check_finite("m", "std", f64::NAN).unwrap_err().to_string(),
+            "m: bad configuration: std must be finite, got NaN"
+        );
     }
 }

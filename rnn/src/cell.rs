@@ -4,7 +4,10 @@
 //! state-dict copies.
 
 use crate::state::{State, StateSize};
-use couplet_modules::{util::{check_all_finite, check_keys, config_size}, Error, Fans, Initializer, Regularizer, Result, Scope, TorchContext};
+use couplet_modules::{
+    util::{check_all_finite, check_keys, config_size},
+    Error, Fans, Initializer, Regularizer, Result, Scope, TorchContext,
+};
 use std::collections::{BTreeMap, HashMap};
 use tch::Tensor;
 

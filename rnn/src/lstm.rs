@@ -282,7 +282,10 @@ impl Lstm {
             }
         }
         if !(config.layer_norm_epsilon.is_finite() && config.layer_norm_epsilon >= 0.0) {
-            return bad(format!("layer_norm_epsilon must be finite and >= 0, got {}", config.layer_norm_epsilon));
+            return bad(format!(
+                "layer_norm_epsilon must be finite and >= 0, got {}",
+                config.layer_norm_epsilon
+            ));
         }
         couplet_modules::util::check_finite(module, "forget_bias", config.forget_bias)?;
         let names = config.variable_names();
@@ -906,10 +909,16 @@ mod tests {
         assert!(e.to_string().contains("3 × hidden_size"), "{e}");
         let e = Lstm::new(&store.root(), LstmConfig::new(3).with_forget_bias(f64::NAN)).unwrap_err();
         assert_eq!(e.to_string(), "lstm_2: bad configuration: forget_bias must be finite, got NaN");
-        let e = Lstm::new(&store.root(), LstmConfig::new(3).with_layer_norm(true).with_layer_norm_epsilon(f64::INFINITY));
+        let e = Lstm::new(
+            &store.root(),
+            LstmConfig::new(3).with_layer_norm(true).with_layer_norm_epsilon(f64::INFINITY),
+        );
         assert!(e.unwrap_err().to_string().contains("layer_norm_epsilon must be finite and >= 0, got inf"));
         let lstm = Lstm::new(&store.root(), LstmConfig::new(2).with_input_size(1)).unwrap();
-        let (k, b) = (Tensor::zeros([3, 8], (Kind::Float, Device::Cpu)), Tensor::zeros([8], (Kind::Float, Device::Cpu)));
+        let (k, b) = (
+            Tensor::zeros([3, 8], (Kind::Float, Device::Cpu)),
+            Tensor::zeros([8], (Kind::Float, Device::Cpu)),
+        );
         let e = lstm.load_tf_kernel(&k, &b, f64::NAN).unwrap_err();
         assert!(e.to_string().contains("forget_bias must be finite, got NaN"), "{e}");
         let e = lstm.load_tf_kernel(&k.to_kind(Kind::Int64), &b, 1.0).unwrap_err();

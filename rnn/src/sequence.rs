@@ -321,10 +321,16 @@ mod tests {
         assert!(sequence_mask(&[3], Some(i64::MAX)).unwrap_err().to_string().contains("too large"));
         let expanded = Tensor::from_slice(&[1i64]).expand([1 << 40], false);
         let e = sequence_mask(&expanded, None).unwrap_err();
-        assert_eq!(e.to_string(), "sequence_mask: lengths [1099511627776] is too large (more than 2147483648 elements)");
+        assert_eq!(
+            e.to_string(),
+            "sequence_mask: lengths [1099511627776] is too large (more than 2147483648 elements)"
+        );
         let x = Tensor::zeros([1, 1, 1], (Kind::Float, tch::Device::Cpu)).expand([2, 1 << 40, 1], false);
         let e = reverse_sequence(&x, &[0i64, 0], false).unwrap_err();
-        assert!(e.to_string().starts_with("reverse_sequence: input's [B, T] [2, 1099511627776] is too large"), "{e}");
+        assert!(
+            e.to_string().starts_with("reverse_sequence: input's [B, T] [2, 1099511627776] is too large"),
+            "{e}"
+        );
         for e in [
             reverse_sequence(&Tensor::new(), &[1i64], false).unwrap_err(),
             last_relevant(&Tensor::new(), &[1i64]).unwrap_err(),

@@ -326,9 +326,19 @@ impl TorchRnn {
             TorchRnnKind::Gru => 3,
             _ => 1,
         };
-        let rows = couplet_modules::util::config_size(module, &format!("{gates} × hidden_size"), &[gates, c.hidden_size])?;
-        for (what, cols) in [("input", c.input_size), ("hidden", c.hidden_size), ("layer input", 2 * c.hidden_size)] {
-            couplet_modules::util::config_size(module, &format!("the {what}-to-hidden weight"), &[rows, cols])?;
+        let rows = couplet_modules::util::config_size(
+            module,
+            &format!("{gates} × hidden_size"),
+            &[gates, c.hidden_size],
+        )?;
+        for (what, cols) in
+            [("input", c.input_size), ("hidden", c.hidden_size), ("layer input", 2 * c.hidden_size)]
+        {
+            couplet_modules::util::config_size(
+                module,
+                &format!("the {what}-to-hidden weight"),
+                &[rows, cols],
+            )?;
         }
         if !(0.0..1.0).contains(&c.dropout) {
             return bad(format!("dropout must be in [0, 1), got {}", c.dropout));
@@ -761,7 +771,9 @@ mod tests {
         assert!(!train.allclose(&eval, 1e-4, 1e-4, false), "training drops layer 0's outputs");
         // Layer 0 alone never sees dropout.
         let single = TorchRnn::new(&store.root(), TorchRnnConfig::gru(3, 4).with_dropout(0.5)).unwrap();
-        assert!(Forward::forward_t(&single, &x, Mode::Train).unwrap().equal(&Forward::forward_t(&single, &x, Mode::Eval).unwrap()));
+        assert!(Forward::forward_t(&single, &x, Mode::Train)
+            .unwrap()
+            .equal(&Forward::forward_t(&single, &x, Mode::Eval).unwrap()));
     }
 
     #[test]
@@ -808,7 +820,9 @@ mod tests {
         let lstm = TorchRnn::new(&store.root(), TorchRnnConfig::lstm(2, 3)).unwrap();
         let good: Vec<(String, Tensor)> = lstm.torch_state_dict().unwrap();
         let with = |key: &str, t: Tensor| -> Vec<(String, Tensor)> {
-            good.iter().map(|(k, v)| (k.clone(), if k == key { t.shallow_clone() } else { v.copy() })).collect()
+            good.iter()
+                .map(|(k, v)| (k.clone(), if k == key { t.shallow_clone() } else { v.copy() }))
+                .collect()
         };
         let ints = with("weight_ih_l0", Tensor::zeros([12, 2], (Kind::Int64, Device::Cpu)));
         let e = lstm.load_torch(ints.as_slice()).unwrap_err();

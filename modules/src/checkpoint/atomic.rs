@@ -29,7 +29,8 @@ fn temp_path(path: &Path) -> Result<PathBuf> {
     let pid = std::process::id();
     // The time makes the name unique across restarts too: a process that crashed with the
     // same pid (pid 1 in a container) and the same counter left a file of the same name.
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     Ok(parent_dir(path).join(format!(".{name}.{pid}-{nanos:x}-{n}{TEMP_SUFFIX}")))
 }
 

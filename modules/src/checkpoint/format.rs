@@ -187,7 +187,10 @@ impl ParsedFile {
         if self.verify {
             if let Some(checksums) = &self.checksums {
                 let stored = checksums.get(name).ok_or_else(|| {
-                    Error::checkpoint(&self.path, format!("{name}: no checksum in {CHECKSUM_KEY} (corrupted)"))
+                    Error::checkpoint(
+                        &self.path,
+                        format!("{name}: no checksum in {CHECKSUM_KEY} (corrupted)"),
+                    )
                 })?;
                 let actual = crc32c::crc32c(data);
                 if actual != *stored {
@@ -310,7 +313,10 @@ mod tests {
         // The only metadata is the checksums (CRC-32C of each tensor's bytes).
         let sums: BTreeMap<String, String> =
             serde_json::from_str(header[METADATA_KEY][CHECKSUM_KEY].as_str().unwrap()).unwrap();
-        assert_eq!(sums["b"], format!("{:08x}", crc32c::crc32c(&[1.0f32.to_le_bytes(), 2.0f32.to_le_bytes()].concat())));
+        assert_eq!(
+            sums["b"],
+            format!("{:08x}", crc32c::crc32c(&[1.0f32.to_le_bytes(), 2.0f32.to_le_bytes()].concat()))
+        );
         assert_eq!(sums.len(), 3);
         assert_eq!(bytes.len(), 8 + n + 18);
         assert_eq!(&bytes[8 + n + 8..8 + n + 12], 1.0f32.to_le_bytes());
@@ -371,7 +377,11 @@ mod tests {
         let dir = TestDir::new("format_offsets");
         let path = dir.join("a.safetensors");
         let big = u64::MAX - 8;
-        write_raw(&path, &format!(r#"{{"x":{{"dtype":"U8","shape":[{big}],"data_offsets":[0,{big}]}}}}"#), &[0; 8]);
+        write_raw(
+            &path,
+            &format!(r#"{{"x":{{"dtype":"U8","shape":[{big}],"data_offsets":[0,{big}]}}}}"#),
+            &[0; 8],
+        );
         let e = ParsedFile::read(&path).err().unwrap();
         assert!(e.to_string().contains("x: data offsets beyond the end of the file"), "{e}");
     }

@@ -112,7 +112,8 @@ impl CheckpointManager {
     /// of them is stale. Other files are left alone.
     fn remove_stale_temporaries(&self) -> Result<()> {
         let dir = &self.config.directory;
-        let entries = std::fs::read_dir(dir).map_err(|e| Error::checkpoint(dir, format!("cannot list: {e}")))?;
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| Error::checkpoint(dir, format!("cannot list: {e}")))?;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if temp_target(&name).is_some_and(|target| self.step_of(target).is_some()) {

@@ -224,7 +224,10 @@ pub(crate) fn plan<'a>(
         ));
     }
 
-    let values = matched.iter().map(|&(v, key)| Ok((v, checked_value(file, path, v, key)?))).collect::<Result<Vec<_>>>()?;
+    let values = matched
+        .iter()
+        .map(|&(v, key)| Ok((v, checked_value(file, path, v, key)?)))
+        .collect::<Result<Vec<_>>>()?;
     let report = RestoreReport {
         restored: matched.iter().map(|(v, _)| v.name().to_string()).collect(),
         missing,

@@ -330,7 +330,8 @@ mod tests {
         let other = Store::cpu();
         let _ = other.root().child("m").unwrap().var("w", &[2]).create().unwrap();
         let mut opt = Sgd::new(vec![w.clone(), other.get("m/w").unwrap()], SgdConfig::new(1.0)).unwrap();
-        let loss = w.tensor().sum(tch::Kind::Float) + other.get("m/w").unwrap().tensor().sum(tch::Kind::Float) * 2.0;
+        let loss =
+            w.tensor().sum(tch::Kind::Float) + other.get("m/w").unwrap().tensor().sum(tch::Kind::Float) * 2.0;
         loss.backward();
         opt.step().unwrap();
         assert_eq!(Vec::<f32>::try_from(w.tensor()).unwrap(), [-1.0, -1.0]);

@@ -109,7 +109,11 @@ pub(super) fn load(
             if !t.defined() {
                 bad_values.push(format!("{k}: an undefined tensor"));
             } else if t.size() != want {
-                mismatched.push(format!("{k}: variable {}, state {}", shape_str(&want), shape_str(&t.size())));
+                mismatched.push(format!(
+                    "{k}: variable {}, state {}",
+                    shape_str(&want),
+                    shape_str(&t.size())
+                ));
             } else if let Some(problem) = slot_problem(t, v.tensor().kind(), slot) {
                 bad_values.push(format!("{k}: {problem}"));
             }

@@ -238,8 +238,16 @@ fn strict_loading_lists_every_difference_and_changes_nothing() {
     }
     // Values with a domain are checked: finite in the variable's kind, squares' averages >= 0.
     let cases: [(&str, Tensor, &str); 4] = [
-        ("m/p/exp_avg_sq", Tensor::from_slice(&[-1.0f32, 0.5]), "m/p/exp_avg_sq: negative values in a running average of squares"),
-        ("m/p/exp_avg", Tensor::from_slice(&[f32::NAN, 0.5]), "m/p/exp_avg: the values in Float holds 1 non-finite values"),
+        (
+            "m/p/exp_avg_sq",
+            Tensor::from_slice(&[-1.0f32, 0.5]),
+            "m/p/exp_avg_sq: negative values in a running average of squares",
+        ),
+        (
+            "m/p/exp_avg",
+            Tensor::from_slice(&[f32::NAN, 0.5]),
+            "m/p/exp_avg: the values in Float holds 1 non-finite values",
+        ),
         ("m/p/exp_avg", Tensor::from_slice(&[1i64, 2]), "m/p/exp_avg: kind Int64 for a Float variable"),
         ("m/p/exp_avg", Tensor::new(), "m/p/exp_avg: an undefined tensor"),
     ];
