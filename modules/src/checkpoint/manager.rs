@@ -565,7 +565,7 @@ mod tests {
                 .filter(|n| is_temp(n))
                 .collect()
         };
-        assert_eq!(temps(), [stray.clone()]);
+        assert_eq!(temps(), std::slice::from_ref(&stray));
         assert!(restore(&fresh, m.path_for(2)).is_ok());
         // A manager starting over the folder deletes its stale temporaries, and only those.
         let foreign = format!(".other-00000002.safetensors.999-0{TEMP_SUFFIX}");
