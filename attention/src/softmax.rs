@@ -33,7 +33,7 @@ pub fn check_mask(module: &str, mask: &Tensor, batch: i64, n: i64) -> Result<()>
 ///
 /// # Errors
 /// [`Error::Shape`] naming `module` if `mask`'s shape is not a prefix of `x`'s.
-pub fn zero_masked_rows(module: &str, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+pub(crate) fn zero_masked_rows(module: &str, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
     let (xs, ms) = (x.size(), mask.size());
     if ms.len() > xs.len() || ms[..] != xs[..ms.len()] {
         return Err(Error::shape(module, "mask", format!("a prefix of {xs:?}"), ms));
