@@ -185,3 +185,41 @@ fn hashes_match_tensorflow() {
     }
 }
 
+#[test]
+fn weighted_columns_match_tensorflow() {
+    use couplet_data::columns::{
+        CategoricalColumn, Combiner, DenseColumn, EmbeddingColumn, IdentityColumn, IndicatorColumn,
+        WeightedCategoricalColumn,
+    };
+    use couplet_modules::Store;
+    use std::sync::Arc;
+    let w = json("weighted.json");
+    let ids: Vec<Vec<i64>> = serde_json::from_value(w["ids"].clone()).unwrap();
+    let weights: Vec<Vec<f32>> = serde_json::from_value(w["weights"].clone()).unwrap();
+    let records: Vec<Record> = ids
+        .into_iter()
+        .zip(weights)
+        .map(|(i, f)| Record::new().with("ids", Array::ids(i)).with("w", Array::floats(f)))
+        .collect();
+    let identity: Arc<dyn CategoricalColumn> = Arc::new(IdentityColumn::new("ids", 5, None).unwrap());
+    let weighted: Arc<dyn CategoricalColumn> = Arc::new(WeightedCategoricalColumn::new(identity, "w"));
+    let close = |got: &tch::Tensor, want: &Value, what: &str| {
+        let want: Vec<Vec<f32>> = serde_json::from_value(want.clone()).unwrap();
+        let got: Vec<Vec<f32>> =
+            (0..want.len() as i64).map(|i| Vec::<f32>::try_from(got.get(i)).unwrap()).collect();
+        for (g, t) in got.iter().flatten().zip(want.iter().flatten()) {
+            assert!((g - t).abs() <= 1e-6 * t.abs().max(1.0), "{what}: got {got:?}, TF {want:?}");
+        }
+    };
+    let indicator = IndicatorColumn::new(Arc::clone(&weighted)).unwrap();
+    close(&indicator.dense(&records).unwrap(), &w["indicator"], "indicator");
+    let table: Vec<f32> = serde_json::from_value::<Vec<Vec<f32>>>(w["table"].clone()).unwrap().concat();
+    let store = Store::cpu();
+    for (combiner, key) in [(Combiner::Sum, "sum"), (Combiner::Mean, "mean"), (Combiner::Sqrtn, "sqrtn")] {
+        let column = EmbeddingColumn::new(&store.root(), Arc::clone(&weighted), 2, combiner).unwrap();
+        tch::no_grad(|| {
+            column.embed().embeddings().shallow_clone().copy_(&tch::Tensor::from_slice(&table).view([5, 2]))
+        });
+        close(&column.dense(&records).unwrap(), &w[key], key);
+    }
+}
