@@ -47,5 +47,8 @@ pub use hash::{fingerprint64, fingerprint_cat64, hash_bucket};
 pub use padded::{FieldPadding, PadLength, PaddedBatch, PaddedBatchConfig, PaddedField, PaddingReport};
 pub use record::{Array, Record, Values};
 pub use source::{csv_rows, json_lines, text_lines};
-pub use tfrecord::{masked_crc32c, tfrecord, TfRecordReader, TfRecordWriter, MAX_RECORD_BYTES};
+pub use tfrecord::{
+    masked_crc32c, tfrecord, tfrecord_compressed, Compression, TfRecordReader, TfRecordWriter,
+    MAX_RECORD_BYTES,
+};
 pub use vocab::{Vocabulary, VocabularyConfig};

@@ -7,23 +7,26 @@ use couplet_modules::{Error, Result, TorchContext};
 use std::collections::BTreeMap;
 use tch::Tensor;
 
-/// The padded length of a sequence field (its first dimension) in a batch.
+/// The padded length of one dimension of a field in a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum PadLength {
-    /// The longest length in the batch (TF's `padded_shapes=None`). The default.
+    /// The longest size of that dimension in the batch (TF's `None` in `padded_shapes`). The
+    /// default.
     #[default]
     Longest,
-    /// Exactly this length; a longer element is an error.
+    /// Exactly this size; a larger element is an error.
     Fixed(usize),
-    /// The longest length rounded up to a multiple of `k > 0` (friendlier to fused kernels).
+    /// The longest size rounded up to a multiple of `k > 0` (friendlier to fused kernels).
     MultipleOf(usize),
 }
 
-/// How one field is padded. Default: [`PadLength::Longest`] with pad value 0.
-#[derive(Clone, Copy, Debug, PartialEq, Default)]
+/// How one field is padded: `lengths[d]` is dimension `d`'s padded length (`lengths[0]` the
+/// time dimension); dimensions past the list pad to [`PadLength::Longest`]. Default: every
+/// dimension to the longest, pad value 0.
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct FieldPadding {
-    /// The padded length.
-    pub length: PadLength,
+    /// The padded lengths, one per leading dimension (at most the field's rank).
+    pub lengths: Vec<PadLength>,
     /// The value of padded positions (an integer for `int64` fields). Default 0.
     pub value: f64,
 }
@@ -44,9 +47,17 @@ impl PaddedBatchConfig {
         Self::default()
     }
 
-    /// Sets field `name`'s padding.
-    pub fn field(mut self, name: &str, length: PadLength, value: f64) -> Self {
-        self.fields.insert(name.to_string(), FieldPadding { length, value });
+    /// Sets field `name`'s pad value and the padded length of its first (time) dimension;
+    /// its other dimensions pad to the longest.
+    pub fn field(self, name: &str, length: PadLength, value: f64) -> Self {
+        self.field_dims(name, vec![length], value)
+    }
+
+    /// Sets field `name`'s pad value and the padded lengths of its leading dimensions
+    /// (`lengths[d]` for dimension `d`, e.g. `[Longest, MultipleOf(8)]` for frames `[T, F]`);
+    /// dimensions past the list pad to the longest.
+    pub fn field_dims(mut self, name: &str, lengths: Vec<PadLength>, value: f64) -> Self {
+        self.fields.insert(name.to_string(), FieldPadding { lengths, value });
         self
     }
 
@@ -58,8 +69,11 @@ impl PaddedBatchConfig {
 
     pub(crate) fn check(&self, stage: &str) -> Result<()> {
         for (name, f) in &self.fields {
-            if f.length == PadLength::MultipleOf(0) {
-                return Err(Error::config(stage, format!("field {name:?}: MultipleOf(k) needs k > 0")));
+            if let Some(d) = f.lengths.iter().position(|&l| l == PadLength::MultipleOf(0)) {
+                return Err(Error::config(
+                    stage,
+                    format!("field {name:?}: dimension {d}: MultipleOf(k) needs k > 0"),
+                ));
             }
             if !f.value.is_finite() {
                 return Err(Error::config(
@@ -186,19 +200,21 @@ impl Dataset<PaddedBatch> {
 }
 
 impl Dataset<Record> {
-    /// Batches `batch_size` records and pads every field (TF's `padded_batch`): a sequence
-    /// field (rank >= 1, first dimension = time) becomes `[B, T, ..]` with `T` from its
-    /// [`PadLength`] and the pad value after each element's length, with the lengths `[B]`
-    /// beside it; a scalar field becomes `[B]`. `int64` fields give `Int64` tensors, `float`
-    /// fields `Float`. Every element must have the same fields, kinds, ranks and trailing
-    /// dimensions as the batch's first.
+    /// Batches `batch_size` records and pads every field (TF's `padded_batch`): a field of
+    /// rank `r >= 1` (first dimension = time) becomes `[B, T, D1, ..]`, every dimension padded
+    /// to its [`PadLength`] (by default the longest in the batch, so frames `[T, F]` with
+    /// variable `T` and `F` pad both) with the field's pad value, with the lengths `[B]` (the
+    /// first dimension's sizes) beside it; a scalar field becomes `[B]`. `int64` fields give
+    /// `Int64` tensors, `float` fields `Float`. Every element must have the same fields, kinds
+    /// and ranks as the batch's first.
     ///
     /// # Errors
     /// [`Error::Config`] for a zero batch size, `MultipleOf(0)` or a non-finite pad value.
-    /// While iterating, an `Err` naming the element:
-    /// `"padded_batch: element 17: field \"tokens\" has rank 2, expected 1"` (also a missing
-    /// field, another kind, a `bytes` field, other trailing dimensions, a length over
-    /// `Fixed(n)`, a fractional pad value for an `int64` field).
+    /// While iterating, an `Err` naming the element and the field, e.g.
+    /// `"padded_batch: element 17: field \"tokens\" has rank 2 (shape [1, 2]), expected 1 (shape [3] in element 16)"`
+    /// (also a missing field, another kind, a `bytes` field, a shape that does not hold its
+    /// values, a dimension larger than its `Fixed(n)`, padding for more dimensions than the
+    /// rank, a fractional pad value for an `int64` field).
     pub fn padded_batch(&self, batch_size: usize, config: PaddedBatchConfig) -> Result<Dataset<PaddedBatch>> {
         const STAGE: &str = "padded_batch";
         config.check(STAGE)?;
@@ -233,21 +249,41 @@ pub(crate) fn pad_records(
     }
     let mut fields = BTreeMap::new();
     for name in first.fields.keys() {
-        let padding = config.fields.get(name).copied().unwrap_or_default();
-        let padding = match (padding.length, bucket_length) {
-            (PadLength::Longest, Some(b)) => FieldPadding { length: PadLength::Fixed(b), ..padding },
-            _ => padding,
-        };
-        fields.insert(name.clone(), pad_field(stage, items, name, padding)?);
+        let mut padding = config.fields.get(name).cloned().unwrap_or_default();
+        if let Some(b) = bucket_length {
+            match padding.lengths.first_mut() {
+                None => padding.lengths.push(PadLength::Fixed(b)),
+                Some(first @ PadLength::Longest) => *first = PadLength::Fixed(b),
+                Some(_) => {}
+            }
+        }
+        fields.insert(name.clone(), pad_field(stage, items, name, &padding)?);
     }
     Ok(PaddedBatch { fields, size: items.len() })
 }
 
-/// Pads field `name` of every record.
-fn pad_field(stage: &str, items: &[(u64, Record)], name: &str, padding: FieldPadding) -> Result<PaddedField> {
+/// Pads field `name` of every record: every dimension to its [`PadLength`].
+fn pad_field(
+    stage: &str,
+    items: &[(u64, Record)],
+    name: &str,
+    padding: &FieldPadding,
+) -> Result<PaddedField> {
     let (first_index, first) = (&items[0].0, &items[0].1.fields[name]);
     let rank = first.rank();
-    let mut lengths = Vec::with_capacity(items.len());
+    if padding.lengths.len() > rank.max(1) {
+        return Err(element_error(
+            stage,
+            *first_index,
+            format!(
+                "field {name:?} has rank {rank} (shape {:?}), but its padding names {} dimensions",
+                first.shape,
+                padding.lengths.len()
+            ),
+        ));
+    }
+    // The longest size of every dimension.
+    let mut longest = vec![0usize; rank];
     for (i, r) in items {
         let a = &r.fields[name];
         if let Values::Bytes(_) = a.values {
@@ -274,55 +310,61 @@ fn pad_field(stage: &str, items: &[(u64, Record)], name: &str, padding: FieldPad
             return Err(element_error(
                 stage,
                 *i,
-                format!("field {name:?} has rank {}, expected {rank}", a.rank()),
-            ));
-        }
-        if rank > 0 && a.shape[1..] != first.shape[1..] {
-            return Err(element_error(
-                stage,
-                *i,
                 format!(
-                    "field {name:?} has shape {:?}, expected trailing dimensions {:?} (as element {first_index})",
+                    "field {name:?} has rank {} (shape {:?}), expected {rank} (shape {:?} in element {first_index})",
+                    a.rank(),
                     a.shape,
-                    &first.shape[1..]
+                    first.shape
                 ),
             ));
         }
-        lengths.push(if rank == 0 { 1 } else { a.shape[0] });
-    }
-    let longest = lengths.iter().copied().max().unwrap_or(0);
-    let t = match padding.length {
-        PadLength::Longest => longest,
-        PadLength::Fixed(n) => {
-            if let Some(pos) = lengths.iter().position(|&l| l > n) {
-                return Err(element_error(
-                    stage,
-                    items[pos].0,
-                    format!("field {name:?} has length {}, longer than its padded length {n}", lengths[pos]),
-                ));
-            }
-            n
+        if a.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) != Some(a.values.len()) {
+            return Err(element_error(
+                stage,
+                *i,
+                format!("field {name:?} has shape {:?} but {} values", a.shape, a.values.len()),
+            ));
         }
-        PadLength::MultipleOf(k) => longest
-            .div_ceil(k)
-            .checked_mul(k)
-            .ok_or_else(|| Error::invalid(stage, "padded length overflows"))?,
-    };
-    let inner: usize = if rank > 1 { first.shape[1..].iter().product() } else { 1 };
-    let b = items.len();
-    let row = if rank == 0 {
-        1
-    } else {
-        t.checked_mul(inner).ok_or_else(|| Error::invalid(stage, "padded size overflows"))?
-    };
-    let total = b
-        .checked_mul(row)
-        .ok_or_else(|| Error::invalid(stage, format!("a batch of {b} x {row} values overflows")))?;
-    let mut shape: Vec<i64> = vec![b as i64];
-    if rank > 0 {
-        shape.push(t as i64);
-        shape.extend(first.shape[1..].iter().map(|&d| d as i64));
+        for (l, &d) in longest.iter_mut().zip(&a.shape) {
+            *l = (*l).max(d);
+        }
     }
+    // The padded shape of one element.
+    let mut target = Vec::with_capacity(rank);
+    for (d, &most) in longest.iter().enumerate() {
+        let t = match padding.lengths.get(d).copied().unwrap_or_default() {
+            PadLength::Longest => most,
+            PadLength::Fixed(n) => {
+                if let Some((i, r)) = items.iter().find(|(_, r)| r.fields[name].shape[d] > n) {
+                    let shape = &r.fields[name].shape;
+                    return Err(element_error(
+                        stage,
+                        *i,
+                        format!(
+                            "field {name:?} has shape {shape:?}: dimension {d} has size {}, more than its padded length {n}",
+                            shape[d]
+                        ),
+                    ));
+                }
+                n
+            }
+            PadLength::MultipleOf(k) => most
+                .div_ceil(k)
+                .checked_mul(k)
+                .ok_or_else(|| Error::invalid(stage, format!("field {name:?}: padded length overflows")))?,
+        };
+        target.push(t);
+    }
+    let b = items.len();
+    let row = target
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| Error::invalid(stage, format!("field {name:?}: padded shape {target:?} overflows")))?;
+    let total = b.checked_mul(row).ok_or_else(|| {
+        Error::invalid(stage, format!("field {name:?}: a batch of {b} x {target:?} values overflows"))
+    })?;
+    let mut shape: Vec<i64> = vec![b as i64];
+    shape.extend(target.iter().map(|&d| d as i64));
     let values = match first.values {
         Values::I64(_) => {
             let v = padding.value;
@@ -334,8 +376,9 @@ fn pad_field(stage: &str, items: &[(u64, Record)], name: &str, padding: FieldPad
             }
             let mut flat = vec![v as i64; total];
             for (k, (_, r)) in items.iter().enumerate() {
-                if let Values::I64(src) = &r.fields[name].values {
-                    flat[k * row..k * row + src.len()].copy_from_slice(src);
+                let a = &r.fields[name];
+                if let Values::I64(src) = &a.values {
+                    place(&mut flat[k * row..(k + 1) * row], src, &a.shape, &target);
                 }
             }
             Tensor::from_slice(&flat)
@@ -343,8 +386,9 @@ fn pad_field(stage: &str, items: &[(u64, Record)], name: &str, padding: FieldPad
         Values::F32(_) => {
             let mut flat = vec![padding.value as f32; total];
             for (k, (_, r)) in items.iter().enumerate() {
-                if let Values::F32(src) = &r.fields[name].values {
-                    flat[k * row..k * row + src.len()].copy_from_slice(src);
+                let a = &r.fields[name];
+                if let Values::F32(src) = &a.values {
+                    place(&mut flat[k * row..(k + 1) * row], src, &a.shape, &target);
                 }
             }
             Tensor::from_slice(&flat)
@@ -353,7 +397,37 @@ fn pad_field(stage: &str, items: &[(u64, Record)], name: &str, padding: FieldPad
         Values::Bytes(_) => return Err(Error::invalid(stage, format!("field {name:?} holds bytes"))),
     };
     let values = values.f_view(shape.as_slice()).ctx(stage)?;
-    Ok(PaddedField { values, lengths: lengths.iter().map(|&l| l as i64).collect() })
+    let lengths = items.iter().map(|(_, r)| r.fields[name].shape.first().map_or(1, |&l| l as i64)).collect();
+    Ok(PaddedField { values, lengths })
+}
+
+/// Copies `src` (row-major, `shape`) into the front corner of `dst` (row-major, `target`,
+/// every `shape[d] <= target[d]`, as checked by the caller), leaving the rest as it is.
+fn place<T: Copy>(dst: &mut [T], src: &[T], shape: &[usize], target: &[usize]) {
+    let rank = shape.len();
+    // Only the first dimension differs (or none): one contiguous copy.
+    if rank <= 1 || shape[1..] == target[1..] {
+        dst[..src.len()].copy_from_slice(src);
+        return;
+    }
+    let width = shape[rank - 1];
+    if width == 0 {
+        return;
+    }
+    // Walk the rows (every index but the last) of `src` with a multi-index.
+    let mut index = vec![0usize; rank - 1];
+    for chunk in src.chunks_exact(width) {
+        let offset = index.iter().zip(&target[..rank - 1]).fold(0, |o, (&i, &t)| o * t + i);
+        let offset = offset * target[rank - 1];
+        dst[offset..offset + width].copy_from_slice(chunk);
+        for d in (0..rank - 1).rev() {
+            index[d] += 1;
+            if index[d] < shape[d] {
+                break;
+            }
+            index[d] = 0;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -402,7 +476,7 @@ mod tests {
         let e = seqs(&[2, 5]).padded_batch(2, config).unwrap().collect().unwrap_err();
         assert_eq!(
             e.to_string(),
-            "padded_batch: element 1: field \"tokens\" has length 5, longer than its padded length 4"
+            "padded_batch: element 1: field \"tokens\" has shape [5]: dimension 0 has size 5, more than its padded length 4"
         );
         let frames = Dataset::from_vec(vec![
             Record::new().with("x", Array::new(Values::F32(vec![1.0, 2.0]), vec![1, 2]).unwrap()),
@@ -419,6 +493,89 @@ mod tests {
         assert_eq!((x.real_steps(), x.padded_steps()), (3, 4));
     }
 
+    fn array_i64(values: Vec<i64>, shape: Vec<usize>) -> Array {
+        Array::new(Values::I64(values), shape).unwrap()
+    }
+
+    /// Frames `[T, F]` with variable `T` and `F`: `a` is `[2, 1]`, `b` is `[1, 3]`.
+    fn frames() -> Dataset<Record> {
+        Dataset::from_vec(vec![
+            Record::new().with("x", array_i64(vec![1, 2], vec![2, 1])),
+            Record::new().with("x", array_i64(vec![3, 4, 5], vec![1, 3])),
+        ])
+    }
+
+    #[test]
+    fn every_variable_dimension_pads() {
+        let config = PaddedBatchConfig::new().field("x", PadLength::Longest, -1.0);
+        let b = &frames().padded_batch(2, config).unwrap().collect().unwrap()[0];
+        let x = b.get("x").unwrap();
+        // a = [[1], [2]] -> [[1, -1, -1], [2, -1, -1]]; b = [[3, 4, 5]] -> [[3, 4, 5], [-1, -1, -1]].
+        assert_eq!(x.values.size(), [2, 2, 3]);
+        assert_eq!(i64s(&x.values), [1, -1, -1, 2, -1, -1, 3, 4, 5, -1, -1, -1]);
+        assert_eq!(x.lengths, [2, 1]);
+        assert_eq!((x.real_steps(), x.padded_steps()), (3, 4));
+
+        let config = PaddedBatchConfig::new().field_dims(
+            "x",
+            vec![PadLength::Fixed(3), PadLength::MultipleOf(2)],
+            0.0,
+        );
+        let b = &frames().padded_batch(2, config).unwrap().collect().unwrap()[0];
+        let x = b.get("x").unwrap();
+        assert_eq!(x.values.size(), [2, 3, 4]);
+        #[rustfmt::skip]
+        assert_eq!(i64s(&x.values), [
+            1, 0, 0, 0,  2, 0, 0, 0,  0, 0, 0, 0,
+            3, 4, 5, 0,  0, 0, 0, 0,  0, 0, 0, 0,
+        ]);
+
+        // Rank 3: [1, 2, 2] and [2, 1, 3] pad to [2, 2, 3].
+        let cubes = Dataset::from_vec(vec![
+            Record::new()
+                .with("c", Array::new(Values::F32(vec![1.0, 2.0, 3.0, 4.0]), vec![1, 2, 2]).unwrap()),
+            Record::new().with(
+                "c",
+                Array::new(Values::F32(vec![5.0, 6.0, 7.0, 8.0, 9.0, 10.0]), vec![2, 1, 3]).unwrap(),
+            ),
+        ]);
+        let b = &cubes.padded_batch(2, PaddedBatchConfig::new()).unwrap().collect().unwrap()[0];
+        let c = b.get("c").unwrap();
+        assert_eq!(c.values.size(), [2, 2, 2, 3]);
+        #[rustfmt::skip]
+        assert_eq!(Vec::<f32>::try_from(c.values.flatten(0, -1)).unwrap(), [
+            1.0, 2.0, 0.0,  3.0, 4.0, 0.0,   0.0, 0.0, 0.0,  0.0, 0.0, 0.0,
+            5.0, 6.0, 7.0,  0.0, 0.0, 0.0,   8.0, 9.0, 10.0, 0.0, 0.0, 0.0,
+        ]);
+        assert_eq!(c.lengths, [1, 2]);
+    }
+
+    #[test]
+    fn inner_dimension_errors_name_the_element_and_shape() {
+        let config =
+            PaddedBatchConfig::new().field_dims("x", vec![PadLength::Longest, PadLength::Fixed(2)], 0.0);
+        let e = frames().padded_batch(2, config).unwrap().collect().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "padded_batch: element 1: field \"x\" has shape [1, 3]: dimension 1 has size 3, more than its padded length 2"
+        );
+        let config = PaddedBatchConfig::new().field_dims("x", vec![PadLength::Longest; 3], 0.0);
+        let e = frames().padded_batch(2, config).unwrap().collect().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "padded_batch: element 0: field \"x\" has rank 2 (shape [2, 1]), but its padding names 3 dimensions"
+        );
+        let bad = Dataset::from_vec(vec![
+            Record::new().with("x", Array { values: Values::I64(vec![1]), shape: vec![2] })
+        ]);
+        let e = bad.padded_batch(1, PaddedBatchConfig::new()).unwrap().collect().unwrap_err();
+        assert_eq!(e.to_string(), "padded_batch: element 0: field \"x\" has shape [2] but 1 values");
+        let config =
+            PaddedBatchConfig::new().field_dims("x", vec![PadLength::Longest, PadLength::MultipleOf(0)], 0.0);
+        let e = frames().padded_batch(2, config).unwrap_err();
+        assert!(e.to_string().contains("field \"x\": dimension 1: MultipleOf(k) needs k > 0"), "{e}");
+    }
+
     #[test]
     fn bad_elements_are_named() {
         let mut records: Vec<Record> =
@@ -429,7 +586,10 @@ mod tests {
             .unwrap()
             .collect()
             .unwrap_err();
-        assert_eq!(e.to_string(), "padded_batch: element 17: field \"tokens\" has rank 2, expected 1");
+        assert_eq!(
+            e.to_string(),
+            "padded_batch: element 17: field \"tokens\" has rank 2 (shape [1, 2]), expected 1 (shape [3] in element 16)"
+        );
         let mixed = Dataset::from_vec(vec![
             Record::new().with("tokens", Array::ids(vec![1])),
             Record::new().with("other", Array::ids(vec![1])),

@@ -1,11 +1,15 @@
 //! TFRecord files: each record is `length: u64 LE`, `masked_crc32c(length): u32 LE`,
-//! `data: [u8; length]`, `masked_crc32c(data): u32 LE` (TF's `tf.io.TFRecordWriter` format,
-//! uncompressed). Reading checks both checksums: a corrupt or truncated record is an
-//! [`Error::Io`] of kind `InvalidData` naming the file and the byte offset of the record.
+//! `data: [u8; length]`, `masked_crc32c(data): u32 LE` (TF's `tf.io.TFRecordWriter` format),
+//! uncompressed or, with [`Compression::Gzip`], the whole stream gzip-compressed (TF's
+//! `compression_type="GZIP"`). Reading checks both checksums: a corrupt or truncated record,
+//! or a corrupt or truncated gzip stream, is an [`Error::Io`] of kind `InvalidData` naming the
+//! file and the byte offset of the record (in the uncompressed stream).
 
 use crate::dataset::Dataset;
 use crate::source::{io_error, over_files};
 use couplet_modules::{Error, Result};
+use flate2::read::MultiGzDecoder;
+use flate2::write::GzEncoder;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
@@ -20,23 +24,48 @@ pub fn masked_crc32c(bytes: &[u8]) -> u32 {
 /// allocate without bound (the length's own checksum is checked first anyway).
 pub const MAX_RECORD_BYTES: u64 = 1 << 30;
 
+/// How a TFRecord file is compressed (TF's `compression_type` / `tf.io.TFRecordOptions`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// Uncompressed (TF's `""`). The default.
+    #[default]
+    None,
+    /// The whole file one gzip stream (TF's `"GZIP"`); concatenated gzip members read as one.
+    Gzip,
+}
+
 /// Reads the records of one TFRecord file in order.
 pub struct TfRecordReader {
     path: PathBuf,
-    reader: BufReader<File>,
+    reader: Box<dyn Read + Send>,
     offset: u64,
     failed: bool,
 }
 
 impl TfRecordReader {
-    /// Opens `path`.
+    /// Opens the uncompressed file `path`.
     ///
     /// # Errors
     /// [`Error::Io`] if the file cannot be opened.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, Compression::None)
+    }
+
+    /// Opens `path`, compressed with `compression`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the file cannot be opened.
+    pub fn open_with(path: impl AsRef<Path>, compression: Compression) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let file = File::open(&path).map_err(|e| io_error("tfrecord", &path, e))?;
-        Ok(TfRecordReader { path, reader: BufReader::with_capacity(1 << 16, file), offset: 0, failed: false })
+        let reader: Box<dyn Read + Send> = match compression {
+            Compression::None => Box::new(BufReader::with_capacity(1 << 16, file)),
+            Compression::Gzip => Box::new(BufReader::with_capacity(
+                1 << 16,
+                MultiGzDecoder::new(BufReader::with_capacity(1 << 16, file)),
+            )),
+        };
+        Ok(TfRecordReader { path, reader, offset: 0, failed: false })
     }
 
     /// The byte offset of the next record.
@@ -62,6 +91,17 @@ impl TfRecordReader {
                 }
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                // What the gzip decoder says of a corrupt or truncated stream.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::InvalidData | ErrorKind::InvalidInput | ErrorKind::UnexpectedEof
+                    ) =>
+                {
+                    return Err(self.corrupt(format!(
+                        "inside the record's {what}: corrupt or truncated compressed stream ({e})"
+                    )))
+                }
                 Err(e) => return Err(io_error("tfrecord", &self.path, e)),
             }
         }
@@ -114,21 +154,50 @@ impl Iterator for TfRecordReader {
     }
 }
 
+/// The output stream of a [`TfRecordWriter`].
+enum Sink {
+    Plain(BufWriter<File>),
+    Gzip(GzEncoder<BufWriter<File>>),
+}
+
+impl Sink {
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::Plain(w) => w.write_all(bytes),
+            Sink::Gzip(w) => w.write_all(bytes),
+        }
+    }
+}
+
 /// Writes TFRecord files.
 pub struct TfRecordWriter {
     path: PathBuf,
-    writer: BufWriter<File>,
+    writer: Sink,
 }
 
 impl TfRecordWriter {
-    /// Creates (or truncates) `path`.
+    /// Creates (or truncates) the uncompressed file `path`.
     ///
     /// # Errors
     /// [`Error::Io`] if it cannot be created.
     pub fn create(path: impl AsRef<Path>) -> Result<Self> {
+        Self::create_with(path, Compression::None)
+    }
+
+    /// Creates (or truncates) `path`, compressed with `compression` (gzip at the default
+    /// level 6, as TF's `TFRecordOptions("GZIP")`; the file is complete only after
+    /// [`TfRecordWriter::finish`]).
+    ///
+    /// # Errors
+    /// [`Error::Io`] if it cannot be created.
+    pub fn create_with(path: impl AsRef<Path>, compression: Compression) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let file = File::create(&path).map_err(|e| io_error("tfrecord writer", &path, e))?;
-        Ok(TfRecordWriter { path, writer: BufWriter::new(file) })
+        let file = BufWriter::new(File::create(&path).map_err(|e| io_error("tfrecord writer", &path, e))?);
+        let writer = match compression {
+            Compression::None => Sink::Plain(file),
+            Compression::Gzip => Sink::Gzip(GzEncoder::new(file, flate2::Compression::default())),
+        };
+        Ok(TfRecordWriter { path, writer })
     }
 
     /// Appends one record.
@@ -144,23 +213,36 @@ impl TfRecordWriter {
         self.writer.write_all(&masked_crc32c(data).to_le_bytes()).map_err(io)
     }
 
-    /// Flushes and closes the file.
+    /// Flushes and closes the file (writing the gzip trailer of a compressed one).
     ///
     /// # Errors
     /// [`Error::Io`] if flushing fails.
-    pub fn finish(mut self) -> Result<()> {
-        let path = self.path.clone();
-        self.writer.flush().map_err(|e| io_error("tfrecord writer", &path, e))
+    pub fn finish(self) -> Result<()> {
+        let io = |e| io_error("tfrecord writer", &self.path, e);
+        match self.writer {
+            Sink::Plain(mut w) => w.flush().map_err(io),
+            Sink::Gzip(w) => w.finish().and_then(|mut w| w.flush()).map_err(io),
+        }
     }
 }
 
-/// The records of the TFRecord files `paths`, in order (TF's `TFRecordDataset`). To read
-/// several files round-robin, interleave: `Dataset::from_vec(paths).interleave(4, 1, |p| tfrecord(vec![p]))`.
+/// The records of the uncompressed TFRecord files `paths`, in order (TF's
+/// `TFRecordDataset`). To read several files round-robin, interleave:
+/// `Dataset::from_vec(paths).interleave(4, 1, |p| tfrecord(vec![p]))`.
 ///
 /// # Errors
 /// While iterating, the errors of [`TfRecordReader::next_record`].
 pub fn tfrecord(paths: Vec<PathBuf>) -> Dataset<Vec<u8>> {
-    over_files(paths, |path| match TfRecordReader::open(&path) {
+    tfrecord_compressed(paths, Compression::None)
+}
+
+/// The records of the TFRecord files `paths` compressed with `compression`, in order (TF's
+/// `TFRecordDataset(paths, compression_type="GZIP")` for [`Compression::Gzip`]).
+///
+/// # Errors
+/// While iterating, the errors of [`TfRecordReader::next_record`].
+pub fn tfrecord_compressed(paths: Vec<PathBuf>, compression: Compression) -> Dataset<Vec<u8>> {
+    over_files(paths, move |path| match TfRecordReader::open_with(&path, compression) {
         Ok(r) => Box::new(r),
         Err(e) => Box::new(std::iter::once(Err(e))),
     })
@@ -239,5 +321,63 @@ mod tests {
         );
         let e = tfrecord(vec![temp("missing.tfrecord")]).collect().unwrap_err();
         assert!(matches!(e, Error::Io { .. }));
+    }
+
+    fn invalid_data(e: &Error) -> bool {
+        matches!(e, Error::Io { source, .. } if source.kind() == ErrorKind::InvalidData)
+    }
+
+    #[test]
+    fn gzip_round_trip_and_damage() {
+        let path = temp("round.tfrecord.gz");
+        let records: Vec<Vec<u8>> =
+            (0..200u32).map(|i| format!("record {i} ").repeat(i as usize % 7).into_bytes()).collect();
+        let mut w = TfRecordWriter::create_with(&path, Compression::Gzip).unwrap();
+        for r in &records {
+            w.write(r).unwrap();
+        }
+        w.finish().unwrap();
+        let good = std::fs::read(&path).unwrap();
+        // A gzip member: magic 1f 8b, method 8 (deflate).
+        assert_eq!(good[..3], [0x1f, 0x8b, 8]);
+        assert_eq!(tfrecord_compressed(vec![path.clone()], Compression::Gzip).collect().unwrap(), records);
+        // Offsets count the uncompressed stream: record 1 starts after 16 + len(record 0) bytes.
+        let mut reader = TfRecordReader::open_with(&path, Compression::Gzip).unwrap();
+        reader.next_record().unwrap();
+        assert_eq!(reader.next_record().unwrap().map(|(o, _)| o), Some(16 + records[0].len() as u64));
+        // Two members concatenated read as one stream (as `cat a.gz b.gz`).
+        let twice = temp("twice.tfrecord.gz");
+        std::fs::write(&twice, [good.clone(), good.clone()].concat()).unwrap();
+        assert_eq!(tfrecord_compressed(vec![twice], Compression::Gzip).collect().unwrap().len(), 400);
+
+        // Truncated: the deflate stream or the trailer ends early.
+        for cut in [good.len() / 2, good.len() - 4] {
+            std::fs::write(&path, &good[..cut]).unwrap();
+            let e = tfrecord_compressed(vec![path.clone()], Compression::Gzip).collect().unwrap_err();
+            assert!(invalid_data(&e), "{e}");
+            assert!(e.to_string().contains("corrupt or truncated compressed stream"), "{e}");
+            assert!(
+                e.to_string().contains(&format!("tfrecord: {}: record at byte offset", path.display())),
+                "{e}"
+            );
+        }
+        // A damaged byte inside the compressed data, and the trailer's CRC-32.
+        for at in [good.len() / 2, good.len() - 6] {
+            let mut bad = good.clone();
+            bad[at] ^= 0x55;
+            std::fs::write(&path, &bad).unwrap();
+            let e = tfrecord_compressed(vec![path.clone()], Compression::Gzip).collect().unwrap_err();
+            assert!(invalid_data(&e), "{e}");
+        }
+        // Not gzip at all, and gzip read as uncompressed.
+        let plain = temp("plain.tfrecord");
+        let mut w = TfRecordWriter::create(&plain).unwrap();
+        w.write(b"x").unwrap();
+        w.finish().unwrap();
+        let e = tfrecord_compressed(vec![plain], Compression::Gzip).collect().unwrap_err();
+        assert!(invalid_data(&e) && e.to_string().contains("record at byte offset 0"), "{e}");
+        std::fs::write(&path, &good).unwrap();
+        let e = tfrecord(vec![path]).collect().unwrap_err();
+        assert!(e.to_string().ends_with("the length's checksum does not match (corrupt record)"), "{e}");
     }
 }

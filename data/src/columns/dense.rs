@@ -6,16 +6,17 @@ use couplet_modules::{Embed, EmbedConfig, Error, Result, Scope, TorchContext};
 use std::sync::Arc;
 use tch::{Kind, Tensor};
 
-/// Checks that `ids` are below `n` (negative ids are dropped by the callers).
-fn check_ids(column: &str, index: usize, ids: &[i64], n: u64) -> Result<()> {
-    match ids.iter().find(|&&id| id >= 0 && id as u64 >= n) {
-        Some(id) => Err(record_error(column, index, format!("id {id} is out of range 0..{n}"))),
+/// Checks that the ids of `ids` are below `n` (negative ids are dropped by the callers).
+fn check_ids(column: &str, index: usize, ids: &[(i64, f32)], n: u64) -> Result<()> {
+    match ids.iter().find(|&&(id, _)| id >= 0 && id as u64 >= n) {
+        Some((id, _)) => Err(record_error(column, index, format!("id {id} is out of range 0..{n}"))),
         None => Ok(()),
     }
 }
 
 /// The multi-hot (counts) of a categorical column, `[B, num_buckets]` (TF's
-/// `indicator_column`: a repeated id counts twice; negative ids are dropped).
+/// `indicator_column`: a repeated id counts twice; negative ids are dropped). Over a
+/// [`super::WeightedCategoricalColumn`], each id's weights are summed instead of counted.
 #[derive(Clone)]
 pub struct IndicatorColumn {
     categorical: Arc<dyn CategoricalColumn>,
@@ -51,28 +52,31 @@ impl DenseColumn for IndicatorColumn {
     fn dense(&self, records: &[Record]) -> Result<Tensor> {
         let name = self.name();
         scatter_rows(&name, records, self.dimension(), |i, r| {
-            let ids = self.categorical.ids(r)?;
+            let ids = self.categorical.weighted_ids(r)?;
             check_ids(&name, i, &ids, self.categorical.num_buckets())?;
-            Ok(ids.into_iter().filter(|&id| id >= 0).map(|id| (id as usize, 1.0)).collect())
+            Ok(ids.into_iter().filter(|&(id, _)| id >= 0).map(|(id, w)| (id as usize, w)).collect())
         })
     }
 }
 
-/// How an [`EmbeddingColumn`] combines the vectors of a multivalent record.
+/// How an [`EmbeddingColumn`] combines the vectors of a multivalent record (with weights
+/// `w_k`, all 1 unless the column is a [`super::WeightedCategoricalColumn`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Combiner {
-    /// The sum.
+    /// The weighted sum `sum_k w_k e_k`.
     Sum,
-    /// The mean (TF's default).
+    /// The weighted mean `sum_k w_k e_k / sum_k w_k` (TF's default).
     #[default]
     Mean,
-    /// The sum divided by the square root of the number of ids.
+    /// `sum_k w_k e_k / sqrt(sum_k w_k^2)` (with unit weights: the sum over the square root
+    /// of the number of ids).
     Sqrtn,
 }
 
 /// An embedding of a categorical column (TF's `embedding_column`): an [`Embed`] of
 /// `num_buckets x dimension` whose rows for a record's ids are combined, `[B, dimension]`
-/// (zeros for a record with no ids). Trains like any couplet module.
+/// (zeros for a record with no ids). `Mean` and `Sqrtn` drop ids of weight `<= 0` first
+/// (TF's `safe_embedding_lookup_sparse`). Trains like any couplet module.
 pub struct EmbeddingColumn {
     categorical: Arc<dyn CategoricalColumn>,
     embed: Embed,
@@ -116,28 +120,39 @@ impl DenseColumn for EmbeddingColumn {
     }
     fn dense(&self, records: &[Record]) -> Result<Tensor> {
         let name = self.name();
-        let (mut ids, mut rows, mut counts) = (Vec::new(), Vec::new(), vec![0f32; records.len()]);
+        let (mut ids, mut rows, mut weights) = (Vec::new(), Vec::new(), Vec::new());
+        // Per record: the sum of the weights and of their squares.
+        let mut totals = vec![(0f32, 0f32); records.len()];
         for (i, r) in records.iter().enumerate() {
-            let own = self.categorical.ids(r)?;
+            let own = self.categorical.weighted_ids(r)?;
             check_ids(&name, i, &own, self.categorical.num_buckets())?;
-            for id in own.into_iter().filter(|&id| id >= 0) {
+            let kept =
+                own.into_iter().filter(|&(id, w)| id >= 0 && (self.combiner == Combiner::Sum || w > 0.0));
+            for (id, w) in kept {
                 ids.push(id);
                 rows.push(i as i64);
-                counts[i] += 1.0;
+                weights.push(w);
+                totals[i].0 += w;
+                totals[i].1 += w * w;
             }
         }
         let d = self.dimension() as i64;
         let vectors = self.embed.forward(&Tensor::from_slice(&ids))?;
         let device = vectors.device();
+        let weights =
+            Tensor::from_slice(&weights).f_to_device(device).ctx(&name)?.f_unsqueeze(1).ctx(&name)?;
+        let weighted = vectors.f_to_kind(Kind::Float).ctx(&name)?.f_mul(&weights).ctx(&name)?;
         let zeros = Tensor::f_zeros([records.len() as i64, d], (Kind::Float, device)).ctx(&name)?;
         let rows = Tensor::from_slice(&rows).f_to_device(device).ctx(&name)?;
-        let sums = zeros.f_index_add(0, &rows, &vectors.f_to_kind(Kind::Float).ctx(&name)?).ctx(&name)?;
-        let scale: Vec<f32> = counts
+        let sums = zeros.f_index_add(0, &rows, &weighted).ctx(&name)?;
+        let scale: Vec<f32> = totals
             .iter()
-            .map(|&c| match (self.combiner, c > 0.0) {
-                (_, false) | (Combiner::Sum, _) => 1.0,
-                (Combiner::Mean, true) => 1.0 / c,
-                (Combiner::Sqrtn, true) => 1.0 / c.sqrt(),
+            .map(|&(sum, squares)| match self.combiner {
+                Combiner::Sum => 1.0,
+                Combiner::Mean if sum > 0.0 => 1.0 / sum,
+                Combiner::Sqrtn if squares > 0.0 => 1.0 / squares.sqrt(),
+                // No ids left: the sums are zeros.
+                Combiner::Mean | Combiner::Sqrtn => 1.0,
             })
             .collect();
         let scale = Tensor::from_slice(&scale).f_to_device(device).ctx(&name)?.f_unsqueeze(1).ctx(&name)?;

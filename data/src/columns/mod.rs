@@ -9,11 +9,13 @@ mod categorical;
 mod crossed;
 mod dense;
 mod numeric;
+mod weighted;
 
 pub use categorical::{HashBucketColumn, IdentityColumn, VocabularyColumn};
 pub use crossed::{CrossKey, CrossedColumn};
 pub use dense::{Combiner, EmbeddingColumn, IndicatorColumn};
 pub use numeric::{BucketizedColumn, NumericColumn};
+pub use weighted::WeightedCategoricalColumn;
 
 use crate::record::{Record, Values};
 use couplet_modules::{Error, Result, TorchContext};
@@ -30,6 +32,14 @@ pub trait CategoricalColumn: Send + Sync {
     /// # Errors
     /// A missing field, a value of the wrong kind, an id out of range without a default.
     fn ids(&self, record: &Record) -> Result<Vec<i64>>;
+    /// The ids of one record with their weights, what the indicator and embedding columns
+    /// read: weight 1 for each id, except for a [`WeightedCategoricalColumn`].
+    ///
+    /// # Errors
+    /// As [`CategoricalColumn::ids`]; a weighted column's weight errors.
+    fn weighted_ids(&self, record: &Record) -> Result<Vec<(i64, f32)>> {
+        Ok(self.ids(record)?.into_iter().map(|id| (id, 1.0)).collect())
+    }
 }
 
 /// A column that maps a batch of records to floats `[B, dimension()]`.

@@ -112,3 +112,44 @@ fn input_layer_orders_by_name_and_crosses_hash() {
     assert_eq!(crossed.ids(&r).unwrap(), [want(b"x"), want(b"y")]);
     assert_eq!(crossed.name(), "s_X_n");
 }
+
+#[test]
+fn weighted_ids_drop_unknowns_with_their_weights() {
+    let vocab: Arc<dyn CategoricalColumn> =
+        Arc::new(VocabularyColumn::from_list("w", &["a", "b", "c"], 0, -1).unwrap());
+    let weighted: Arc<dyn CategoricalColumn> = Arc::new(WeightedCategoricalColumn::new(vocab, "f"));
+    assert_eq!(weighted.name(), "w_weighted_by_f");
+    assert_eq!(weighted.num_buckets(), 3);
+    let records = [
+        Record::new()
+            .with("w", bytes(&["a", "zz", "c", "a"]))
+            .with("f", Array::floats(vec![0.5, 9.0, 2.0, 0.25])),
+        Record::new().with("w", bytes(&["zz"])).with("f", Array::floats(vec![4.0])),
+    ];
+    assert_eq!(weighted.weighted_ids(&records[0]).unwrap(), [(0, 0.5), (-1, 9.0), (2, 2.0), (0, 0.25)]);
+    // "a" twice adds 0.5 + 0.25; "zz" (id -1) and its 9.0 are dropped.
+    let ind = IndicatorColumn::new(Arc::clone(&weighted)).unwrap();
+    assert_eq!(rows(&ind.dense(&records).unwrap()), [[0.75, 0.0, 2.0], [0.0, 0.0, 0.0]]);
+    let store = Store::cpu();
+    let col = EmbeddingColumn::new(&store.root(), weighted, 2, Combiner::Mean).unwrap();
+    let table = Tensor::from_slice(&[1f32, 10., 2., 20., 3., 30.]).view([3, 2]);
+    tch::no_grad(|| col.embed().embeddings().shallow_clone().copy_(&table));
+    // (0.75 * [1, 10] + 2 * [3, 30]) / 2.75 = [6.75, 67.5] / 2.75.
+    let got = rows(&col.dense(&records).unwrap());
+    assert!((got[0][0] - 6.75 / 2.75).abs() < 1e-6 && (got[0][1] - 67.5 / 2.75).abs() < 1e-5, "{got:?}");
+    assert_eq!(got[1], [0.0, 0.0]);
+}
+
+#[test]
+fn weighted_column_errors_name_the_weight_field() {
+    let ids: Arc<dyn CategoricalColumn> = Arc::new(IdentityColumn::new("c", 3, None).unwrap());
+    let weighted = WeightedCategoricalColumn::new(ids, "f");
+    let with = |f: Array| Record::new().with("c", Array::ids(vec![0, 1])).with("f", f);
+    let e = weighted.weighted_ids(&with(Array::floats(vec![1.0]))).unwrap_err();
+    assert_eq!(e.to_string(), "c_weighted_by_f: weight field \"f\" has 1 values (shape [1]) for 2 ids");
+    let e = weighted.weighted_ids(&with(Array::ids(vec![1, 1]))).unwrap_err();
+    assert!(e.to_string().contains("weight field \"f\" is int64, expected float"), "{e}");
+    let e = weighted.weighted_ids(&with(Array::floats(vec![1.0, f32::NAN]))).unwrap_err();
+    assert!(e.to_string().contains("weight field \"f\" holds NaN"), "{e}");
+    assert!(weighted.weighted_ids(&Record::new().with("c", Array::ids(vec![0]))).is_err());
+}
