@@ -75,6 +75,19 @@ pub fn scalar_fits(value: f64, kind: Kind) -> bool {
     !value.is_finite() || value.abs() <= max
 }
 
+/// Checks that `x` is a defined tensor (not `Tensor::new()`), whose shape and kind can be
+/// read.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] naming `module` and `what`.
+pub fn check_defined(module: &str, what: &str, x: &Tensor) -> Result<()> {
+    if x.defined() {
+        Ok(())
+    } else {
+        Err(Error::invalid(module, format!("{what} is an undefined tensor")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +118,13 @@ mod tests {
             e.to_string(),
             "m: bad configuration: unknown initializers key \"v\"; valid keys: [\"w\", \"b\"]"
         );
+    }
+
+    #[test]
+    fn check_defined_refuses_an_undefined_tensor() {
+        assert!(check_defined("m", "input", &Tensor::zeros([1], (Kind::Float, Device::Cpu))).is_ok());
+        let e = check_defined("m", "input", &Tensor::new()).unwrap_err();
+        assert_eq!(e.to_string(), "m: input is an undefined tensor");
     }
 
     #[test]
