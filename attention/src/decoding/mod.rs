@@ -1,5 +1,5 @@
-//! Decoding token sequences from any step-wise model: [`greedy_decode`] and [`beam_search`]
-//! (GNMT length normalisation), over the [`TokenDecoder`] abstraction.
+//! Decoding token sequences from any step-wise model: [`greedy_decode`], [`sample_decode`]
+//! (temperature, top-k, top-p) and [`beam_search`] (GNMT length normalisation), over the [`TokenDecoder`] abstraction.
 //!
 //! A [`TokenDecoder`] maps the previous token of each row and a [`State`] to the next
 //! token's logits and the new state. [`CoreDecoder`] composes one from an embedding, any
@@ -19,12 +19,14 @@ mod adapter;
 mod beam;
 mod check;
 mod greedy;
+mod sample;
 #[cfg(test)]
 mod toy;
 
 pub use adapter::CoreDecoder;
 pub use beam::{beam_search, BeamOutput, BeamSearchConfig};
 pub use greedy::{greedy_decode, DecodeOutput, GreedyOptions};
+pub use sample::{sample_decode, sampling_probs, SampleOptions};
 
 use couplet_modules::Result;
 use couplet_rnn::State;
