@@ -19,8 +19,8 @@ pub use attentive_read::{AttentionOutput, AttentiveRead};
 pub use decoder_core::{AttentionDecoderConfig, AttentionDecoderCore};
 pub use decoder_state::{AlignmentHistory, DecoderState};
 pub use decoding::{
-    beam_search, greedy_decode, sample_decode, sampling_probs, BeamOutput, BeamSearchConfig, CoreDecoder,
-    DecodeOutput, GreedyOptions, SampleOptions, TokenDecoder,
+    beam_search, greedy_decode, prime, sample_decode, sampling_probs, BeamOutput, BeamSearchConfig,
+    CoreDecoder, DecodeOutput, GreedyOptions, Primed, SampleOptions, TokenDecoder,
 };
 pub use mechanism::{
     memory_mask, AttentionMechanism, AttentionMemory, BahdanauAttention, BahdanauConfig, DotAttention,

@@ -19,6 +19,7 @@ mod adapter;
 mod beam;
 mod check;
 mod greedy;
+mod prompt;
 mod sample;
 #[cfg(test)]
 mod toy;
@@ -26,6 +27,7 @@ mod toy;
 pub use adapter::CoreDecoder;
 pub use beam::{beam_search, BeamOutput, BeamSearchConfig};
 pub use greedy::{greedy_decode, DecodeOutput, GreedyOptions};
+pub use prompt::{prime, Primed};
 pub use sample::{sample_decode, sampling_probs, SampleOptions};
 
 use couplet_modules::Result;
