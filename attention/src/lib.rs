@@ -20,7 +20,7 @@ pub use decoder_core::{AttentionDecoderConfig, AttentionDecoderCore};
 pub use decoder_state::{AlignmentHistory, DecoderState};
 pub use decoding::{
     beam_search, greedy_decode, prime, sample_decode, sampling_probs, BeamOutput, BeamSearchConfig,
-    CoreDecoder, DecodeOutput, GreedyOptions, Primed, SampleOptions, TokenDecoder,
+    CoreDecoder, DecodeOutput, GreedyOptions, Hypothesis, Primed, SampleOptions, TokenDecoder,
 };
 pub use mechanism::{
     memory_mask, AttentionMechanism, AttentionMemory, BahdanauAttention, BahdanauConfig, DotAttention,

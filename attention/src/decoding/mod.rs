@@ -25,7 +25,7 @@ mod sample;
 mod toy;
 
 pub use adapter::CoreDecoder;
-pub use beam::{beam_search, BeamOutput, BeamSearchConfig};
+pub use beam::{beam_search, BeamOutput, BeamSearchConfig, Hypothesis};
 pub use greedy::{greedy_decode, DecodeOutput, GreedyOptions};
 pub use prompt::{prime, Primed};
 pub use sample::{sample_decode, sampling_probs, SampleOptions};
