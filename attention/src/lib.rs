@@ -14,6 +14,7 @@ pub mod mechanism;
 pub mod multi_head;
 pub mod softmax;
 pub mod tf_weights;
+pub mod transformer;
 
 pub use attentive_read::{AttentionOutput, AttentiveRead};
 pub use decoder_core::{AttentionDecoderConfig, AttentionDecoderCore};
@@ -28,3 +29,4 @@ pub use mechanism::{
 };
 pub use multi_head::{AttentionMasks, MultiHeadAttention, MultiHeadAttentionConfig};
 pub use softmax::{lowest_finite, masked_softmax};
+pub use transformer::{TransformerEncoderLayer, TransformerEncoderLayerConfig};

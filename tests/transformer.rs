@@ -1,0 +1,59 @@
+//! TransformerEncoderLayer against PyTorch's `nn.TransformerEncoderLayer` (batch first, eval)
+//! with state dicts loaded from `scripts/fixtures/transformer.py`: post-norm and pre-norm,
+//! ReLU and GELU, key-padding and causal masks.
+
+mod common;
+
+use common::{assert_close, load_fixture};
+use couplet::attention::{AttentionMasks, TransformerEncoderLayer, TransformerEncoderLayerConfig};
+use couplet::{Activation, Mode, Store};
+use std::collections::HashMap;
+
+#[test]
+fn encoder_layer_matches_pytorch_with_loaded_state_dicts() {
+    let fx = load_fixture("transformer");
+    let cases = [
+        ("post", false, Activation::Relu, false, false),
+        ("post_kpm", false, Activation::Relu, true, false),
+        ("post_causal", false, Activation::Relu, false, true),
+        ("pre_gelu_kpm_causal", true, Activation::Gelu, true, true),
+    ];
+    for (case, norm_first, activation, kpm, causal) in cases {
+        let prefix = format!("{case}/");
+        let state: HashMap<String, tch::Tensor> =
+            fx.keys().into_iter().filter(|k| k.starts_with(&prefix)).map(|k| (k.clone(), fx.get(&k))).collect();
+        let store = Store::cpu();
+        let config = TransformerEncoderLayerConfig::new(8, 2)
+            .with_dim_feedforward(16)
+            .with_dropout(0.0)
+            .with_activation(activation)
+            .with_norm_first(norm_first);
+        let layer = TransformerEncoderLayer::new(&store.root(), config).unwrap();
+        layer.load_torch(&state, &prefix).unwrap();
+        let key_mask = fx.get(&format!("{prefix}key_mask"));
+        let masks = AttentionMasks { key_mask: kpm.then_some(&key_mask), causal, need_weights: false };
+        let y = layer.forward_t(&fx.get(&format!("{prefix}x")), &masks, Mode::Eval).unwrap();
+        println!("{case}");
+        assert_close(&y, &fx.get(&format!("{prefix}y")), 1e-5);
+    }
+}
+
+#[test]
+fn load_torch_checks_every_entry_before_copying() {
+    let fx = load_fixture("transformer");
+    let mut state: HashMap<String, tch::Tensor> =
+        fx.keys().into_iter().filter(|k| k.starts_with("post/")).map(|k| (k.clone(), fx.get(&k))).collect();
+    let store = Store::cpu();
+    let layer = TransformerEncoderLayer::new(
+        &store.root(),
+        TransformerEncoderLayerConfig::new(8, 2).with_dim_feedforward(16).with_dropout(0.0),
+    )
+    .unwrap();
+    let before: Vec<tch::Tensor> = store.variables().iter().map(|v| v.tensor().copy()).collect();
+    state.insert("post/norm2.bias".into(), tch::Tensor::zeros([7], (tch::Kind::Float, tch::Device::Cpu)));
+    let e = layer.load_torch(&state, "post/").unwrap_err();
+    assert!(e.to_string().contains("norm2"), "{e}");
+    for (v, b) in store.variables().iter().zip(&before) {
+        assert!(v.tensor().equal(b), "{} changed", v.name());
+    }
+}
