@@ -233,6 +233,17 @@ pub fn attention_cases() -> Vec<Case> {
                 pass.run(|mode| Ok(mha.forward_t(&x, &x, &x, &AttentionMasks::default(), mode)?.0))
             })
         }));
+        cases.push(Case::new(
+            "attention",
+            format!("transformer_layer/{}/{label}", pass.label()),
+            true,
+            false,
+            move || {
+                let layer = transformer_layer(&store().root());
+                let x = randn(&[ATTN_BATCH, ATTN_LEN, ATTN_MODEL]);
+                Box::new(move || pass.run(|mode| layer.forward_t(&x, &AttentionMasks::default(), mode)))
+            },
+        ));
     }
     cases.extend(mechanism_cases(&label));
     cases.push(beam_search_case());
