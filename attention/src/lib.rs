@@ -20,8 +20,11 @@ pub use attentive_read::{AttentionOutput, AttentiveRead};
 pub use decoder_core::{AttentionDecoderConfig, AttentionDecoderCore};
 pub use decoder_state::{AlignmentHistory, DecoderState};
 pub use decoding::{
-    beam_search, greedy_decode, prime, sample_decode, sampling_probs, BeamOutput, BeamSearchConfig,
-    CoreDecoder, DecodeOutput, GreedyOptions, Hypothesis, Primed, SampleOptions, TokenDecoder,
+    beam_search, dynamic_decode, greedy_decode, prime, sample_decode, sampling_probs, BasicDecoder,
+    BeamOutput, BeamSearchConfig, CoreDecoder, DecodeOutput, Decoder, DecoderStepOutput,
+    DynamicDecodeOptions, DynamicDecodeOutput, GreedyEmbeddingHelper, GreedyOptions, Helper, Hypothesis,
+    Primed, SampleEmbeddingHelper, SampleOptions, ScheduledEmbeddingTrainingHelper, TokenDecoder,
+    TrainingHelper,
 };
 pub use mechanism::{
     memory_mask, AttentionMechanism, AttentionMemory, BahdanauAttention, BahdanauConfig, DotAttention,

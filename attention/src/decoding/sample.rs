@@ -73,7 +73,7 @@ impl SampleOptions {
     /// Checks the sampling settings.
     // The negated comparisons reject NaN too.
     #[allow(clippy::neg_cmp_op_on_partial_ord)]
-    fn check(&self, name: &str) -> Result<()> {
+    pub(super) fn check(&self, name: &str) -> Result<()> {
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
             return Err(Error::config(
                 name,
@@ -179,25 +179,39 @@ pub fn sample_decode<D: TokenDecoder + ?Sized>(
 ) -> Result<DecodeOutput> {
     options.check(NAME)?;
     let b = usize::try_from(start_tokens.size().first().copied().unwrap_or(0)).unwrap_or(0);
-    let mut streams: Vec<ChaCha8Rng> = (0..b)
+    let mut streams = row_streams(options.seed, b);
+    let greedy = GreedyOptions::new(options.end_token, options.max_len);
+    decode_rows(NAME, decoder, initial_state, start_tokens, &greedy, |logits, _, rows| {
+        sample_rows(NAME, logits, options, &mut streams, rows)
+    })
+}
+
+/// One ChaCha8 stream per row `0..b`: stream `b` of the generator seeded with `seed`.
+pub(super) fn row_streams(seed: u64, b: usize) -> Vec<ChaCha8Rng> {
+    (0..b)
         .map(|row| {
-            let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
             rng.set_stream(row as u64);
             rng
         })
-        .collect();
-    let greedy = GreedyOptions::new(options.end_token, options.max_len);
-    decode_rows(NAME, decoder, initial_state, start_tokens, &greedy, |logits, _, rows| {
-        let probs = filtered_probs(NAME, logits, options)?;
-        if probs.f_isnan().and_then(|m| m.f_any()).ctx(NAME)?.int64_value(&[]) != 0 {
-            return Err(Error::invalid(
-                NAME,
-                "decoder logits gave NaN probabilities (NaN or all -inf logits)",
-            ));
-        }
-        let u: Vec<f64> = rows.iter().map(|&r| streams[r as usize].gen::<f64>()).collect();
-        draw(NAME, &probs, &u)
-    })
+        .collect()
+}
+
+/// Draws one token for each row of `logits [n, V]` from [`sampling_probs`] under `options`,
+/// row `i` with one uniform of `streams[rows[i]]`.
+pub(super) fn sample_rows(
+    name: &str,
+    logits: &Tensor,
+    options: &SampleOptions,
+    streams: &mut [ChaCha8Rng],
+    rows: &[i64],
+) -> Result<Tensor> {
+    let probs = filtered_probs(name, logits, options)?;
+    if probs.f_isnan().and_then(|m| m.f_any()).ctx(name)?.int64_value(&[]) != 0 {
+        return Err(Error::invalid(name, "decoder logits gave NaN probabilities (NaN or all -inf logits)"));
+    }
+    let u: Vec<f64> = rows.iter().map(|&r| streams[r as usize].gen::<f64>()).collect();
+    draw(name, &probs, &u)
 }
 
 #[cfg(test)]
