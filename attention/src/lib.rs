@@ -13,6 +13,7 @@ pub mod export;
 pub mod mechanism;
 pub mod multi_head;
 pub mod softmax;
+pub mod sparsemax;
 pub mod tf_weights;
 pub mod transformer;
 
@@ -32,4 +33,5 @@ pub use mechanism::{
 };
 pub use multi_head::{AttentionMasks, MultiHeadAttention, MultiHeadAttentionConfig};
 pub use softmax::{lowest_finite, masked_softmax};
+pub use sparsemax::{hardmax, sparsemax};
 pub use transformer::{TransformerEncoderLayer, TransformerEncoderLayerConfig};
