@@ -29,10 +29,10 @@ fn load(fx: &Fixture, prefix: &str, w: &Tensor, b: Option<&Tensor>) {
 
 /// Channels-last `[B, .., C]` to channels-first `[B, C, ..]`, and back.
 fn to_first(x: &Tensor) -> Tensor {
-    x.movedim(&[x.dim() as i64 - 1], &[1])
+    x.movedim([x.dim() as i64 - 1], [1])
 }
 fn to_last(x: &Tensor) -> Tensor {
-    x.movedim(&[1], &[x.dim() as i64 - 1])
+    x.movedim([1], [x.dim() as i64 - 1])
 }
 
 #[test]

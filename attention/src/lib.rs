@@ -16,6 +16,7 @@ pub mod softmax;
 pub mod sparsemax;
 pub mod tf_weights;
 pub mod transformer;
+pub mod transformer_encoder;
 
 pub use attentive_read::{AttentionOutput, AttentiveRead};
 pub use decoder_core::{AttentionDecoderConfig, AttentionDecoderCore};
@@ -35,3 +36,4 @@ pub use multi_head::{AttentionMasks, MultiHeadAttention, MultiHeadAttentionConfi
 pub use softmax::{lowest_finite, masked_softmax};
 pub use sparsemax::{hardmax, sparsemax};
 pub use transformer::{TransformerEncoderLayer, TransformerEncoderLayerConfig};
+pub use transformer_encoder::TransformerEncoder;
