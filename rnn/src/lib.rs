@@ -29,6 +29,7 @@ pub mod lstm;
 mod options;
 pub mod padded;
 mod plan;
+pub mod relational_memory;
 pub mod residual;
 pub mod route;
 pub mod sequence;
@@ -60,6 +61,7 @@ pub use loss::{sequence_loss, SequenceLossOptions};
 pub use lstm::{Lstm, LstmConfig};
 pub use options::{Route, UnrollOptions};
 pub use padded::PaddedOutputs;
+pub use relational_memory::{GateStyle, RelationalMemory, RelationalMemoryConfig};
 pub use residual::ResidualWrapper;
 pub use route::unroll_route;
 pub use sequence::{
