@@ -11,6 +11,7 @@ pub mod decoder_state;
 pub mod decoding;
 pub mod export;
 pub mod mechanism;
+pub mod monotonic;
 pub mod multi_head;
 pub mod softmax;
 pub mod sparsemax;
@@ -32,6 +33,7 @@ pub use mechanism::{
     memory_mask, AttentionMechanism, AttentionMemory, BahdanauAttention, BahdanauConfig, DotAttention,
     LuongAttention, LuongConfig,
 };
+pub use monotonic::{monotonic_attention, safe_cumprod, MonotonicMode};
 pub use multi_head::{AttentionMasks, MultiHeadAttention, MultiHeadAttentionConfig};
 pub use softmax::{lowest_finite, masked_softmax};
 pub use sparsemax::{hardmax, sparsemax};
