@@ -1,13 +1,15 @@
 //! TransformerEncoderLayer against PyTorch's `nn.TransformerEncoderLayer` (batch first, eval)
 //! with state dicts loaded from `scripts/fixtures/transformer.py`: post-norm and pre-norm,
 //! ReLU and GELU, key-padding and causal masks; TransformerEncoder against
-//! `nn.TransformerEncoder` (two pre-norm layers and a final norm).
+//! `nn.TransformerEncoder` (two pre-norm layers and a final norm); TransformerDecoderLayer
+//! against `nn.TransformerDecoderLayer` (causal target, padded memory).
 
 mod common;
 
 use common::{assert_close, load_fixture};
 use couplet::attention::{
-    AttentionMasks, TransformerEncoder, TransformerEncoderLayer, TransformerEncoderLayerConfig,
+    AttentionMasks, TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer,
+    TransformerEncoderLayerConfig,
 };
 use couplet::{Activation, Mode, Store};
 use std::collections::HashMap;
@@ -96,5 +98,42 @@ fn encoder_stack_matches_pytorch_transformer_encoder() {
     assert!(e.to_string().contains("encoder/norm.bias"), "{e}");
     for (v, z) in store.variables().iter().zip(&zeroed) {
         assert!(v.tensor().equal(z), "{} changed", v.name());
+    }
+}
+
+#[test]
+fn decoder_layer_matches_pytorch_with_causal_target_and_padded_memory() {
+    let fx = load_fixture("transformer");
+    for (case, norm_first, activation) in
+        [("dec_post", false, Activation::Relu), ("dec_pre_gelu", true, Activation::Gelu)]
+    {
+        let prefix = format!("{case}/");
+        let state: HashMap<String, tch::Tensor> = fx
+            .keys()
+            .into_iter()
+            .filter(|k| k.starts_with(&prefix))
+            .map(|k| (k.clone(), fx.get(&k)))
+            .collect();
+        let store = Store::cpu();
+        let config = TransformerEncoderLayerConfig::new(8, 2)
+            .with_dim_feedforward(16)
+            .with_dropout(0.0)
+            .with_activation(activation)
+            .with_norm_first(norm_first);
+        let layer = TransformerDecoderLayer::new(&store.root(), config).unwrap();
+        layer.load_torch(&state, &prefix).unwrap();
+        let memory_mask = fx.get(&format!("{prefix}memory_mask"));
+        let causal = AttentionMasks { key_mask: None, causal: true, need_weights: false };
+        let y = layer
+            .forward_t(
+                &fx.get(&format!("{prefix}tgt")),
+                &fx.get(&format!("{prefix}memory")),
+                &causal,
+                Some(&memory_mask),
+                Mode::Eval,
+            )
+            .unwrap();
+        println!("{case}");
+        assert_close(&y, &fx.get(&format!("{prefix}y")), 1e-5);
     }
 }

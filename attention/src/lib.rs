@@ -17,6 +17,7 @@ pub mod softmax;
 pub mod sparsemax;
 pub mod tf_weights;
 pub mod transformer;
+pub mod transformer_decoder;
 pub mod transformer_encoder;
 
 pub use attentive_read::{AttentionOutput, AttentiveRead};
@@ -38,4 +39,5 @@ pub use multi_head::{AttentionMasks, MultiHeadAttention, MultiHeadAttentionConfi
 pub use softmax::{lowest_finite, masked_softmax};
 pub use sparsemax::{hardmax, sparsemax};
 pub use transformer::{TransformerEncoderLayer, TransformerEncoderLayerConfig};
+pub use transformer_decoder::TransformerDecoderLayer;
 pub use transformer_encoder::TransformerEncoder;

@@ -206,82 +206,148 @@ impl TransformerEncoderLayer {
     /// `{prefix}self_attn.in_proj_weight`, `self_attn.in_proj_bias`, `self_attn.out_proj.weight`,
     /// `self_attn.out_proj.bias`, `linear1.weight`, `linear1.bias`, `linear2.weight`,
     /// `linear2.bias`, `norm1.weight`, `norm1.bias`, `norm2.weight`, `norm2.bias` (the biases
-    /// only with `bias`). PyTorch's linear weights `[out, in]` are stored transposed. Nothing is
-    /// copied unless every entry is present with the module's shape.
+    /// only with `bias`). PyTorch's linear weights `[out, in]` are stored transposed. If an
+    /// entry is missing or has another shape, every variable keeps its value from before the
+    /// call.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] naming the layer for a missing
     /// entry; [`Error::Shape`] naming the receiving module for an entry of another shape.
     pub fn load_torch(&self, state_dict: &HashMap<String, Tensor>, prefix: &str) -> Result<()> {
-        let module = self.scope.path();
-        let get = |name: &str| {
-            state_dict
-                .get(&format!("{prefix}{name}"))
-                .ok_or_else(|| Error::invalid(module, format!("state dict has no entry {prefix}{name}")))
-        };
-        let bias = |name: &str| if self.config.bias { get(name).map(Some) } else { Ok(None) };
-        let e = self.config.d_model;
-        let in_w = get("self_attn.in_proj_weight")?;
+        restoring(self, || {
+            let mut load = TorchLoader::new(self.scope.path(), state_dict, prefix, self.config.bias);
+            load.attention(&self.self_attn, "self_attn", self.config.d_model)?;
+            load.linear(&self.linear1, "linear1")?;
+            load.linear(&self.linear2, "linear2")?;
+            load.norm(&self.norm1, "norm1")?;
+            load.norm(&self.norm2, "norm2")?;
+            load.finish()
+        })
+    }
+}
+
+/// Runs `load` and, if it fails, puts every variable of `module` back as it was.
+pub(crate) fn restoring(module: &dyn Module, load: impl FnOnce() -> Result<()>) -> Result<()> {
+    let name = module.name();
+    let variables = module.variables()?;
+    let before: Vec<Tensor> = tch::no_grad(|| {
+        variables
+            .iter()
+            .map(|v| v.tensor().f_zeros_like().and_then(|mut t| t.f_copy_(v.tensor()).map(|()| t)))
+            .collect::<std::result::Result<_, _>>()
+    })
+    .ctx(name)?;
+    let result = load();
+    if result.is_err() {
+        for (v, old) in variables.iter().zip(&before) {
+            tch::no_grad(|| v.tensor().shallow_clone().f_copy_(old)).ctx(name)?;
+        }
+    }
+    result
+}
+
+/// Reads a PyTorch state dict's entries `{prefix}{name}` into couplet modules: linear layers
+/// and layer norms are checked and queued ([`TorchLoader::finish`] copies them), attention
+/// modules are loaded at once (through [`MultiHeadAttention::load_torch`]).
+pub(crate) struct TorchLoader<'a> {
+    module: &'a str,
+    state_dict: &'a HashMap<String, Tensor>,
+    prefix: &'a str,
+    bias: bool,
+    copies: Vec<(Tensor, Tensor)>,
+}
+
+impl<'a> TorchLoader<'a> {
+    pub(crate) fn new(
+        module: &'a str,
+        state_dict: &'a HashMap<String, Tensor>,
+        prefix: &'a str,
+        bias: bool,
+    ) -> Self {
+        TorchLoader { module, state_dict, prefix, bias, copies: Vec::new() }
+    }
+
+    fn get(&self, name: &str) -> Result<&'a Tensor> {
+        let key = format!("{}{name}", self.prefix);
+        self.state_dict
+            .get(&key)
+            .ok_or_else(|| Error::invalid(self.module, format!("state dict has no entry {key}")))
+    }
+
+    fn bias(&self, name: &str) -> Result<Option<&'a Tensor>> {
+        if self.bias {
+            self.get(name).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// `{name}.in_proj_weight [3E, E]`, `in_proj_bias`, `out_proj.weight`, `out_proj.bias`.
+    pub(crate) fn attention(&self, mha: &MultiHeadAttention, name: &str, e: i64) -> Result<()> {
+        let in_w = self.get(&format!("{name}.in_proj_weight"))?;
         if in_w.size() != [3 * e, e] {
-            return Err(Error::shape(
-                self.self_attn.name(),
-                "in_proj_weight",
-                format!("[{}, {e}]", 3 * e),
-                in_w.size(),
-            ));
+            return Err(Error::shape(mha.name(), "in_proj_weight", format!("[{}, {e}]", 3 * e), in_w.size()));
         }
-        let qkv = in_w.f_split(e, 0).ctx(module)?;
-        // Every copy outside the attention module, checked before anything is written.
-        let mut copies: Vec<(Tensor, Tensor)> = Vec::new();
-        for (layer, name) in [(&self.linear1, "linear1"), (&self.linear2, "linear2")] {
-            let w = get(&format!("{name}.weight"))?;
-            let dst = layer.w()?;
-            let (i, o) = (dst.size()[0], dst.size()[1]);
-            if w.size() != [o, i] {
-                return Err(Error::shape(layer.name(), "PyTorch weight", format!("[{o}, {i}]"), w.size()));
-            }
-            copies.push((dst.shallow_clone(), w.f_tr().ctx(module)?));
-            if let (Some(dst), Some(b)) = (layer.b()?, bias(&format!("{name}.bias"))?) {
-                if b.size() != dst.size() {
-                    return Err(Error::shape(
-                        layer.name(),
-                        "PyTorch bias",
-                        format!("{:?}", dst.size()),
-                        b.size(),
-                    ));
-                }
-                copies.push((dst.shallow_clone(), b.shallow_clone()));
-            }
-        }
-        for (norm, name) in [(&self.norm1, "norm1"), (&self.norm2, "norm2")] {
-            let parts = [
-                (norm.scale()?, get(&format!("{name}.weight")).map(Some)?),
-                (norm.offset()?, bias(&format!("{name}.bias"))?),
-            ];
-            for (dst, src) in parts {
-                if let (Some(dst), Some(src)) = (dst, src) {
-                    if src.size() != dst.size() {
-                        return Err(Error::shape(
-                            norm.name(),
-                            "PyTorch norm parameter",
-                            format!("{:?}", dst.size()),
-                            src.size(),
-                        ));
-                    }
-                    copies.push((dst.shallow_clone(), src.shallow_clone()));
-                }
-            }
-        }
-        self.self_attn.load_torch(
+        let qkv = in_w.f_split(e, 0).ctx(self.module)?;
+        mha.load_torch(
             &qkv[0],
             &qkv[1],
             &qkv[2],
-            bias("self_attn.in_proj_bias")?,
-            get("self_attn.out_proj.weight")?,
-            bias("self_attn.out_proj.bias")?,
-        )?;
-        for (dst, src) in copies {
-            tch::no_grad(|| dst.shallow_clone().f_copy_(&src)).ctx(module)?;
+            self.bias(&format!("{name}.in_proj_bias"))?,
+            self.get(&format!("{name}.out_proj.weight"))?,
+            self.bias(&format!("{name}.out_proj.bias"))?,
+        )
+    }
+
+    /// `{name}.weight [out, in]` (stored transposed) and `{name}.bias`.
+    pub(crate) fn linear(&mut self, layer: &Linear, name: &str) -> Result<()> {
+        let w = self.get(&format!("{name}.weight"))?;
+        let dst = layer.w()?;
+        let (i, o) = (dst.size()[0], dst.size()[1]);
+        if w.size() != [o, i] {
+            return Err(Error::shape(layer.name(), "PyTorch weight", format!("[{o}, {i}]"), w.size()));
+        }
+        self.copies.push((dst.shallow_clone(), w.f_tr().ctx(self.module)?));
+        if let (Some(dst), Some(b)) = (layer.b()?, self.bias(&format!("{name}.bias"))?) {
+            if b.size() != dst.size() {
+                return Err(Error::shape(
+                    layer.name(),
+                    "PyTorch bias",
+                    format!("{:?}", dst.size()),
+                    b.size(),
+                ));
+            }
+            self.copies.push((dst.shallow_clone(), b.shallow_clone()));
+        }
+        Ok(())
+    }
+
+    /// `{name}.weight` and `{name}.bias` of a layer norm.
+    pub(crate) fn norm(&mut self, norm: &LayerNorm, name: &str) -> Result<()> {
+        let parts = [
+            (norm.scale()?, Some(self.get(&format!("{name}.weight"))?)),
+            (norm.offset()?, self.bias(&format!("{name}.bias"))?),
+        ];
+        for (dst, src) in parts {
+            if let (Some(dst), Some(src)) = (dst, src) {
+                if src.size() != dst.size() {
+                    return Err(Error::shape(
+                        norm.name(),
+                        "PyTorch norm parameter",
+                        format!("{:?}", dst.size()),
+                        src.size(),
+                    ));
+                }
+                self.copies.push((dst.shallow_clone(), src.shallow_clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies the queued linear and norm parameters.
+    pub(crate) fn finish(self) -> Result<()> {
+        for (dst, src) in self.copies {
+            tch::no_grad(|| dst.shallow_clone().f_copy_(&src)).ctx(self.module)?;
         }
         Ok(())
     }

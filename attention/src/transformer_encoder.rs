@@ -2,7 +2,7 @@
 //! layer norm, as PyTorch's `nn.TransformerEncoder`, whose state dicts it loads.
 
 use crate::multi_head::AttentionMasks;
-use crate::transformer::{TransformerEncoderLayer, TransformerEncoderLayerConfig};
+use crate::transformer::{restoring, TransformerEncoderLayer, TransformerEncoderLayerConfig};
 use couplet_modules::{Error, LayerNorm, LayerNormConfig, Mode, Module, Result, Scope, TorchContext};
 use std::collections::HashMap;
 use tch::Tensor;
@@ -89,22 +89,7 @@ impl TransformerEncoder {
     /// The first [`TransformerEncoderLayer::load_torch`] error, or [`Error::InvalidArgument`] /
     /// [`Error::Shape`] for the final norm's entries.
     pub fn load_torch(&self, state_dict: &HashMap<String, Tensor>, prefix: &str) -> Result<()> {
-        let module = self.scope.path();
-        let variables = self.variables()?;
-        let before: Vec<Tensor> = tch::no_grad(|| {
-            variables
-                .iter()
-                .map(|v| v.tensor().f_zeros_like().and_then(|mut t| t.f_copy_(v.tensor()).map(|()| t)))
-                .collect::<Result<_, _>>()
-        })
-        .ctx(module)?;
-        let result = self.load_all(state_dict, prefix);
-        if result.is_err() {
-            for (v, old) in variables.iter().zip(&before) {
-                tch::no_grad(|| v.tensor().shallow_clone().f_copy_(old)).ctx(module)?;
-            }
-        }
-        result
+        restoring(self, || self.load_all(state_dict, prefix))
     }
 
     fn load_all(&self, state_dict: &HashMap<String, Tensor>, prefix: &str) -> Result<()> {
