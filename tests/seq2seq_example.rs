@@ -279,6 +279,29 @@ fn short_training_run_learns_and_resumes_from_its_checkpoints() {
     assert_eq!(translated.step, 230);
     assert_eq!(translated.translations.len(), 1);
     assert_eq!(translated.translations[0].beams.len(), 3);
+    // --decode greedy is beam search of width 1; sampling near temperature 0 is greedy.
+    let one = |extra: &[&str]| {
+        let mut flags = vec!["--translate", "4 Mar 17", "--translate", "1999-12-31"];
+        flags.extend_from_slice(extra);
+        let report = seq2seq::run(&short_args(&dir, &flags)).unwrap();
+        report.translations.iter().map(|t| t.beams.clone()).collect::<Vec<_>>()
+    };
+    let greedy = one(&["--decode", "greedy"]);
+    let width1 = one(&["--decode", "beam", "--beam-width", "1"]);
+    let cold = one(&["--decode", "sample", "--temperature", "0.001"]);
+    assert_eq!(greedy.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1]);
+    for ((g, w), c) in greedy.iter().zip(&width1).zip(&cold) {
+        assert_eq!(g[0].0, w[0].0);
+        assert!((g[0].1 - w[0].1).abs() < 1e-4, "{g:?} vs {w:?}");
+        assert_eq!(g[0].0, c[0].0);
+    }
+    let hot = one(&["--decode", "sample", "--temperature", "5", "--seed", "3"]);
+    assert_eq!(hot, one(&["--decode", "sample", "--temperature", "5", "--seed", "3"]), "seeded");
+    assert!(seq2seq::run(&short_args(
+        &dir,
+        &["--translate", "x", "--decode", "sample", "--temperature", "0"]
+    ))
+    .is_err());
 
     // A run without --resume starts afresh.
     let fresh = seq2seq::run(&short_args(&dir, &["--steps", "5", "--eval-every", "5"])).unwrap();

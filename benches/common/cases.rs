@@ -5,8 +5,8 @@
 
 use super::*;
 use couplet::attention::{
-    beam_search, AttentionMasks, AttentionMechanism, BahdanauAttention, BahdanauConfig, BeamSearchConfig,
-    CoreDecoder, LuongAttention, LuongConfig,
+    beam_search, sample_decode, AttentionMasks, AttentionMechanism, BahdanauAttention, BahdanauConfig,
+    BeamSearchConfig, CoreDecoder, LuongAttention, LuongConfig, SampleOptions,
 };
 use couplet::rnn::RnnCore;
 use couplet::rnn::{Lstm, LstmConfig};
@@ -233,9 +233,21 @@ pub fn attention_cases() -> Vec<Case> {
                 pass.run(|mode| Ok(mha.forward_t(&x, &x, &x, &AttentionMasks::default(), mode)?.0))
             })
         }));
+        cases.push(Case::new(
+            "attention",
+            format!("transformer_layer/{}/{label}", pass.label()),
+            true,
+            false,
+            move || {
+                let layer = transformer_layer(&store().root());
+                let x = randn(&[ATTN_BATCH, ATTN_LEN, ATTN_MODEL]);
+                Box::new(move || pass.run(|mode| layer.forward_t(&x, &AttentionMasks::default(), mode)))
+            },
+        ));
     }
     cases.extend(mechanism_cases(&label));
     cases.push(beam_search_case());
+    cases.push(sample_decode_case());
     cases
 }
 
@@ -273,6 +285,24 @@ fn mechanism_cases(label: &str) -> Vec<Case> {
 /// One beam-search step (`max_len` 1) of an embedding + LSTM + projection decoder: batch 32,
 /// beam width 8, vocabulary 64, hidden 256 — the top-k over `K·V` candidates, the state rows
 /// reordered by beam parents, and the bookkeeping.
+/// One sampling step (`max_len` 1, temperature 0.8, top-k 10, top-p 0.9) of the same
+/// embedding + LSTM + projection decoder as [`beam_search_case`], batch 32.
+fn sample_decode_case() -> Case {
+    Case::new("attention", "sample_decode_step/32x64x256".to_string(), false, false, || {
+        let root = store().root();
+        let embed = Embed::new(&root, EmbedConfig::new(64, 64)).expect("embed");
+        let lstm = Lstm::new(&root, LstmConfig::new(256).with_input_size(64)).expect("lstm");
+        let projection = Linear::new(&root, LinearConfig::new(64).with_input_size(256)).expect("linear");
+        let state = lstm.initial_state(ATTN_BATCH).expect("state");
+        let start = Tensor::zeros([ATTN_BATCH], (Kind::Int64, tch::Device::Cpu));
+        let options = SampleOptions::new(1, 1).with_temperature(0.8).with_top_k(10).with_top_p(0.9);
+        Box::new(move || {
+            let decoder = CoreDecoder::new(&embed, &lstm, &projection);
+            tch::no_grad(|| sample_decode(&decoder, &state, &start, &options)).expect("sample decode");
+        })
+    })
+}
+
 fn beam_search_case() -> Case {
     Case::new("attention", "beam_search_step/32x8x64x256".to_string(), false, false, || {
         let root = store().root();

@@ -6,7 +6,10 @@
 pub mod cases;
 
 use cases::Case;
-use couplet::attention::{AttentiveRead, MultiHeadAttention, MultiHeadAttentionConfig};
+use couplet::attention::{
+    AttentiveRead, MultiHeadAttention, MultiHeadAttentionConfig, TransformerEncoderLayer,
+    TransformerEncoderLayerConfig,
+};
 use couplet::rnn::{
     bidirectional_dynamic_rnn, dynamic_rnn, BiRnnOptions, DropoutWrapper, DropoutWrapperConfig, Gru,
     GruConfig, InputProjection, Lstm, LstmConfig, RnnCore, StackedRnn, StackedRnnConfig, State, StateSize,
@@ -51,6 +54,8 @@ pub const ATTN_MODEL: i64 = 256;
 pub const ATTN_LEN: i64 = 100;
 /// Hidden size of `AttentiveRead`'s logit MLP (`[2·model] → 128 → relu → 1`).
 pub const ATTN_LOGIT_HIDDEN: i64 = 128;
+/// Feed-forward size of the Transformer encoder layer case (4 × model).
+pub const ATTN_FF: i64 = 1024;
 
 /// Pins libtorch's intra-op thread pool to the machine's cores (`COUPLET_BENCH_THREADS`
 /// overrides) and returns the count. The PyTorch script calls `torch.set_num_threads` with
@@ -280,6 +285,13 @@ pub fn dropout_lstm_stack(scope: &Scope, shape: Shape) -> StackedRnn {
 /// Multi-head self-attention, model size [`ATTN_MODEL`], [`ATTN_HEADS`] heads.
 pub fn multi_head(scope: &Scope) -> MultiHeadAttention {
     MultiHeadAttention::new(scope, MultiHeadAttentionConfig::new(ATTN_MODEL, ATTN_HEADS)).expect("mha")
+}
+
+/// A post-norm Transformer encoder layer (PyTorch's defaults: ReLU, dropout 0.1), model size
+/// [`ATTN_MODEL`], [`ATTN_HEADS`] heads, feed-forward size [`ATTN_FF`].
+pub fn transformer_layer(scope: &Scope) -> TransformerEncoderLayer {
+    let config = TransformerEncoderLayerConfig::new(ATTN_MODEL, ATTN_HEADS).with_dim_feedforward(ATTN_FF);
+    TransformerEncoderLayer::new(scope, config).expect("transformer layer")
 }
 
 /// `AttentiveRead` whose logit module is `Mlp [2·model → 128 → 1]` (relu).

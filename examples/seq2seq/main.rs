@@ -13,8 +13,8 @@
 //! - **decoder**: an LSTM wrapped in an attention decoder core (Luong or Bahdanau:
 //!   `--attention`), trained with teacher forcing through [`couplet::rnn::dynamic_rnn`] (target
 //!   lengths) and [`couplet::rnn::sequence_loss`] (weights from
-//!   [`couplet::rnn::sequence_mask`]); decoded greedily (accuracy) and by beam search
-//!   (`--translate`, samples).
+//!   [`couplet::rnn::sequence_mask`]); decoded greedily (accuracy) and, for `--translate` and the samples, by beam
+//!   search, greedily or by sampling (`--decode beam|greedy|sample`, `--temperature`).
 //! - **training**: a [`couplet::train::Trainer`] over the model's own step (Adam with
 //!   gradient-norm clipping), with a progress bar, validation every `--eval-every` steps
 //!   (loss, token accuracy, exact match), checkpoints of the model and Adam in `--logdir`
@@ -51,6 +51,17 @@ pub enum AttentionKind {
     Luong,
     /// Additive: `score = vᵀ tanh(W_k k + W_q q)` (Bahdanau et al. 2015).
     Bahdanau,
+}
+
+/// How translations are decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DecodeKind {
+    /// Argmax at each step: one translation.
+    Greedy,
+    /// Beam search of `--beam-width` beams, best first.
+    Beam,
+    /// Ancestral sampling at `--temperature`, seeded by `--seed`: one translation.
+    Sample,
 }
 
 /// Where the model runs.
@@ -153,6 +164,12 @@ pub struct Args {
     /// Beam width of beam search (translations and samples).
     #[arg(long, default_value_t = 5)]
     pub beam_width: i64,
+    /// How translations and samples are decoded.
+    #[arg(long, value_enum, default_value_t = DecodeKind::Beam)]
+    pub decode: DecodeKind,
+    /// Softmax temperature of `--decode sample` (> 0).
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
     /// How many sample translations to print after training.
     #[arg(long, default_value_t = 6)]
     pub samples: usize,

@@ -5,9 +5,9 @@ use super::batch::Batch;
 use super::data::{END, START};
 use super::AttentionKind;
 use couplet::attention::{
-    beam_search, greedy_decode, AttentionDecoderConfig, AttentionDecoderCore, AttentionMechanism,
-    BahdanauAttention, BahdanauConfig, BeamSearchConfig, CoreDecoder, GreedyOptions, LuongAttention,
-    LuongConfig,
+    beam_search, greedy_decode, sample_decode, AttentionDecoderConfig, AttentionDecoderCore,
+    AttentionMechanism, BahdanauAttention, BahdanauConfig, BeamSearchConfig, CoreDecoder, GreedyOptions,
+    LuongAttention, LuongConfig, SampleOptions,
 };
 use couplet::rnn::{
     bidirectional_dynamic_rnn, dynamic_rnn, BiRnnOptions, Lstm, LstmConfig, MergeMode, State, UnrollOptions,
@@ -188,6 +188,51 @@ impl Seq2Seq {
         .map_err(|e| Error::Torch { module: MODULE.into(), source: e })?;
         let beams: Beams = tokens.into_iter().zip(scores).collect();
         Ok(beams.chunks(k as usize).map(<[_]>::to_vec).collect())
+    }
+}
+
+impl Seq2Seq {
+    /// Greedy decoding (`sample = None`) or sampling (`Some(options)`, its `end_token` and
+    /// `max_len` replaced by the model's) of `source [B, S]`: one `(tokens, score)` per row,
+    /// the score the log-probability of the tokens.
+    ///
+    /// # Errors
+    /// Shape errors of the modules (a bug), a bad temperature, libtorch errors.
+    pub fn decode_one(
+        &self,
+        source: &Tensor,
+        lengths: &[i64],
+        mask: &Tensor,
+        sample: Option<&SampleOptions>,
+        max_len: i64,
+    ) -> Result<Vec<Beams>> {
+        let state = self.initial_state((source, lengths, mask), Mode::Eval, max_len)?;
+        let decoder = self.step_decoder();
+        let starts = self.starts(source)?;
+        let out = match sample {
+            None => greedy_decode(&decoder, &state, &starts, &GreedyOptions::new(END, max_len))?,
+            Some(o) => {
+                let options = SampleOptions { end_token: END, max_len, ..o.clone() };
+                sample_decode(&decoder, &state, &starts, &options)?
+            }
+        };
+        let tokens = rows(&out.tokens)?;
+        let lengths = Vec::<i64>::try_from(&out.lengths.f_to_device(couplet::tch::Device::Cpu).ctx(MODULE)?)
+            .map_err(|e| Error::Torch { module: MODULE.into(), source: e })?;
+        let scores = Vec::<f64>::try_from(
+            out.scores
+                .f_to_kind(Kind::Double)
+                .ctx(MODULE)?
+                .f_to_device(couplet::tch::Device::Cpu)
+                .ctx(MODULE)?,
+        )
+        .map_err(|e| Error::Torch { module: MODULE.into(), source: e })?;
+        Ok(tokens
+            .into_iter()
+            .zip(lengths)
+            .zip(scores)
+            .map(|((t, l), s)| vec![(t[..l as usize].to_vec(), s)])
+            .collect())
     }
 }
 

@@ -4,7 +4,8 @@
 use super::batch::{sources, Batch};
 use super::data::{Dataset, Example, Vocab};
 use super::model::{ModelConfig, Seq2Seq};
-use super::{plot, Args};
+use super::{plot, Args, DecodeKind};
+use couplet::attention::SampleOptions;
 use couplet::optim::{clip_grad_norm, Adam, AdamConfig, Optimizer};
 use couplet::rnn::{sequence_loss, SequenceLossOptions};
 use couplet::tch::{self, Device, Kind, Tensor};
@@ -52,7 +53,8 @@ pub struct Translation {
     pub input: String,
     /// The right answer, when known.
     pub expected: Option<String>,
-    /// The beams, best first: `(text, score)` with score the length-normalised log-probability.
+    /// The translations, best first: `(text, score)` with score the log-probability (`--beam-width`
+    /// beams, or one with `--decode greedy` / `--decode sample`).
     pub beams: Vec<(String, f64)>,
 }
 
@@ -242,7 +244,7 @@ pub fn run(args: &Args) -> Result<Report> {
     let writer = trainer.summary_writer()?;
     let model = &trainer.model().model;
     let samples: Vec<&Example> = data.test.iter().take(args.samples).collect();
-    report.translations = beam_translate(model, &vocabs, args.beam_width, &samples)?;
+    report.translations = translate_examples(model, &vocabs, args, &samples)?;
     let examples = &data.test[..PLOTS.min(data.test.len())];
     report.plots = plot_attention(args, model, &vocabs, examples, &writer, report.step)?;
     print_translations(&out, &report.translations);
@@ -295,6 +297,9 @@ fn check_args(args: &Args) -> Result<()> {
     }
     if args.max_minutes.is_nan() || args.max_minutes <= 0.0 {
         return bad("--max-minutes must be > 0");
+    }
+    if !(args.temperature.is_finite() && args.temperature > 0.0) {
+        return bad("--temperature must be finite and > 0");
     }
     Ok(())
 }
@@ -445,29 +450,38 @@ fn token_hits(logits: &Tensor, batch: &Batch) -> Result<(f64, f64)> {
     })
 }
 
-/// Beam search over `examples`.
-fn beam_translate(
+/// Decodes `examples` as `--decode` says.
+fn translate_examples(
     model: &Seq2Seq,
     vocabs: &Vocabs,
-    width: i64,
+    args: &Args,
     examples: &[&Example],
 ) -> Result<Vec<Translation>> {
     let texts: Vec<&str> = examples.iter().map(|e| e.input.as_str()).collect();
-    let mut translations = beam_texts(model, vocabs, width, &texts)?;
+    let mut translations = decode_texts(model, vocabs, args, &texts)?;
     for (t, e) in translations.iter_mut().zip(examples) {
         t.expected = Some(e.target.clone());
     }
     Ok(translations)
 }
 
-/// Beam search over raw texts.
-fn beam_texts(model: &Seq2Seq, vocabs: &Vocabs, width: i64, texts: &[&str]) -> Result<Vec<Translation>> {
+/// Decodes raw texts as `--decode` says: `--beam-width` beams, or one greedy or sampled
+/// (`--temperature`, `--seed`) translation each.
+fn decode_texts(model: &Seq2Seq, vocabs: &Vocabs, args: &Args, texts: &[&str]) -> Result<Vec<Translation>> {
     if texts.is_empty() {
         return Ok(Vec::new());
     }
     tch::no_grad(|| {
         let (ids, lengths, mask) = sources(texts, vocabs.source, vocabs.device)?;
-        let beams = model.beam(&ids, &lengths, &mask, width, MAX_DECODE)?;
+        let beams = match args.decode {
+            DecodeKind::Beam => model.beam(&ids, &lengths, &mask, args.beam_width, MAX_DECODE)?,
+            DecodeKind::Greedy => model.decode_one(&ids, &lengths, &mask, None, MAX_DECODE)?,
+            DecodeKind::Sample => {
+                let options =
+                    SampleOptions::new(0, 1).with_temperature(args.temperature).with_seed(args.seed);
+                model.decode_one(&ids, &lengths, &mask, Some(&options), MAX_DECODE)?
+            }
+        };
         Ok(texts
             .iter()
             .zip(beams)
@@ -495,7 +509,8 @@ fn print_translations(out: &Out, translations: &[Translation]) {
     }
 }
 
-/// `--translate`: beam-decodes the texts with the restored checkpoint of step `restored`.
+/// `--translate`: decodes the texts (as `--decode` says) with the restored checkpoint of step
+/// `restored`.
 fn translate(
     args: &Args,
     trainer: &mut Trainer<DateReader>,
@@ -515,7 +530,7 @@ fn translate(
         out.line(&format!("checkpoint: {} (step {step})", path.display()));
     }
     let texts: Vec<&str> = args.translate.iter().map(String::as_str).collect();
-    let translations = beam_texts(model, vocabs, args.beam_width, &texts)?;
+    let translations = decode_texts(model, vocabs, args, &texts)?;
     print_translations(out, &translations);
     Ok(Report { start_step: step, step, checkpoint, translations, ..Report::default() })
 }

@@ -129,6 +129,14 @@ pub enum Initializer {
         /// Multiplier.
         gain: f64,
     },
+    /// The identity matrix times `gain` on the last two dimensions (`eye(rows, cols)`, ones
+    /// on the main diagonal of a non-square matrix), repeated over any leading dimensions:
+    /// Sonnet's `snt.initializers.Identity` (rank >= 2 required). Recurrent weights `[H, H]`
+    /// initialised this way give IRNN (Le et al. 2015).
+    Identity {
+        /// Multiplier.
+        gain: f64,
+    },
 }
 
 const TRUNCATED_STD: f64 = 0.879_625_661_034_239_8;
@@ -172,6 +180,7 @@ impl Initializer {
             }
             Initializer::VarianceScaling { scale, .. } => &[("variance scaling scale", scale)],
             Initializer::Orthogonal { gain } => &[("orthogonal initializer gain", gain)],
+            Initializer::Identity { gain } => &[("identity initializer gain", gain)],
             _ => &[],
         };
         params.iter().try_for_each(|&(what, v)| crate::util::check_finite(module, what, v))
@@ -251,6 +260,19 @@ impl Initializer {
                 }
                 orthogonal(shape, gain, options).ctx(module)
             }
+            Initializer::Identity { gain } => {
+                let &[.., rows, cols] = shape else {
+                    return bad(format!("identity initializer needs rank >= 2, got shape {shape:?}"));
+                };
+                if !crate::util::scalar_fits(gain, options.0) {
+                    return bad(format!("identity initializer gain {gain:e} overflows {:?}", options.0));
+                }
+                Tensor::f_eye_m(rows, cols, options)
+                    .and_then(|eye| eye.f_mul_scalar(gain))
+                    .and_then(|eye| eye.f_expand(shape, false))
+                    .and_then(|eye| eye.f_contiguous())
+                    .ctx(module)
+            }
         }
     }
 }
@@ -287,6 +309,28 @@ fn orthogonal(shape: &[i64], gain: f64, options: (Kind, Device)) -> Result<Tenso
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identity_is_eye_times_gain_on_the_last_two_dimensions() {
+        let fans = Fans::from_shape(&[2, 3]);
+        let t = Initializer::Identity { gain: 2.0 }.create("m", &[2, 3], fans, CPU).unwrap();
+        assert_eq!(Vec::<f32>::try_from(t.flatten(0, -1)).unwrap(), [2.0, 0.0, 0.0, 0.0, 2.0, 0.0]);
+        let t = Initializer::Identity { gain: 1.0 }
+            .create("m", &[4, 2, 2], Fans::from_shape(&[4, 2, 2]), CPU)
+            .unwrap();
+        assert_eq!(t.size(), [4, 2, 2]);
+        assert!(t.get(3).equal(&Tensor::eye(2, CPU)));
+        let e =
+            Initializer::Identity { gain: 1.0 }.create("m", &[3], Fans::from_shape(&[3]), CPU).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "m: bad configuration: identity initializer needs rank >= 2, got shape [3]"
+        );
+        let serialised = serde_json::to_string(&Initializer::Identity { gain: 0.5 }).unwrap();
+        assert_eq!(serialised, r#"{"kind":"identity","gain":0.5}"#);
+        let e = Initializer::Identity { gain: f64::NAN }.create("m", &[2, 2], Fans::from_shape(&[2, 2]), CPU);
+        assert!(e.unwrap_err().to_string().contains("identity initializer gain must be finite"));
+    }
 
     const CPU: (Kind, Device) = (Kind::Float, Device::Cpu);
 

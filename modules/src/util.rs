@@ -248,6 +248,13 @@ mod tests {
     }
 
     #[test]
+    fn check_defined_refuses_an_undefined_tensor() {
+        assert!(check_defined("m", "input", &Tensor::zeros([1], (Kind::Float, Device::Cpu))).is_ok());
+        let e = check_defined("m", "input", &Tensor::new()).unwrap_err();
+        assert_eq!(e.to_string(), "m: input is an undefined tensor");
+    }
+
+    #[test]
     fn scalar_fits_the_largest_finite_value_of_each_kind() {
         assert!(scalar_fits(65504.0, Kind::Half) && !scalar_fits(65505.0, Kind::Half));
         assert!(scalar_fits(-65504.0, Kind::Half) && !scalar_fits(-1e5, Kind::Half));

@@ -16,6 +16,9 @@ Cases (names shared with couplet where the work is the same):
   bidirectional=True, num_layers=2, num_layers=2 + dropout=0.1.
 - attention/mha/{pass}/32x100x256x8: nn.MultiheadAttention(256, 8, batch_first=True),
   self-attention, need_weights=False.
+- attention/transformer_layer/{pass}/32x100x256x8: nn.TransformerEncoderLayer(256, 8,
+  dim_feedforward=1024, batch_first=True), defaults otherwise (post-norm, ReLU, dropout 0.1;
+  its eval/no_grad forward takes PyTorch's fused fast path).
 - attention/attentive_read/{pass}/32x100x256x8: Sonnet's AttentiveRead in torch ops
   (tile the query, concat with memory, Linear(512,128) -> relu -> Linear(128,1), softmax
   over the 100 slots, weighted sum of memory).
@@ -35,7 +38,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 SHAPES = [(1, 100, 64, 128), (32, 100, 64, 256), (64, 50, 256, 512)]
 TARGET = SHAPES[1]
-ATTN = dict(batch=32, heads=8, model=256, length=100, logit_hidden=128)
+ATTN = dict(batch=32, heads=8, model=256, length=100, logit_hidden=128, ff=1024)
 PASSES = ["fwd", "fwd_bwd"]
 MASK64 = (1 << 64) - 1
 
@@ -124,6 +127,10 @@ def attention_case(kind, pass_):
         mha = nn.MultiheadAttention(e, ATTN["heads"], batch_first=True)
         x = torch.randn(b, n, e)
         return run_pass(mha, pass_, lambda: mha(x, x, x, need_weights=False)[0])
+    if kind == "transformer_layer":
+        layer = nn.TransformerEncoderLayer(e, ATTN["heads"], dim_feedforward=ATTN["ff"], batch_first=True)
+        x = torch.randn(b, n, e)
+        return run_pass(layer, pass_, lambda: layer(x))
     read = AttentiveRead(e, ATTN["logit_hidden"])
     memory, query = torch.randn(b, n, e), torch.randn(b, e)
     return run_pass(read, pass_, lambda: read(memory, query))
@@ -144,7 +151,7 @@ def cases():
                     out.append((name, lambda m=model, d=data, p=pass_, s=shape: rnn_case(m, d, p, s)))
     attn = f"{ATTN['batch']}x{ATTN['length']}x{ATTN['model']}x{ATTN['heads']}"
     for pass_ in PASSES:
-        for kind in ["attentive_read", "mha"]:
+        for kind in ["attentive_read", "mha", "transformer_layer"]:
             out.append((f"attention/{kind}/{pass_}/{attn}", lambda k=kind, p=pass_: attention_case(k, p)))
     return out
 

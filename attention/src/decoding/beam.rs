@@ -58,6 +58,62 @@ pub struct BeamOutput {
     pub final_state: State,
 }
 
+/// One hypothesis of an n-best list ([`BeamOutput::n_best`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hypothesis {
+    /// The tokens, up to and including the end token (or `max_len` tokens without it).
+    pub tokens: Vec<i64>,
+    /// The beam's score, `log_prob / lp(len)`.
+    pub score: f64,
+    /// The beam's Σ log-softmax of its tokens.
+    pub log_prob: f64,
+}
+
+impl BeamOutput {
+    /// The `n` best hypotheses of each batch row, best first, with their scores: `B` lists of
+    /// at most `min(n, K)` entries each (copied to the host). Beams that hold no sequence
+    /// (score `-inf`, when fewer than `K` sequences exist) are left out, so a list can be
+    /// shorter than `n`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming `beam_search` if `n` is 0;
+    /// [`Error::Torch`](couplet_modules::Error::Torch) if the outputs cannot be read.
+    pub fn n_best(&self, n: usize) -> Result<Vec<Vec<Hypothesis>>> {
+        if n == 0 {
+            return Err(Error::invalid(NAME, "n_best needs n >= 1, got 0"));
+        }
+        let size = self.tokens.size();
+        let [b, k, l] = size[..] else {
+            return Err(Error::shape(NAME, "tokens", "[B, K, L]", size));
+        };
+        let host = |t: &Tensor| t.f_to_device(Device::Cpu).and_then(|t| t.f_contiguous()).ctx(NAME);
+        let tokens = Vec::<i64>::try_from(host(&self.tokens)?.f_flatten(0, -1).ctx(NAME)?).ctx(NAME)?;
+        let lengths = Vec::<i64>::try_from(host(&self.lengths)?.f_flatten(0, -1).ctx(NAME)?).ctx(NAME)?;
+        let as_f64 = |t: &Tensor| {
+            host(t)?
+                .f_to_kind(Kind::Double)
+                .and_then(|t| t.f_flatten(0, -1))
+                .and_then(Vec::<f64>::try_from)
+                .ctx(NAME)
+        };
+        let (scores, log_probs) = (as_f64(&self.scores)?, as_f64(&self.log_probs)?);
+        let (k, l) = (k as usize, l as usize);
+        Ok((0..b as usize)
+            .map(|row| {
+                (0..k.min(n))
+                    .map(|j| row * k + j)
+                    .filter(|&i| scores[i] != f64::NEG_INFINITY)
+                    .map(|i| Hypothesis {
+                        tokens: tokens[i * l..i * l + lengths[i] as usize].to_vec(),
+                        score: scores[i],
+                        log_prob: log_probs[i],
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+}
+
 /// GNMT's `lp = ((5 + len) / 6)^α` of int64 `lengths`, as `kind`.
 fn penalty(lengths: &Tensor, alpha: f64, kind: Kind) -> Result<Tensor> {
     lengths
@@ -393,6 +449,27 @@ mod tests {
     fn run(m: &Markov, starts: &[i64], config: &BeamSearchConfig) -> BeamOutput {
         let ids: Vec<usize> = (0..starts.len()).collect();
         beam_search(m, &m.initial_state(&ids), &Tensor::from_slice(starts), config).unwrap()
+    }
+
+    #[test]
+    fn n_best_lists_the_exhaustive_best_sequences_with_their_scores() {
+        let tables = vec![table(3, 1), table(3, 2)];
+        let m = Markov::new(tables.clone(), 4);
+        let starts = [1i64, 2];
+        let out = run(&m, &starts, &BeamSearchConfig::new(32, 0, 4).with_length_penalty(0.7));
+        let lists = out.n_best(3).unwrap();
+        assert_eq!(lists.len(), 2);
+        for b in 0..2 {
+            let want = enumerate(&tables[b], starts[b], 0, 4, 0.7);
+            assert_eq!(lists[b].len(), 3);
+            for (h, w) in lists[b].iter().zip(&want) {
+                assert_eq!(h.tokens, w.tokens);
+                assert!((h.score - w.score).abs() < 1e-9 && (h.log_prob - w.log_prob).abs() < 1e-9);
+            }
+        }
+        // Only 31 sequences exist: the 32nd beam is left out of a full list.
+        assert!(out.n_best(100).unwrap().iter().all(|l| l.len() == 31));
+        assert_eq!(out.n_best(0).unwrap_err().to_string(), "beam_search: n_best needs n >= 1, got 0");
     }
 
     #[test]

@@ -72,19 +72,37 @@ pub fn greedy_decode<D: TokenDecoder + ?Sized>(
     start_tokens: &Tensor,
     options: &GreedyOptions,
 ) -> Result<DecodeOutput> {
+    decode_rows(NAME, decoder, initial_state, start_tokens, options, |_, logp, _| {
+        logp.f_argmax(-1, false).ctx(NAME)
+    })
+}
+
+/// The decoding loop shared by [`greedy_decode`] and
+/// [`sample_decode`](super::sample_decode): at each step `choose(logits, logp, rows)` picks
+/// the next token `[n]` of each running row from the raw `logits [n, V]` and their
+/// log-softmax `logp`, `rows` being the running rows' original ids; scores add the chosen
+/// tokens' `logp`. Finished rows leave the batch. Every error names `name`.
+pub(super) fn decode_rows<D: TokenDecoder + ?Sized>(
+    name: &'static str,
+    decoder: &D,
+    initial_state: &State,
+    start_tokens: &Tensor,
+    options: &GreedyOptions,
+    mut choose: impl FnMut(&Tensor, &Tensor, &[i64]) -> Result<Tensor>,
+) -> Result<DecodeOutput> {
     let (end, max_len) = (options.end_token, options.max_len);
-    check_settings(NAME, end, max_len)?;
-    let b = check_start(NAME, start_tokens, initial_state)?;
+    check_settings(name, end, max_len)?;
+    let b = check_start(name, start_tokens, initial_state)?;
     let device = start_tokens.device();
     if b == 0 {
-        let tokens = Tensor::f_zeros([0, 0], (Kind::Int64, device)).ctx(NAME)?;
-        let lengths = Tensor::f_zeros([0], (Kind::Int64, device)).ctx(NAME)?;
-        let scores = Tensor::f_zeros([0], (Kind::Float, device)).ctx(NAME)?;
+        let tokens = Tensor::f_zeros([0, 0], (Kind::Int64, device)).ctx(name)?;
+        let lengths = Tensor::f_zeros([0], (Kind::Int64, device)).ctx(name)?;
+        let scores = Tensor::f_zeros([0], (Kind::Float, device)).ctx(name)?;
         return Ok(DecodeOutput { tokens, lengths, scores, final_state: initial_state.clone() });
     }
-    let mut check = StepCheck::new(NAME, end);
+    let mut check = StepCheck::new(name, end);
     let mut rows: Vec<i64> = (0..b).collect();
-    let mut rows_t = index(NAME, &rows, device)?;
+    let mut rows_t = index(name, &rows, device)?;
     let mut lengths = vec![0i64; b as usize];
     let mut tokens = start_tokens.shallow_clone();
     let mut state = initial_state.clone();
@@ -96,20 +114,20 @@ pub fn greedy_decode<D: TokenDecoder + ?Sized>(
         let n = rows.len() as i64;
         let (logits, next_state) = decoder.step(&tokens, &state)?;
         check.check(&logits, &next_state, n)?;
-        let logp = log_softmax(NAME, &logits)?;
-        let choice = logp.f_argmax(-1, false).ctx(NAME)?;
+        let logp = log_softmax(name, &logits)?;
+        let choice = choose(&logits, &logp, &rows)?;
         let chosen =
-            logp.f_gather(1, &choice.f_view([n, 1]).ctx(NAME)?, false).ctx(NAME)?.f_view([n]).ctx(NAME)?;
+            logp.f_gather(1, &choice.f_view([n, 1]).ctx(name)?, false).ctx(name)?.f_view([n]).ctx(name)?;
         let total = match &scores {
-            Some(s) => s.f_add(&chosen).ctx(NAME)?,
+            Some(s) => s.f_add(&chosen).ctx(name)?,
             None => chosen,
         };
         step_rows.push(rows_t.shallow_clone());
-        step_times.push(Tensor::f_full([n], t, (Kind::Int64, device)).ctx(NAME)?);
+        step_times.push(Tensor::f_full([n], t, (Kind::Int64, device)).ctx(name)?);
         step_tokens.push(choice.shallow_clone());
         let last = t + 1 == max_len;
         let ended =
-            if last { vec![true; n as usize] } else { host_flags(NAME, &choice.f_eq(end).ctx(NAME)?)? };
+            if last { vec![true; n as usize] } else { host_flags(name, &choice.f_eq(end).ctx(name)?)? };
         let (finished, keep) = split_rows(&ended);
         for &i in &finished {
             lengths[rows[i as usize] as usize] = t + 1;
@@ -122,23 +140,24 @@ pub fn greedy_decode<D: TokenDecoder + ?Sized>(
             (scores, state, tokens) = (Some(total), next_state, choice);
             continue;
         }
-        let (fin_t, keep_t) = (index(NAME, &finished, device)?, index(NAME, &keep, device)?);
+        let (fin_t, keep_t) = (index(name, &finished, device)?, index(name, &keep, device)?);
         done.push(Done {
             rows: finished.iter().map(|&i| rows[i as usize]).collect(),
-            scores: total.f_index_select(0, &fin_t).ctx(NAME)?,
+            scores: total.f_index_select(0, &fin_t).ctx(name)?,
             state: next_state.select_rows(&fin_t)?,
         });
         rows = keep.iter().map(|&i| rows[i as usize]).collect();
-        rows_t = rows_t.f_index_select(0, &keep_t).ctx(NAME)?;
-        scores = Some(total.f_index_select(0, &keep_t).ctx(NAME)?);
+        rows_t = rows_t.f_index_select(0, &keep_t).ctx(name)?;
+        scores = Some(total.f_index_select(0, &keep_t).ctx(name)?);
         state = next_state.select_rows(&keep_t)?;
-        tokens = choice.f_index_select(0, &keep_t).ctx(NAME)?;
+        tokens = choice.f_index_select(0, &keep_t).ctx(name)?;
     }
-    assemble(b, end, &lengths, done, (&step_rows, &step_times, &step_tokens))
+    assemble(name, b, end, &lengths, done, (&step_rows, &step_times, &step_tokens))
 }
 
 /// Puts the set-aside rows back in their original order and scatters the tokens.
 fn assemble(
+    name: &str,
     b: i64,
     end: i64,
     lengths: &[i64],
@@ -147,21 +166,21 @@ fn assemble(
 ) -> Result<DecodeOutput> {
     let device = rows[0].device();
     let order: Vec<i64> = done.iter().flat_map(|d| d.rows.iter().copied()).collect();
-    let restore = restore_index(NAME, &order, 1, device)?;
+    let restore = restore_index(name, &order, 1, device)?;
     let scores = Tensor::f_cat(&done.iter().map(|d| d.scores.shallow_clone()).collect::<Vec<_>>(), 0)
-        .ctx(NAME)?
+        .ctx(name)?
         .f_index_select(0, &restore)
-        .ctx(NAME)?;
+        .ctx(name)?;
     let states: Vec<State> = done.into_iter().map(|d| d.state).collect();
     let final_state = State::cat_rows(&states)?.select_rows(&restore)?;
     let l = lengths.iter().copied().max().unwrap_or(0);
-    let rows = Tensor::f_cat(rows, 0).ctx(NAME)?;
-    let times = Tensor::f_cat(times, 0).ctx(NAME)?;
-    let flat = rows.f_mul_scalar(l).and_then(|r| r.f_add(&times)).ctx(NAME)?;
-    let values = Tensor::f_cat(tokens, 0).ctx(NAME)?;
-    let mut out = Tensor::f_full([b * l], end, (Kind::Int64, device)).ctx(NAME)?;
-    out = out.f_index_put_(&[Some(flat)], &values, false).ctx(NAME)?.f_view([b, l]).ctx(NAME)?;
-    let lengths = index(NAME, lengths, device)?;
+    let rows = Tensor::f_cat(rows, 0).ctx(name)?;
+    let times = Tensor::f_cat(times, 0).ctx(name)?;
+    let flat = rows.f_mul_scalar(l).and_then(|r| r.f_add(&times)).ctx(name)?;
+    let values = Tensor::f_cat(tokens, 0).ctx(name)?;
+    let mut out = Tensor::f_full([b * l], end, (Kind::Int64, device)).ctx(name)?;
+    out = out.f_index_put_(&[Some(flat)], &values, false).ctx(name)?.f_view([b, l]).ctx(name)?;
+    let lengths = index(name, lengths, device)?;
     Ok(DecodeOutput { tokens: out, lengths, scores, final_state })
 }
 

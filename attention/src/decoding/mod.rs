@@ -1,12 +1,15 @@
-//! Decoding token sequences from any step-wise model: [`greedy_decode`] and [`beam_search`]
-//! (GNMT length normalisation), over the [`TokenDecoder`] abstraction.
+//! Decoding token sequences from any step-wise model: [`greedy_decode`], [`sample_decode`]
+//! (temperature, top-k, top-p) and [`beam_search`] (GNMT length normalisation, n-best lists),
+//! over the [`TokenDecoder`] abstraction; [`prime`] continues any of them from prompts; and
+//! TensorFlow's [`BasicDecoder`] + [`dynamic_decode`] with its [`Helper`]s (teacher forcing,
+//! greedy and sampling embedding helpers, scheduled sampling) over any core.
 //!
 //! A [`TokenDecoder`] maps the previous token of each row and a [`State`] to the next
 //! token's logits and the new state. [`CoreDecoder`] composes one from an embedding, any
 //! [`RnnCore`](couplet_rnn::RnnCore) (e.g. an attention decoder core whose state holds the
 //! encoder memory) and an output projection.
 //!
-//! Conventions shared by both decoders (TF's `dynamic_decode`):
+//! Conventions shared by the token decoders (TF's `dynamic_decode`):
 //! - `max_len` bounds the number of generated tokens, the end token included;
 //! - a sequence's length counts its end token; a sequence that reaches `max_len` without
 //!   the end token has length `max_len`;
@@ -16,15 +19,27 @@
 //! - the start tokens, the state and the logits live on one device.
 
 mod adapter;
+mod basic_decoder;
 mod beam;
 mod check;
 mod greedy;
+mod helper;
+mod prompt;
+mod sample;
 #[cfg(test)]
 mod toy;
 
 pub use adapter::CoreDecoder;
-pub use beam::{beam_search, BeamOutput, BeamSearchConfig};
+pub use basic_decoder::{
+    dynamic_decode, BasicDecoder, Decoder, DecoderStepOutput, DynamicDecodeOptions, DynamicDecodeOutput,
+};
+pub use beam::{beam_search, BeamOutput, BeamSearchConfig, Hypothesis};
 pub use greedy::{greedy_decode, DecodeOutput, GreedyOptions};
+pub use helper::{
+    GreedyEmbeddingHelper, Helper, SampleEmbeddingHelper, ScheduledEmbeddingTrainingHelper, TrainingHelper,
+};
+pub use prompt::{prime, Primed};
+pub use sample::{sample_decode, sampling_probs, SampleOptions};
 
 use couplet_modules::Result;
 use couplet_rnn::State;

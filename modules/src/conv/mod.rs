@@ -25,14 +25,24 @@
 //! # }
 //! ```
 
+mod causal_conv1d;
 mod conv1d;
+mod conv1d_transpose;
 mod conv2d;
 mod conv2d_transpose;
+mod conv3d;
+mod depthwise_conv2d;
+mod separable_conv2d;
 mod shared;
 
+pub use causal_conv1d::{CausalConv1d, CausalConv1dConfig};
 pub use conv1d::{Conv1d, Conv1dConfig};
+pub use conv1d_transpose::{Conv1dTranspose, Conv1dTransposeConfig};
 pub use conv2d::{Conv2d, Conv2dConfig};
 pub use conv2d_transpose::{Conv2dTranspose, Conv2dTransposeConfig};
+pub use conv3d::{Conv3d, Conv3dConfig, DataFormat3d, IntoDims3};
+pub use depthwise_conv2d::{DepthwiseConv2d, DepthwiseConv2dConfig};
+pub use separable_conv2d::{SeparableConv2d, SeparableConv2dConfig};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
