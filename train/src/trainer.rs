@@ -2,7 +2,7 @@
 //! user's [`Model`], resumable from its model directory exactly.
 
 use crate::config::RunConfig;
-use crate::context::{step_seed, EvalContext, StepContext};
+use crate::context::{EvalContext, StepContext};
 use crate::hooks::{
     CheckpointSaverHook, Hook, LogSink, LoggingHook, RunContext, StepCounterHook, SummarySaverHook,
 };
@@ -76,7 +76,7 @@ impl EvalSpec {
 /// restores its latest checkpoint (variables, every optimizer's state, the global step), and
 /// `train(input_fn, …)` calls `input_fn(global_step)`, so an input that skips that many
 /// batches resumes at the right data position. Before every step `s`, libtorch's generator
-/// is seeded with [`step_seed`]`(seed, s)`, so a run that was killed and resumed takes the
+/// is seeded with [`step_seed`](crate::step_seed)`(seed, s)`, so a run that was killed and resumed takes the
 /// same steps, bit for bit on the CPU, as one that was not.
 pub struct Trainer<M: Model> {
     model: M,
@@ -238,10 +238,6 @@ impl<M: Model> Trainer<M> {
             (None, None) => CheckpointSaverHook::at_end(),
         };
         hooks.push(Box::new(saver));
-        if self.config.log_step_count_steps > 0 {
-            hooks
-                .push(Box::new(LoggingHook::every_steps(self.config.log_step_count_steps, LogSink::Stderr)?));
-        }
         Ok(hooks)
     }
 
@@ -401,11 +397,10 @@ impl<M: Model> Trainer<M> {
                 hook.before_step(&mut ctx!())?;
             }
             let step = self.global_step + 1;
-            let seed = step_seed(self.config.seed, step);
-            tch::manual_seed(seed as i64);
             let summarize = self.config.save_summary_steps > 0 && step % self.config.save_summary_steps == 0;
             let mut step_ctx =
                 StepContext::new(step, self.config.seed, self.config.device, summarize.then_some(writer));
+            tch::manual_seed(step_ctx.seed() as i64);
             let output: StepOutput = self.model.train_step(batch, &mut step_ctx)?;
             self.global_step = step;
             for hook in hooks.iter_mut() {
