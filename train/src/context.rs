@@ -42,8 +42,8 @@ impl<'a> StepContext<'a> {
     }
 
     /// The step being taken, counted from 1: after it the global step is `step()`. A
-    /// learning-rate schedule reads it (`opt.set_learning_rate(schedule.at(ctx.step()))`),
-    /// so a resumed run continues the schedule exactly.
+    /// learning-rate schedule bound with [`Trainer::with_schedule`](crate::Trainer::with_schedule)
+    /// has already set its optimizer's rate from the global step before it, `step() - 1`.
     pub fn step(&self) -> u64 {
         self.step
     }

@@ -7,6 +7,7 @@ use crate::hooks::{
     CheckpointSaverHook, Hook, LogSink, LoggingHook, RunContext, StepCounterHook, SummarySaverHook,
 };
 use crate::model::{Model, Predictor, StepOutput};
+use crate::schedule::Schedule;
 use crate::summary::SummaryWriter;
 use couplet_modules::{CheckpointManager, CheckpointManagerConfig, Error, Result};
 use std::collections::BTreeMap;
@@ -78,9 +79,15 @@ impl EvalSpec {
 /// batches resumes at the right data position. Before every step `s`, libtorch's generator
 /// is seeded with [`step_seed`](crate::step_seed)`(seed, s)`, so a run that was killed and resumed takes the
 /// same steps, bit for bit on the CPU, as one that was not.
+///
+/// A learning-rate [`Schedule`] bound with [`Trainer::with_schedule`] sets its optimizer's
+/// rate before every step from the global step, so a resumed run continues the schedule.
 pub struct Trainer<M: Model> {
     model: M,
     config: RunConfig,
+    /// The bound schedules, by the index of their optimizer in [`Trainable::optimizers`](crate::Trainable::optimizers)'s
+    /// fixed order.
+    schedules: Vec<(usize, Schedule)>,
     checkpoints: CheckpointManager,
     global_step: u64,
     restored: bool,
@@ -140,12 +147,63 @@ impl<M: Model> Trainer<M> {
         Ok(Trainer {
             model,
             config,
+            schedules: Vec::new(),
             checkpoints,
             global_step: 0,
             restored: false,
             train_writer: None,
             eval_writer: None,
         })
+    }
+
+    /// Binds `schedule` to the model's optimizer named `optimizer`: before every training
+    /// step the trainer sets that optimizer's learning rate to
+    /// [`Schedule::learning_rate`]`(global_step)`, the global step being the number of steps
+    /// taken before this one (0 for the first step of a run, TensorFlow's convention), so a
+    /// run resumed at step `s` takes its next step at the rate of step `s`. The rate is set
+    /// before the hooks' `before_step`, which see it through the model's optimizers.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming `trainer` if the model has no optimizer `optimizer` or one is
+    /// already bound to it, or as [`Schedule::check`] for a bad schedule.
+    pub fn with_schedule(mut self, optimizer: &str, schedule: Schedule) -> Result<Self> {
+        schedule.check()?;
+        let names: Vec<String> = self.model.optimizers().iter().map(|(n, _)| n.to_string()).collect();
+        let Some(index) = names.iter().position(|n| n == optimizer) else {
+            return Err(Error::config(
+                MODULE,
+                format!("with_schedule: no optimizer {optimizer:?}; the model has {names:?}"),
+            ));
+        };
+        if self.schedules.iter().any(|(i, _)| *i == index) {
+            return Err(Error::config(
+                MODULE,
+                format!("with_schedule: optimizer {optimizer:?} already has a schedule"),
+            ));
+        }
+        self.schedules.push((index, schedule));
+        Ok(self)
+    }
+
+    /// Sets every bound schedule's optimizer to its rate at `global_step`.
+    fn apply_schedules(&mut self, global_step: u64) -> Result<()> {
+        if self.schedules.is_empty() {
+            return Ok(());
+        }
+        let step = i64::try_from(global_step)
+            .map_err(|_| Error::invalid(MODULE, format!("global step {global_step} exceeds i64")))?;
+        let mut optimizers = self.model.optimizers_mut();
+        for (index, schedule) in &self.schedules {
+            let count = optimizers.len();
+            let (_, optimizer) = optimizers.get_mut(*index).ok_or_else(|| {
+                Error::config(
+                    MODULE,
+                    format!("the model now has {count} optimizers; a schedule is bound to #{index}"),
+                )
+            })?;
+            schedule.apply(&mut **optimizer, step)?;
+        }
+        Ok(())
     }
 
     /// The model.
@@ -393,6 +451,7 @@ impl<M: Model> Trainer<M> {
                 break;
             };
             let batch = batch?;
+            self.apply_schedules(self.global_step)?;
             for hook in hooks.iter_mut() {
                 hook.before_step(&mut ctx!())?;
             }

@@ -6,7 +6,7 @@ mod trainer_common;
 
 use couplet_modules::{checkpoint, Linear, LinearConfig, Module, Result, Sgd, SgdConfig, Store};
 use couplet_train::hooks::{Hook, StopAtStepHook};
-use couplet_train::{EvalSpec, RunConfig, Trainer};
+use couplet_train::{EvalSpec, RunConfig, Trainable, Trainer};
 use tch::Tensor;
 use trainer_common::{batch, input_fn, rng_guard, TempDir, TwoStep};
 
@@ -142,4 +142,76 @@ fn a_checkpoint_of_another_model_is_an_error_naming_the_differences() {
     let mut other = Trainer::new(model, config(&dir)).unwrap();
     let e = other.global_step().unwrap_err();
     assert!(e.to_string().contains("holds the optimizers [adam, sgd], but [optimizer] were given"), "{e}");
+}
+
+/// Records the learning rate of the model's first optimizer before every step, with the
+/// global step it is taken from.
+struct RateLog(std::rc::Rc<std::cell::RefCell<Vec<(u64, f64)>>>);
+impl Hook for RateLog {
+    fn before_step(&mut self, ctx: &mut couplet_train::RunContext) -> Result<()> {
+        let lr = ctx.model.optimizers()[0].1.learning_rate();
+        self.0.borrow_mut().push((ctx.global_step, lr));
+        Ok(())
+    }
+}
+
+/// `w · x` with `w` = 1 and no bias, trained by SGD (its own rate 9, which the schedule
+/// must override) on `(w · 1 - 0)²`: the gradient is `2w`, so a step at rate `lr` makes
+/// `w ← w (1 - 2 lr)`.
+fn scalar_model() -> couplet_train::Supervised<Linear, Sgd> {
+    let store = Store::cpu();
+    let config = LinearConfig::new(1)
+        .with_input_size(1)
+        .with_bias(false)
+        .with_initializer("w", couplet_modules::Initializer::Constant { value: 1.0 });
+    let linear = Linear::new(&store.root(), config).unwrap();
+    let sgd = Sgd::new(linear.trainable_variables().unwrap(), SgdConfig::new(9.0)).unwrap();
+    couplet_train::Supervised::new(store, linear, sgd, Box::new(couplet_train::mse))
+}
+
+fn scalar_input(_start: u64) -> Result<impl Iterator<Item = Result<(Tensor, Tensor)>>> {
+    Ok(std::iter::repeat_with(|| {
+        Ok((Tensor::from_slice(&[1.0f32]).view([1, 1]), Tensor::zeros([1, 1], tch::kind::FLOAT_CPU)))
+    }))
+}
+
+#[test]
+fn a_bound_schedule_sets_the_rate_from_the_global_step_and_resumes() {
+    let _rng = rng_guard();
+    let dir = TempDir::new("schedule");
+    // 0.1 · 0.5^floor(step / 2): 0.1, 0.1, 0.05, 0.05, 0.025, 0.025 at global steps 0..6.
+    let schedule = couplet_train::schedule::Schedule::exponential_decay(0.1, 2, 0.5, true).unwrap();
+    let log = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let weight = |t: &Trainer<couplet_train::Supervised<Linear, Sgd>>| {
+        t.model().store().variables()[0].tensor().double_value(&[0, 0])
+    };
+    let mut first = Trainer::new(scalar_model(), config(&dir))
+        .unwrap()
+        .with_schedule("optimizer", schedule.clone())
+        .unwrap();
+    first.train(scalar_input, Some(3), vec![Box::new(RateLog(log.clone()))]).unwrap();
+    assert_eq!(*log.borrow(), [(0, 0.1), (1, 0.1), (2, 0.05)]);
+    approx::assert_abs_diff_eq!(weight(&first), 0.8 * 0.8 * 0.9, epsilon = 1e-6);
+
+    // Resumed from the step-3 checkpoint by a fresh model (rate 9 again): the schedule goes
+    // on at global step 3, not 0.
+    log.borrow_mut().clear();
+    let mut second = Trainer::new(scalar_model(), config(&dir))
+        .unwrap()
+        .with_schedule("optimizer", schedule.clone())
+        .unwrap();
+    let report = second.train(scalar_input, Some(6), vec![Box::new(RateLog(log.clone()))]).unwrap();
+    assert_eq!(report.start_step, 3);
+    assert_eq!(*log.borrow(), [(3, 0.05), (4, 0.025), (5, 0.025)]);
+    approx::assert_abs_diff_eq!(weight(&second), 0.8 * 0.8 * 0.9 * 0.9 * 0.95 * 0.95, epsilon = 1e-6);
+
+    let unknown = Trainer::new(scalar_model(), config(&dir)).unwrap().with_schedule("adam", schedule.clone());
+    let e = unknown.err().unwrap().to_string();
+    assert!(e.contains("no optimizer \"adam\"; the model has [\"optimizer\"]"), "{e}");
+    let twice = Trainer::new(scalar_model(), config(&dir))
+        .unwrap()
+        .with_schedule("optimizer", schedule.clone())
+        .unwrap()
+        .with_schedule("optimizer", schedule);
+    assert!(twice.err().unwrap().to_string().contains("already has a schedule"));
 }
