@@ -1,6 +1,6 @@
 //! # serve_load: latency and throughput of the `serve` example, with and without batching
 //!
-//! Trains a model of the seq2seq example's default size for a few steps (the cost of a
+//! Trains a model of the seq2seq example's default size for a few steps (in `--dir`/seq2seq) (the cost of a
 //! decode does not depend on how well the model is trained), then starts the `serve` binary
 //! built beside this one twice on 127.0.0.1 — request batching on (`--max-batch 32
 //! --max-wait-ms 3`) and off (`--max-batch 1`) — and drives each with the same bounded load:
@@ -51,8 +51,8 @@ const TEXTS: [&str; 8] = [
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let checkpoints = args.dir.join("checkpoints");
-    let plots = args.dir.join("plots");
+    // The seq2seq run folder: checkpoints, summaries and plots (serve's --checkpoint-dir).
+    let checkpoints = args.dir.join("seq2seq");
     let train = seq2seq::Args::try_parse_from([
         "seq2seq",
         "--device",
@@ -70,10 +70,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "50",
         "--samples",
         "0",
-        "--checkpoint-dir",
+        "--logdir",
         checkpoints.to_str().ok_or("non-UTF-8 folder")?,
-        "--plot-dir",
-        plots.to_str().ok_or("non-UTF-8 folder")?,
     ])?;
     seq2seq::run(&train)?;
     let binary = std::env::current_exe()?.with_file_name("serve");

@@ -16,8 +16,9 @@
 #   3. .cargo/config.toml [env] LIBTORCH = "<checkout>/.libtorch" (see below for the value).
 #   4. Cargo.lock copied from couplet's when the crate has none, so the same versions resolve
 #      (another tch/torch-sys patch version would rebuild torch-sys's C++, minutes).
-#   5. [profile.dev.package."*"] opt-level = 2, as in couplet's workspace, when the crate has
-#      no [profile.dev...] section of its own (same profile, so compiled dependencies match).
+#   5. [profile.dev.package."*"] opt-level = 2 and [profile.dev.build-override] debug = false,
+#      as in couplet's workspace, when the crate has no [profile.dev...] section of its own
+#      (same profile, so compiled dependencies, torch-sys's C++ among them, are reused).
 # cargo reads .cargo/config.toml from the folder it is run in (and its parents), so run cargo
 # inside the crate, not with --manifest-path from elsewhere.
 set -euo pipefail
@@ -146,8 +147,14 @@ if ! grep -Eq '^[[:space:]]*\[profile\.dev' "$root_manifest"; then
 # wrappers are not slow in tests.
 [profile.dev.package."*"]
 opt-level = 2
+
+# Build scripts without debuginfo in every build, as in couplet's workspace: cargo's default
+# depends on which packages a build contains, and a different choice here than there would
+# recompile torch-sys's C++ (minutes) instead of reusing couplet's.
+[profile.dev.build-override]
+debug = false
 TOML
-  say "added [profile.dev.package.\"*\"] opt-level = 2 to $root_manifest"
+  say "added [profile.dev.package.\"*\"] opt-level = 2 and [profile.dev.build-override] debug = false to $root_manifest"
 fi
 
 say "$name is set up: run cargo build / cargo test / cargo run inside $crate"

@@ -1,9 +1,11 @@
 //! TorchScript export end to end: the GAN example's generator and the seq2seq example's
-//! encoder and decoder step are traced with `couplet::export`, saved as `.pt` files, loaded
-//! back by libtorch (`CModule::load`, what C++ gets) and by Python's `torch.jit.load`
-//! (torch 2.13 in the project's `.venv`, `scripts/export/check_torchscript.py`), and run on
-//! inputs other than the traced ones (another batch size); both must match couplet's eager
-//! outputs at 1e-6 and list couplet's variables as named parameters.
+//! encoder and decoder step are traced with `couplet::export` at one batch size, saved as
+//! `.pt` files, loaded back by libtorch (`CModule::load`, what C++ gets) and by Python's
+//! `torch.jit.load` (torch 2.13 in the project's `.venv`, `scripts/export/check_torchscript.py`),
+//! and run at other batch sizes (and, for the encoder, other source lengths); both must equal
+//! couplet's eager outputs exactly and list couplet's variables as named parameters. An LSTM
+//! traced from a host-sized zero state and called at another batch must raise an exception
+//! naming both batch sizes in both runtimes (libtorch's kernel would read out of bounds).
 
 // Both examples load the shared plotting helper (examples/common/plot.rs) as their own module.
 #![allow(clippy::duplicate_mod)]
@@ -19,7 +21,7 @@ mod seq2seq;
 use couplet::attention::export::{state_from_leaves, trace_decoder_step, trace_state};
 use couplet::attention::{beam_search, BeamSearchConfig, TokenDecoder};
 use couplet::export::Exporter;
-use couplet::rnn::State;
+use couplet::rnn::{dynamic_rnn, Lstm, LstmConfig, State, UnrollOptions};
 use couplet::tch::{CModule, Device, IValue, Kind, Tensor};
 use couplet::{save_tensors, Error, Mode, Store};
 use std::collections::BTreeMap;
@@ -27,8 +29,17 @@ use std::path::{Path, PathBuf};
 
 const SEQ_STEPS: i64 = 4;
 
-/// What one module's methods must give: `(method, inputs, couplet's outputs)`.
-type Cases = Vec<(String, Vec<Tensor>, Vec<Tensor>)>;
+/// One call of a traced method on inputs other than the traced ones, and what it must give:
+/// couplet's eager outputs, or an error whose message contains the given text.
+struct Case {
+    method: String,
+    inputs: Vec<Tensor>,
+    expected: Result<Vec<Tensor>, String>,
+}
+
+fn case(method: &str, inputs: Vec<Tensor>, expected: Vec<Tensor>) -> Case {
+    Case { method: method.into(), inputs, expected: Ok(expected) }
+}
 
 fn temp_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("couplet-export-{}", std::process::id()));
@@ -37,11 +48,18 @@ fn temp_dir() -> PathBuf {
     dir
 }
 
-fn names(exporter: &Exporter) -> serde_json::Value {
+/// The manifest entry of one module: its names, and its cases (`{module}.{i}.in.{j}` and
+/// `{module}.{i}.out.{j}` in cases.safetensors).
+fn manifest(exporter: &Exporter, cases: &[Case]) -> serde_json::Value {
+    let cases: Vec<_> = cases
+        .iter()
+        .map(|c| serde_json::json!({ "method": c.method, "error": c.expected.as_ref().err() }))
+        .collect();
     serde_json::json!({
         "parameters": exporter.parameter_names(),
         "buffers": exporter.buffer_names(),
         "methods": exporter.methods(),
+        "cases": cases,
     })
 }
 
@@ -59,26 +77,32 @@ fn outputs(value: IValue) -> Vec<Tensor> {
     }
 }
 
-/// Runs every case on the module libtorch loads from `path` and compares at 1e-6.
-fn check_in_rust(path: &Path, cases: &Cases) {
+/// Runs every case on the module libtorch loads from `path`: outputs equal to couplet's
+/// (difference 0), or the expected error.
+fn check_in_rust(path: &Path, cases: &[Case]) {
     let module = CModule::load(path).unwrap();
-    for (method, inputs, expected) in cases {
+    for (i, Case { method, inputs, expected }) in cases.iter().enumerate() {
         let inputs: Vec<IValue> = inputs.iter().map(|t| IValue::Tensor(t.shallow_clone())).collect();
-        let got = outputs(module.method_is(method, &inputs).unwrap());
+        let got = module.method_is(method, &inputs);
+        let expected = match expected {
+            Ok(expected) => expected,
+            Err(text) => {
+                let err = got.err().unwrap_or_else(|| panic!("case {i} ({method}): no error")).to_string();
+                assert!(err.contains(text.as_str()), "case {i} ({method}): {err}");
+                continue;
+            }
+        };
+        let got = outputs(got.unwrap());
         assert_eq!(got.len(), expected.len(), "{method}");
         for (g, e) in got.iter().zip(expected) {
-            assert_eq!(g.size(), e.size(), "{method}");
-            if e.is_floating_point() {
-                common::assert_close(g, e, 1e-6);
-            } else {
-                assert!(g.equal(e), "{method}");
-            }
+            assert_eq!(g.size(), e.size(), "case {i} ({method})");
+            assert!(g.equal(e), "case {i} ({method}): not equal to couplet's eager output");
         }
     }
 }
 
-/// The GAN generator `z [B, 8] → x [B, 2]`, traced at B = 4, checked at B = 7.
-fn export_gan(dir: &Path) -> (Exporter, Cases) {
+/// The GAN generator `z [B, 8] → x [B, 2]`, traced at B = 4, checked at B = 7 and 1.
+fn export_gan(dir: &Path) -> (Exporter, Vec<Case>) {
     let store = Store::cpu();
     let config = gan::GanConfig { noise_size: 8, hidden_size: 16, hidden_layers: 2, pack: 2 };
     let model = gan::Gan::new(&store.root(), &config).unwrap();
@@ -87,9 +111,15 @@ fn export_gan(dir: &Path) -> (Exporter, Cases) {
     let traced = model.seeded_noise(4, 1, Device::Cpu);
     exporter.trace("forward", &[traced], |z| Ok(vec![model.generator(&z[0], Mode::Eval)?])).unwrap();
     exporter.save(dir.join("generator.pt")).unwrap();
-    let z = model.seeded_noise(7, 2, Device::Cpu);
-    let x = model.generator(&z, Mode::Eval).unwrap();
-    (exporter, vec![("forward".into(), vec![z], vec![x])])
+    let cases = [7, 1]
+        .into_iter()
+        .map(|b| {
+            let z = model.seeded_noise(b, 2, Device::Cpu);
+            let x = model.generator(&z, Mode::Eval).unwrap();
+            case("forward", vec![z], vec![x])
+        })
+        .collect();
+    (exporter, cases)
 }
 
 fn seq2seq_model(store: &Store) -> seq2seq::model::Seq2Seq {
@@ -109,10 +139,16 @@ fn source(texts: &[&str]) -> (Tensor, Tensor) {
     (ids, mask)
 }
 
+fn leaves(s: &State) -> Vec<Tensor> {
+    s.leaves().into_iter().map(Tensor::shallow_clone).collect()
+}
+
 /// The seq2seq encoder `(source [B, S], mask [B, S]) → initial decoder state leaves` and one
-/// decoder step `(tokens [B], state leaves…) → (logits [B, V], new leaves…)`, traced at B = 2;
-/// the encoder is checked on other texts, the step on another batch size (B = 3).
-fn export_seq2seq(dir: &Path) -> (Exporter, Cases) {
+/// decoder step `(tokens [B], state leaves…) → (logits [B, V], new leaves…)`, both traced at
+/// B = 2, S = 8; both are checked at B = 1, 3 and 5 (the step on the second step of a greedy
+/// decode, which reads a non-zero state). Another source length S is refused with an error
+/// naming it (the state's flattened alignment history fixes it).
+fn export_seq2seq(dir: &Path) -> (Exporter, Vec<Case>) {
     let store = Store::cpu();
     let model = seq2seq_model(&store);
     let (ids, mask) = source(&["4 Mar 17", "12.10.92"]);
@@ -129,30 +165,58 @@ fn export_seq2seq(dir: &Path) -> (Exporter, Cases) {
         .unwrap();
     exporter.save(dir.join("seq2seq.pt")).unwrap();
 
-    // Eager expectations on other inputs: the encoder on other texts (its zero initial
-    // states are made at the traced batch size), then two greedy steps of another batch
-    // size (the decoder state's reshapes keep it dynamic).
-    let leaves = |s: &State| s.leaves().into_iter().map(Tensor::shallow_clone).collect::<Vec<_>>();
-    let (ids, mask) = source(&["1 May 99", "5.6.2001"]);
-    let state = model.initial_state_unpadded(&ids, &mask, SEQ_STEPS).unwrap();
-    let mut cases: Cases = vec![("encode".into(), vec![ids, mask], leaves(&state))];
-    let (ids, mask) = source(&["1 May 99", "5.6.2001", "7/8/1990"]);
-    let state = model.initial_state_unpadded(&ids, &mask, SEQ_STEPS).unwrap();
-    let mut tokens = Tensor::full([3], seq2seq::data::START, (Kind::Int64, Device::Cpu));
-    let mut state = state;
-    for step in 0..2 {
-        let (logits, next) = couplet::tch::no_grad(|| decoder.step(&tokens, &state)).unwrap();
-        let mut inputs = vec![tokens.shallow_clone()];
-        inputs.extend(leaves(&state));
-        let mut out = vec![logits.shallow_clone()];
-        out.extend(leaves(&next));
-        // Python reads one case per method: keep the second step's (it reads a non-zero state).
-        if step == 1 {
-            cases.push(("decode_step".into(), inputs, out));
+    // Eager expectations at other batch sizes and source lengths.
+    let mut cases = Vec::new();
+    let batches: [&[&str]; 3] = [
+        &["1 May 99"],
+        &["1 May 99", "5.6.2001", "7/8/1990"],
+        &["5.6.01", "4 Mar 17", "12.10.92", "7/8/90", "1.1.2000"],
+    ];
+    for texts in batches {
+        let (ids, mask) = source(texts);
+        let state = model.initial_state_unpadded(&ids, &mask, SEQ_STEPS).unwrap();
+        cases.push(case("encode", vec![ids, mask], leaves(&state)));
+        let mut tokens = Tensor::full([texts.len() as i64], seq2seq::data::START, (Kind::Int64, Device::Cpu));
+        let mut state = state;
+        for step in 0..2 {
+            let (logits, next) = couplet::tch::no_grad(|| decoder.step(&tokens, &state)).unwrap();
+            if step == 1 {
+                let mut inputs = vec![tokens.shallow_clone()];
+                inputs.extend(leaves(&state));
+                let mut out = vec![logits.shallow_clone()];
+                out.extend(leaves(&next));
+                cases.push(case("decode_step", inputs, out));
+            }
+            tokens = logits.argmax(-1, false);
+            state = state_from_leaves(&next, &leaves(&next)).unwrap();
         }
-        tokens = logits.argmax(-1, false);
-        state = state_from_leaves(&next, &leaves(&next)).unwrap();
     }
+    let (ids, mask) = source(&["Saturday, March 4th 2017", "4 Mar 17"]);
+    let error = "couplet export: traceable_initial_state: the memory [B, N, Dm] (N) must have size 8 in \
+                 dimension 1 (fixed when traced), got 24";
+    cases.push(Case { method: "encode".into(), inputs: vec![ids, mask], expected: Err(error.into()) });
+    (exporter, cases)
+}
+
+/// An LSTM unrolled by `dynamic_rnn` from its default initial state (zeros of the host's batch
+/// size), traced at B = 2 on the fused route: it serves B = 2 and raises an exception naming
+/// both batch sizes at B = 3 instead of corrupting memory.
+fn export_fixed_lstm(dir: &Path) -> (Exporter, Vec<Case>) {
+    let store = Store::cpu();
+    let lstm = Lstm::new(&store.root(), LstmConfig::new(3).with_input_size(4)).unwrap();
+    let mut exporter = Exporter::new("fixed").unwrap();
+    exporter.add_variables(&store.variables()).unwrap();
+    let x = |b: i64| Tensor::linspace(-1.0, 1.0, b * 5 * 4, (Kind::Float, Device::Cpu)).reshape([b, 5, 4]);
+    let run = |x: &Tensor| dynamic_rnn(&lstm, x, &UnrollOptions::new(Mode::Eval)).map(|(y, _)| y);
+    couplet::tch::no_grad(|| exporter.trace("forward", &[x(2)], |i| Ok(vec![run(&i[0])?]))).unwrap();
+    exporter.save(dir.join("fixed.pt")).unwrap();
+    let same = couplet::tch::no_grad(|| run(&x(2))).unwrap();
+    let error = "initial state has batch size 2 (fixed when traced: it was built from host sizes, not \
+                 from the inputs) but the input has batch size 3";
+    let cases = vec![
+        case("forward", vec![x(2)], vec![same]),
+        Case { method: "forward".into(), inputs: vec![x(3)], expected: Err(error.into()) },
+    ];
     (exporter, cases)
 }
 
@@ -161,25 +225,30 @@ fn exports_load_in_libtorch_and_python_and_match_couplet() {
     let _rng = common::rng_guard();
     couplet::tch::manual_seed(11);
     let dir = temp_dir();
-    let (gan_exporter, gan_cases) = export_gan(&dir);
-    let (seq_exporter, seq_cases) = export_seq2seq(&dir);
-    assert_eq!(gan_exporter.parameter_names()[0], "gan.generator.linear_0.w");
-    assert!(
-        seq_exporter.parameter_names().contains(&"seq2seq.encoder_fw.weight_ih".to_string()),
-        "{:?}",
-        seq_exporter.parameter_names()
-    );
-    check_in_rust(&dir.join("generator.pt"), &gan_cases);
-    check_in_rust(&dir.join("seq2seq.pt"), &seq_cases);
+    let modules = [
+        ("generator", export_gan(&dir)),
+        ("seq2seq", export_seq2seq(&dir)),
+        ("fixed", export_fixed_lstm(&dir)),
+    ];
+    assert_eq!(modules[0].1 .0.parameter_names()[0], "gan.generator.linear_0.w");
+    let seq_names = modules[1].1 .0.parameter_names();
+    assert!(seq_names.contains(&"seq2seq.encoder_fw.weight_ih".to_string()), "{seq_names:?}");
+    for (name, (_, cases)) in &modules {
+        check_in_rust(&dir.join(format!("{name}.pt")), cases);
+    }
 
-    let manifest = serde_json::json!({ "generator": names(&gan_exporter), "seq2seq": names(&seq_exporter) });
-    std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+    let manifest: serde_json::Map<_, _> = modules
+        .iter()
+        .map(|(name, (exporter, cases))| (name.to_string(), manifest(exporter, cases)))
+        .collect();
+    std::fs::write(dir.join("manifest.json"), serde_json::Value::Object(manifest).to_string()).unwrap();
     let mut tensors = Vec::new();
-    for (module, cases) in [("generator", &gan_cases), ("seq2seq", &seq_cases)] {
-        for (method, inputs, expected) in cases {
-            for (kind, list) in [("in", inputs), ("out", expected)] {
-                for (i, t) in list.iter().enumerate() {
-                    tensors.push((format!("{module}.{method}.{kind}.{i}"), t.contiguous()));
+    for (module, (_, cases)) in &modules {
+        for (i, c) in cases.iter().enumerate() {
+            let expected = c.expected.as_ref().map(Vec::as_slice).unwrap_or(&[]);
+            for (kind, list) in [("in", c.inputs.as_slice()), ("out", expected)] {
+                for (j, t) in list.iter().enumerate() {
+                    tensors.push((format!("{module}.{i}.{kind}.{j}"), t.contiguous()));
                 }
             }
         }
@@ -194,7 +263,10 @@ fn exports_load_in_libtorch_and_python_and_match_couplet() {
     assert!(out.status.success(), "python: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(report["torch"].as_str().unwrap().split('+').next(), Some("2.13.0"));
-    assert!(report["seq2seq.decode_step"].as_f64().is_some(), "{report}");
+    // Every case ran: 2 generator, 7 seq2seq (3 batch sizes × 2 methods, one error), 2 fixed
+    // (one error).
+    assert_eq!(report["cases"].as_u64(), Some(11), "{report}");
+    assert_eq!(report["errors_raised"].as_u64(), Some(2), "{report}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -4,10 +4,15 @@
 //! TensorFlow's to 1e-9 in f64. The expected values are themselves a TF checkpoint
 //! (`expected.*`, written by `tf.raw_ops.SaveV2`).
 
+use couplet::attention::tf_weights::{save_tf_attention_layer, save_tf_bahdanau, save_tf_luong};
+use couplet::attention::{
+    memory_mask, AttentionDecoderConfig, AttentionDecoderCore, AttentionMechanism, BahdanauAttention,
+    BahdanauConfig, LuongAttention, LuongConfig,
+};
 use couplet::checkpoint::tf::{latest_checkpoint, TfCheckpoint, TfCheckpointWriter, TfDType, TfLoader};
 use couplet::rnn::tf_weights::{
     load_keras_gru, load_keras_lstm, load_tf_basic_rnn_cell, load_tf_gru_cell, load_tf_lstm_cell,
-    save_tf_basic_rnn_cell, save_tf_gru_cell, save_tf_lstm_cell,
+    save_keras_gru, save_keras_lstm, save_tf_basic_rnn_cell, save_tf_gru_cell, save_tf_lstm_cell,
 };
 use couplet::rnn::{
     dynamic_rnn, Gru, GruConfig, Lstm, LstmConfig, PaddedOutputs, RnnCore, StackedRnn, StackedRnnConfig,
@@ -329,4 +334,199 @@ fn cells_written_as_tf_variables_restore_in_tensorflow() {
         let layers = state.as_tuple().unwrap();
         close(layers[1].h().unwrap(), &want.tensor("state_1").unwrap(), &format!("{what}: gru h"));
     }
+}
+
+/// Every layer with a writer, with fixed weights, as `scripts/fixtures/tf_checkpoint.py`'s
+/// `couplet_written_layers` builds them in TF: a tf_keras Embedding(7, 3) → LSTM(4) →
+/// GRU(3, reset_after=True) → GRU(2, reset_after=False) → Dense(3) → LayerNormalization →
+/// BatchNormalization, and TF Addons' LuongAttention(6, scale), BahdanauAttention(6, normalize)
+/// over a memory of depth 3 and an AttentionWrapper attention layer of 4 over a cell output of 7.
+struct Layers {
+    store: Store,
+    embed: Embed,
+    lstm: Lstm,
+    gru_after: Gru,
+    gru_before: Gru,
+    dense: Linear,
+    layer_norm: LayerNorm,
+    batch_norm: BatchNorm,
+    luong: LuongAttention,
+    bahdanau: BahdanauAttention,
+    decoder: AttentionDecoderCore,
+}
+
+fn layers() -> Layers {
+    let store = store();
+    let root = store.root();
+    let opts = (Kind::Double, Device::Cpu);
+    let embed = Embed::new(&root, EmbedConfig::new(7, 3)).unwrap();
+    let lstm = Lstm::new(&root, LstmConfig::new(4).with_input_size(3)).unwrap();
+    let gru_after = Gru::named(&root, "gru_after", GruConfig::new(3).with_input_size(4)).unwrap();
+    let gru_before =
+        Gru::named(&root, "gru_before", GruConfig::new(2).with_input_size(3).with_reset_after(false))
+            .unwrap();
+    let dense = Linear::new(&root, LinearConfig::new(3).with_input_size(2)).unwrap();
+    let layer_norm = LayerNorm::new(&root, LayerNormConfig::new().with_eps(1e-3)).unwrap();
+    let _built = layer_norm.forward(&Tensor::zeros([1, 3], opts)).unwrap();
+    let batch_norm = BatchNorm::new(
+        &root,
+        BatchNormConfig::new()
+            .with_data_format(DataFormat::ChannelsLast)
+            .with_eps(1e-3)
+            .with_test_local_stats(false),
+    )
+    .unwrap();
+    let _built = batch_norm.forward_t(&Tensor::zeros([1, 3], opts), Mode::Eval).unwrap();
+    // The mechanisms' layers are built by a first preparation (and Bahdanau's query layer by
+    // a first score).
+    let luong = LuongAttention::new(&root, LuongConfig::new(6).with_scale(true)).unwrap();
+    luong.prepare(&Tensor::zeros([1, 1, 3], opts), None).unwrap();
+    let bahdanau = BahdanauAttention::new(&root, BahdanauConfig::new(6).with_normalize(true)).unwrap();
+    let memory = bahdanau.prepare(&Tensor::zeros([1, 1, 3], opts), None).unwrap();
+    let _built = bahdanau.score(&Tensor::zeros([1, 5], opts), &memory).unwrap();
+    let cell = Lstm::named(&root, "decoder_cell", LstmConfig::new(7).with_input_size(1)).unwrap();
+    let decoder_luong = LuongAttention::new(&root.child("decoder").unwrap(), LuongConfig::new(6)).unwrap();
+    let decoder = AttentionDecoderCore::new(
+        &root,
+        Box::new(cell),
+        Box::new(decoder_luong),
+        AttentionDecoderConfig::new(4).with_memory_size(Some(3)),
+    )
+    .unwrap();
+    // Fixed weights (the moving variance positive).
+    for (k, var) in store.variables().iter().enumerate() {
+        let t = var.tensor();
+        let mut values = (Tensor::arange(t.numel() as i64, opts) * 0.37 + k as f64).sin() * 0.6;
+        if var.name().ends_with("moving_variance") {
+            values += 1.0;
+        }
+        tch::no_grad(|| t.shallow_clone().copy_(&values.reshape(t.size())));
+    }
+    Layers {
+        store,
+        embed,
+        lstm,
+        gru_after,
+        gru_before,
+        dense,
+        layer_norm,
+        batch_norm,
+        luong,
+        bahdanau,
+        decoder,
+    }
+}
+
+/// The reverse direction for layers: Keras layers, norms and attention written by couplet's
+/// writers under the variable names of the TF model in `couplet_written_layers`.
+/// `tests/fixtures/tf/couplet_written_layers/model.ckpt.*` are this test's own output
+/// (regenerated with `COUPLET_WRITE_TF_FIXTURES=1`), which the script restored with Keras'
+/// `load_weights` and `tf.compat.v1.train.Saver(var_list)` into the tf_keras model's and the
+/// attention's variables (every checkpoint tensor restored into one) and ran; `read_by_tf.json` is what `tf.train.load_checkpoint`
+/// listed. The files written now must be byte-identical, the names, dtypes and shapes those TF
+/// read, and couplet's outputs must equal TensorFlow's at 1e-9.
+#[test]
+fn layers_written_as_keras_and_tf_variables_restore_in_tensorflow() {
+    let l = layers();
+    let mut writer = TfCheckpointWriter::new();
+    writer.add_embedding("embedding", &l.embed).unwrap();
+    save_keras_lstm(&mut writer, "lstm/lstm_cell", &l.lstm).unwrap();
+    save_keras_gru(&mut writer, "gru_after/gru_cell", &l.gru_after).unwrap();
+    save_keras_gru(&mut writer, "gru_before/gru_cell", &l.gru_before).unwrap();
+    writer.add_dense("dense", &l.dense).unwrap();
+    writer.add_layer_norm("layer_norm", &l.layer_norm).unwrap();
+    writer.add_batch_norm("batch_norm", &l.batch_norm).unwrap();
+    save_tf_luong(&mut writer, "attention_wrapper/luong_attention", &l.luong).unwrap();
+    save_tf_bahdanau(&mut writer, "attention_wrapper/bahdanau_attention", &l.bahdanau).unwrap();
+    save_tf_attention_layer(&mut writer, "attention_wrapper", &l.decoder).unwrap();
+    let fixture = dir("couplet_written_layers");
+    let out_dir = if std::env::var_os("COUPLET_WRITE_TF_FIXTURES").is_some() {
+        std::fs::create_dir_all(&fixture).unwrap();
+        fixture.clone()
+    } else {
+        let d = std::env::temp_dir().join(format!("couplet-tf-layers-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    };
+    let prefix = writer.write(out_dir.join("model.ckpt")).unwrap();
+    for suffix in [".index", ".data-00000-of-00001"] {
+        let name = format!("model.ckpt{suffix}");
+        let now = std::fs::read(out_dir.join(&name)).unwrap();
+        assert!(
+            now == std::fs::read(fixture.join(&name)).unwrap(),
+            "{name} differs from the file TF restored"
+        );
+    }
+    // Names, dtypes and shapes as TensorFlow read them.
+    let written = TfCheckpoint::open(&prefix).unwrap();
+    let read: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture.join("read_by_tf.json")).unwrap()).unwrap();
+    let read = read.as_object().unwrap();
+    assert_eq!(written.names().collect::<Vec<_>>(), read.keys().map(String::as_str).collect::<Vec<_>>());
+    for (name, entry) in read {
+        let info = written.info(name).unwrap();
+        assert_eq!(entry["dtype"], "float64", "{name}");
+        assert_eq!(info.dtype, TfDType::Double, "{name}");
+        let shape: Vec<i64> =
+            entry["shape"].as_array().unwrap().iter().map(|d| d.as_i64().unwrap()).collect();
+        assert_eq!(info.shape, shape, "{name}");
+    }
+    if out_dir != fixture {
+        let _ = std::fs::remove_dir_all(&out_dir);
+    }
+
+    // TensorFlow's outputs on the restored weights.
+    let want = expected("couplet_written_layers");
+    let t = |name: &str| want.tensor(name).unwrap();
+    let e = l.embed.forward(&t("ids")).unwrap();
+    close(&e, &t("embedding"), "embedding");
+    let run = |core: &dyn RnnCore, x: &Tensor| dynamic_rnn(core, x, &UnrollOptions::eval()).unwrap().0;
+    let l1 = run(&l.lstm, &e);
+    close(&l1, &t("lstm"), "keras lstm");
+    let g1 = run(&l.gru_after, &l1);
+    close(&g1, &t("gru_after"), "keras gru reset_after=True");
+    let g2 = run(&l.gru_before, &g1);
+    close(&g2, &t("gru_before"), "keras gru reset_after=False");
+    let d = l.dense.forward(&g2).unwrap();
+    close(&d, &t("dense"), "dense");
+    let ln = l.layer_norm.forward(&d).unwrap();
+    close(&ln, &t("layer_norm"), "layer norm");
+    let bn = l.batch_norm.forward_t(&ln, Mode::Eval).unwrap();
+    close(&bn, &t("batch_norm"), "batch norm (moving statistics)");
+    let memory = t("memory");
+    let lengths = Vec::<i64>::try_from(&t("lengths")).unwrap();
+    let mask = memory_mask(&memory, &lengths[..]).unwrap();
+    for (name, mechanism) in [("luong", &l.luong as &dyn AttentionMechanism), ("bahdanau", &l.bahdanau)] {
+        let prepared = mechanism.prepare(&memory, Some(&mask)).unwrap();
+        let (context, alignments) = mechanism.attend(&t(&format!("{name}_query")), &prepared).unwrap();
+        close(&alignments, &t(&format!("{name}_alignments")), &format!("{name} alignments"));
+        close(&context, &t(&format!("{name}_context")), &format!("{name} context"));
+    }
+    let layer = l.decoder.attention_layer().unwrap();
+    let attention = layer.forward(&Tensor::cat(&[t("cell_output"), t("luong_context")], 1)).unwrap();
+    close(&attention, &t("attention"), "attention layer");
+    drop(l.store);
+}
+
+#[test]
+fn writers_refuse_modules_tensorflow_cannot_hold_and_unbuilt_layers() {
+    let store = store();
+    let root = store.root();
+    let mut writer = TfCheckpointWriter::new();
+    let peephole =
+        Lstm::named(&root, "p", LstmConfig::new(2).with_input_size(1).with_peepholes(true)).unwrap();
+    assert!(matches!(save_keras_lstm(&mut writer, "lstm", &peephole), Err(Error::Config { .. })));
+    let lazy = Lstm::named(&root, "lazy", LstmConfig::new(2)).unwrap();
+    assert!(matches!(save_keras_lstm(&mut writer, "lstm", &lazy), Err(Error::NotBuilt { .. })));
+    let unbiased = Gru::named(&root, "g", GruConfig::new(2).with_input_size(1).with_bias(false)).unwrap();
+    assert!(matches!(save_keras_gru(&mut writer, "gru", &unbiased), Err(Error::Config { .. })));
+    let luong = LuongAttention::new(&root, LuongConfig::new(3)).unwrap();
+    assert!(matches!(save_tf_luong(&mut writer, "luong", &luong), Err(Error::NotBuilt { .. })));
+    let lazy_dense = Linear::named(&root, "d", LinearConfig::new(2)).unwrap();
+    assert!(matches!(writer.add_dense("dense", &lazy_dense), Err(Error::NotBuilt { .. })));
+    let dense = Linear::named(&root, "d2", LinearConfig::new(2).with_input_size(1)).unwrap();
+    writer.add_dense("dense", &dense).unwrap();
+    let e = writer.add_dense("dense", &dense).unwrap_err();
+    assert!(e.to_string().contains("\"dense/kernel\" added twice"), "{e}");
+    assert_eq!(writer.names().collect::<Vec<_>>(), ["dense/bias", "dense/kernel"]);
 }

@@ -8,10 +8,14 @@
 //! mechanism that has never prepared a memory (nor scored a query): they build its layers
 //! from the checkpoint's shapes themselves, and refuse a mechanism that is already built.
 //! Load first, then prepare.
+//!
+//! The reverse, a checkpoint TensorFlow restores: [`save_tf_luong`], [`save_tf_bahdanau`] and
+//! [`save_tf_attention_layer`] (the mechanisms must have prepared a memory, which builds
+//! their layers).
 
 use crate::decoder_core::AttentionDecoderCore;
 use crate::mechanism::{AttentionMechanism, BahdanauAttention, LuongAttention};
-use couplet_modules::checkpoint::tf::{module_variable, TfLoader};
+use couplet_modules::checkpoint::tf::{module_variable, TfCheckpointWriter, TfLoader};
 use couplet_modules::{Error, Module, Result};
 use tch::Tensor;
 
@@ -119,4 +123,63 @@ pub fn load_tf_attention_layer(
         Error::config(decoder.scope().path(), "has no attention layer (attention_layer_size is None)")
     })?;
     loader.dense(&format!("{scope}/attention_layer"), layer)
+}
+
+/// Adds `luong` as TF's `LuongAttention` under `scope`: `memory_layer/kernel [Dm, U]` and,
+/// with `scale`, `attention_g []` (the inverse of [`load_tf_luong`]).
+///
+/// # Errors
+/// [`Error::NotBuilt`] if `luong` has not prepared a memory yet (its memory layer is lazy);
+/// errors of [`TfCheckpointWriter::add`] (a name added twice).
+pub fn save_tf_luong(writer: &mut TfCheckpointWriter, scope: &str, luong: &LuongAttention) -> Result<()> {
+    let mut leaves = vec!["memory_layer/kernel"];
+    if luong.config().scale {
+        leaves.push("attention_g");
+    }
+    let sources = ["memory_layer/w", "attention_g"];
+    for (leaf, source) in leaves.iter().zip(sources) {
+        writer.add(&format!("{scope}/{leaf}"), &module_variable(luong, source)?)?;
+    }
+    Ok(())
+}
+
+/// Adds `bahdanau` as TF's `BahdanauAttention` under `scope`: `memory_layer/kernel [Dm, U]`,
+/// `query_layer/kernel [Dq, U]`, `attention_v [U]` and, with `normalize`, `attention_g []`
+/// and `attention_b [U]` (the inverse of [`load_tf_bahdanau`]).
+///
+/// # Errors
+/// [`Error::NotBuilt`] if `bahdanau` has not prepared a memory and scored a query yet (its
+/// layers are lazy); errors of [`TfCheckpointWriter::add`].
+pub fn save_tf_bahdanau(
+    writer: &mut TfCheckpointWriter,
+    scope: &str,
+    bahdanau: &BahdanauAttention,
+) -> Result<()> {
+    let mut leaves = vec![("memory_layer/kernel", "memory_layer/w"), ("query_layer/kernel", "query_layer/w")];
+    leaves.push(("attention_v", "attention_v"));
+    if bahdanau.config().normalize {
+        leaves.extend([("attention_g", "attention_g"), ("attention_b", "attention_b")]);
+    }
+    for (leaf, source) in leaves {
+        writer.add(&format!("{scope}/{leaf}"), &module_variable(bahdanau, source)?)?;
+    }
+    Ok(())
+}
+
+/// Adds `decoder`'s attention layer as the `AttentionWrapper`'s under `scope`:
+/// `attention_layer/kernel [O_cell + Dm, A]` (the inverse of [`load_tf_attention_layer`]; the
+/// cell and the mechanism are written by their own writers).
+///
+/// # Errors
+/// [`Error::Config`] if `decoder` has no attention layer; [`Error::NotBuilt`] if the layer
+/// has not run yet (it is lazy); errors of [`TfCheckpointWriter::add`].
+pub fn save_tf_attention_layer(
+    writer: &mut TfCheckpointWriter,
+    scope: &str,
+    decoder: &AttentionDecoderCore,
+) -> Result<()> {
+    let layer = decoder.attention_layer().ok_or_else(|| {
+        Error::config(decoder.scope().path(), "has no attention layer (attention_layer_size is None)")
+    })?;
+    writer.add_dense(&format!("{scope}/attention_layer"), layer)
 }

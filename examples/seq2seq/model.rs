@@ -5,12 +5,13 @@ use super::batch::Batch;
 use super::data::{END, START};
 use super::AttentionKind;
 use couplet::attention::{
-    beam_search, greedy_decode, sample_decode, AttentionDecoderConfig, AttentionDecoderCore,
+    beam_search, export, greedy_decode, sample_decode, AttentionDecoderConfig, AttentionDecoderCore,
     AttentionMechanism, BahdanauAttention, BahdanauConfig, BeamSearchConfig, CoreDecoder, GreedyOptions,
     LuongAttention, LuongConfig, SampleOptions,
 };
 use couplet::rnn::{
-    bidirectional_dynamic_rnn, dynamic_rnn, BiRnnOptions, Lstm, LstmConfig, MergeMode, State, UnrollOptions,
+    bidirectional_dynamic_rnn, dynamic_rnn, BiRnnOptions, Lstm, LstmConfig, MergeMode, RnnCore, State,
+    UnrollOptions,
 };
 use couplet::tch::{Kind, Tensor};
 use couplet::{Embed, EmbedConfig, Error, Linear, LinearConfig, Mode, Result, Scope, TorchContext};
@@ -89,12 +90,10 @@ impl Seq2Seq {
     }
 
     /// The encoder's outputs, both directions concatenated: `source [B, S]` → `[B, S, 2H]`,
-    /// zero past each length (`None`: every row is `S` long).
-    fn encode(&self, source: &Tensor, lengths: Option<&[i64]>, mode: Mode) -> Result<Tensor> {
+    /// zero past each length of `options` (none: every row is `S` long).
+    fn encode(&self, source: &Tensor, options: &BiRnnOptions) -> Result<Tensor> {
         let x = self.source_embed.forward(source)?;
-        let options = BiRnnOptions::new(mode);
-        let options = if let Some(lengths) = lengths { options.with_lengths(lengths) } else { options };
-        let outputs = bidirectional_dynamic_rnn(&self.encoder_fw, &self.encoder_bw, &x, &options)?;
+        let outputs = bidirectional_dynamic_rnn(&self.encoder_fw, &self.encoder_bw, &x, options)?;
         outputs
             .merge(MergeMode::Concat)?
             .one()
@@ -110,20 +109,25 @@ impl Seq2Seq {
         steps: i64,
     ) -> Result<State> {
         let (source, lengths, mask) = batch_source;
-        let memory = self.encode(source, Some(lengths), mode)?;
+        let memory = self.encode(source, &BiRnnOptions::new(mode).with_lengths(lengths))?;
         self.decoder.initial_state_with_memory(&memory, Some(mask), Some(steps))
     }
 
     /// The decoder's first state (evaluation) for `source [B, S]` whose rows are all `S`
     /// characters long, computed without lengths: the form TorchScript tracing records
     /// (`couplet::export`; lengths are host values a trace would fix). `mask [B, S]` (bool)
-    /// masks the attention; room for `steps` alignments.
+    /// masks the attention; room for `steps` alignments. Every initial state (the encoder's,
+    /// the decoder's) is built from `source` by tensor operations, not from host sizes, so a
+    /// traced encoder serves any batch size and source length.
     ///
     /// # Errors
     /// Shape errors of the modules, libtorch errors.
     pub fn initial_state_unpadded(&self, source: &Tensor, mask: &Tensor, steps: i64) -> Result<State> {
-        let memory = self.encode(source, None, Mode::Eval)?;
-        self.decoder.initial_state_with_memory(&memory, Some(mask), Some(steps))
+        let fw = export::rebatch(&self.encoder_fw.initial_state(1)?, source)?;
+        let bw = export::rebatch(&self.encoder_bw.initial_state(1)?, source)?;
+        let options = BiRnnOptions::new(Mode::Eval).with_fw_initial_state(&fw).with_bw_initial_state(&bw);
+        let memory = self.encode(source, &options)?;
+        export::traceable_initial_state(&self.decoder, &memory, Some(mask), Some(steps))
     }
 
     /// One decoding step: target embedding, attention decoder core, output projection.

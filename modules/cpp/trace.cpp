@@ -12,6 +12,7 @@
 
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/frontend/tracer.h>
+#include <torch/csrc/jit/ir/constants.h>
 #include <torch/csrc/jit/ir/ir.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/csrc/jit/passes/normalize_ops.h>
@@ -56,6 +57,67 @@ std::vector<std::string> split(const std::string &path) {
   std::string part;
   while (std::getline(ss, part, '.')) parts.push_back(part);
   return parts;
+}
+
+// Inserts `if a != b: raise Exception(text.format(*args))` at the graph's insert point.
+void insert_check(torch::jit::Graph &graph, torch::jit::Value *a, torch::jit::Value *b, const std::string &text,
+                  const std::vector<torch::jit::Value *> &args) {
+  auto *differ = graph.insert(c10::aten::ne, {a, b});
+  auto *check = graph.insertNode(graph.create(c10::prim::If, {differ}, 0));
+  auto *raise = check->addBlock();
+  check->addBlock();
+  torch::jit::WithInsertPoint in(raise);
+  std::vector<torch::jit::NamedValue> format{graph.insertConstant(text)};
+  for (auto *arg : args) format.emplace_back(arg);
+  graph.insert(c10::prim::RaiseException, {graph.insert(c10::aten::format, format)});
+}
+
+// libtorch's fused recurrent kernels (aten::lstm, gru, rnn_tanh, rnn_relu over a padded
+// input) do not check that the initial state's batch matches the input's: given another, they
+// read and write out of bounds. A trace fixes an initial state built from host sizes (zeros of
+// the example's batch) as a constant, so calling the saved method with another batch would
+// corrupt memory. Before every such kernel this inserts, for each initial-state tensor
+// `[layers, B, H]`, a check of its batch against the input's that raises an exception naming
+// both (a RuntimeError in Python, a c10::Error in C++) instead.
+void guard_recurrent_batches(const std::shared_ptr<torch::jit::Graph> &graph, const std::string &method) {
+  using torch::jit::Node;
+  using torch::jit::Value;
+  std::vector<Node *> kernels;
+  for (auto *node : graph->nodes()) {
+    auto kind = node->kind();
+    if (kind != c10::aten::lstm && kind != c10::aten::gru && kind != c10::aten::rnn_tanh &&
+        kind != c10::aten::rnn_relu)
+      continue;
+    const auto *schema = node->maybeSchema();
+    if (schema != nullptr && schema->overload_name() == "input") kernels.push_back(node);
+  }
+  for (auto *node : kernels) {
+    // (input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first)
+    auto batch_first = torch::jit::toIValue(node->input(8));
+    if (!batch_first.has_value() || !batch_first->isBool())
+      throw std::invalid_argument(method + ": a recurrent kernel's batch_first is not a constant");
+    std::vector<Value *> states;
+    if (node->kind() == c10::aten::lstm) {
+      auto *list = node->input(1)->node();
+      if (list->kind() != c10::prim::ListConstruct)
+        throw std::invalid_argument(method + ": an LSTM kernel's initial state is not a list of tensors");
+      for (auto *v : list->inputs()) states.push_back(v);
+    } else {
+      states.push_back(node->input(1));
+    }
+    torch::jit::WithInsertPoint at(node);
+    auto *input_batch = graph->insert(c10::aten::size, {node->input(0), batch_first->toBool() ? 0 : 1});
+    for (auto *state : states) {
+      auto *state_batch = graph->insert(c10::aten::size, {state, 1});
+      insert_check(*graph, state_batch, input_batch,
+                   "couplet export: method '" + method +
+                       "': a recurrent kernel's initial state has batch size {} (fixed when traced: it "
+                       "was built from host sizes, not from the inputs) but the input has batch size {}; "
+                       "call it with batch size {} or export a state built from the inputs "
+                       "(couplet_attention::export::rebatch)",
+                   {state_batch, input_batch, state_batch});
+    }
+  }
 }
 
 }  // namespace
@@ -136,6 +198,23 @@ int couplet_is_tracing() { return torch::jit::tracer::isTracing() ? 1 : 0; }
 
 // Ends the trace with `outputs` and adds it to the module as method `name`. A graph constant
 // that aliases a registered tensor (it was read through a copy such as `detach`) is an error.
+// Records in the running trace a check that `t`'s dimension `dim` has its present size when
+// the traced method runs, raising an exception naming `what` and both sizes otherwise.
+char *couplet_trace_check_size(const at::Tensor *t, int64_t dim, const char *what) {
+  GUARD({
+    auto state = torch::jit::tracer::getTracingState();
+    if (state == nullptr) throw std::invalid_argument("not tracing");
+    auto &graph = *state->graph;
+    int64_t expected = t->size(dim);
+    auto *actual = graph.insert(c10::aten::size, {state->getValue(*t), dim});
+    auto *wanted = graph.insertConstant(expected);
+    insert_check(graph, actual, wanted,
+                 std::string("couplet export: ") + what + " must have size {} in dimension " +
+                     std::to_string(dim) + " (fixed when traced), got {}",
+                 {wanted, actual});
+  })
+}
+
 char *couplet_trace_end(void *m, const char *name, const at::Tensor *const *outputs, int noutputs) {
   GUARD({
     auto *traced = static_cast<Traced *>(m);
@@ -160,6 +239,7 @@ char *couplet_trace_end(void *m, const char *name, const at::Tensor *const *outp
     torch::jit::FixupTraceScopeBlocks(graph, &traced->module);
     torch::jit::NormalizeOps(graph);
     torch::jit::EliminateDeadCode(graph);
+    guard_recurrent_batches(graph, name);
     for (auto *node : graph->nodes()) {
       if (node->kind() != c10::prim::Constant || !node->output()->type()->cast<c10::TensorType>())
         continue;

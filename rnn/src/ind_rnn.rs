@@ -107,7 +107,7 @@ impl IndRnn {
     pub fn new(parent: &Scope, config: IndRnnConfig) -> Result<Self> {
         let scope = parent.child("ind_rnn")?;
         let module = scope.path();
-        check_sizes(module, config.hidden_size, config.input_size)?;
+        check_sizes(module, config.hidden_size, config.input_size, 1)?;
         check_variable_keys(module, &config.initializers, &config.regularizers, &VARIABLES)?;
         let cell = IndRnn { scope, config, vars: OnceLock::new() };
         if let Some(i) = cell.config.input_size {

@@ -9,6 +9,10 @@
 //! | `BasicRNNCell` (`kernel`, `bias`) | [`VanillaRnn`] (tanh) | [`load_tf_basic_rnn_cell`] |
 //! | Keras `LSTM` (`kernel`, `recurrent_kernel`, `bias`) | [`Lstm`] | [`load_keras_lstm`] |
 //! | Keras `GRU`, `reset_after` either way | [`Gru`] with the same `reset_after` | [`load_keras_gru`] |
+//!
+//! And the reverse, a checkpoint TensorFlow restores (through a [`TfCheckpointWriter`]):
+//! [`save_tf_lstm_cell`], [`save_tf_gru_cell`], [`save_tf_basic_rnn_cell`], [`save_keras_lstm`],
+//! [`save_keras_gru`].
 
 use crate::{Gru, Lstm, VanillaRnn};
 use couplet_modules::checkpoint::tf::{module_variable, TfCheckpointWriter, TfLoader};
@@ -377,4 +381,68 @@ pub fn save_tf_basic_rnn_cell(writer: &mut TfCheckpointWriter, scope: &str, rnn:
     let kernel = tf_kernel(w_ih, w_hh).ctx(&module)?;
     writer.add(&format!("{scope}/kernel"), &kernel)?;
     writer.add(&format!("{scope}/bias"), &b_ih.f_add(b_hh).ctx(&module)?)
+}
+
+/// Adds `lstm` as a Keras `LSTM` (or `LSTMCell`) under `scope` (the cell's scope, e.g.
+/// `lstm/lstm_cell`): `kernel [I, 4H]`, `recurrent_kernel [H, 4H]` (gates `i, f, c, o`, the
+/// same order as couplet's) and `bias [4H]` (PyTorch's two biases summed, which Keras'
+/// function allows), the inverse of [`load_keras_lstm`].
+///
+/// # Errors
+/// [`Error::NotBuilt`] for a lazy cell not yet built; [`Error::Config`] if `lstm` has
+/// peepholes, a projection, layer norm or no bias (a Keras LSTM has none of those); errors
+/// of [`TfCheckpointWriter::add`].
+pub fn save_keras_lstm(writer: &mut TfCheckpointWriter, scope: &str, lstm: &Lstm) -> Result<()> {
+    let c = lstm.config();
+    let module = lstm.scope().path().to_string();
+    if c.peepholes || c.proj_size.is_some() || c.layer_norm || !c.with_bias {
+        return Err(Error::config(
+            &module,
+            "only a plain Lstm with a bias (no peepholes, projection or layer norm) is a Keras LSTM",
+        ));
+    }
+    let dict = lstm.torch_state_dict("")?;
+    let (w_ih, w_hh) = (param(&module, &dict, "weight_ih")?, param(&module, &dict, "weight_hh")?);
+    let (b_ih, b_hh) = (param(&module, &dict, "bias_ih")?, param(&module, &dict, "bias_hh")?);
+    let parts = (|| -> Result<[Tensor; 3], TchError> {
+        Ok([w_ih.f_tr()?.f_contiguous()?, w_hh.f_tr()?.f_contiguous()?, b_ih.f_add(b_hh)?])
+    })()
+    .ctx(&module)?;
+    for (leaf, t) in ["kernel", "recurrent_kernel", "bias"].iter().zip(&parts) {
+        writer.add(&format!("{scope}/{leaf}"), t)?;
+    }
+    Ok(())
+}
+
+/// Adds `gru` as a Keras `GRU` (or `GRUCell`) with the same `reset_after` under `scope`:
+/// `kernel [I, 3H]`, `recurrent_kernel [H, 3H]` (couplet's gates `r, z, n` reordered to
+/// Keras' `z, r, h`) and `bias`: `[2, 3H]` (input and recurrent bias) for
+/// `reset_after = true`, `[3H]` (the two summed) for `reset_after = false`. The inverse of
+/// [`load_keras_gru`].
+///
+/// # Errors
+/// [`Error::NotBuilt`] for a lazy cell not yet built; [`Error::Config`] without a bias;
+/// errors of [`TfCheckpointWriter::add`].
+pub fn save_keras_gru(writer: &mut TfCheckpointWriter, scope: &str, gru: &Gru) -> Result<()> {
+    let module = gru.scope().path().to_string();
+    let dict = gru.torch_state_dict("")?;
+    let (w_ih, w_hh) = (param(&module, &dict, "weight_ih")?, param(&module, &dict, "weight_hh")?);
+    let (b_ih, b_hh) = (param(&module, &dict, "bias_ih")?, param(&module, &dict, "bias_hh")?);
+    // r, z, n → z, r, h (the same swap both ways).
+    const ZRH: [usize; 3] = [1, 0, 2];
+    let reset_after = gru.config().reset_after;
+    let parts = (|| -> Result<[Tensor; 3], TchError> {
+        let (b_ih, b_hh) = (reorder(b_ih, 3, &ZRH)?, reorder(b_hh, 3, &ZRH)?);
+        let bias = if reset_after { Tensor::f_stack(&[b_ih, b_hh], 0)? } else { b_ih.f_add(&b_hh)? };
+        Ok([
+            reorder(w_ih, 3, &ZRH)?.f_tr()?.f_contiguous()?,
+            reorder(w_hh, 3, &ZRH)?.f_tr()?.f_contiguous()?,
+            bias,
+        ])
+    })()
+    .ctx(&module)?;
+    for (leaf, t) in ["kernel", "recurrent_kernel", "bias"].iter().zip(&parts) {
+        writer.add(&format!("{scope}/{leaf}"), t)?;
+    }
+    Ok(())
 }

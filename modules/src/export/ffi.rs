@@ -19,6 +19,7 @@ extern "C" {
     fn couplet_trace_begin(m: *mut c_void, inputs: *const *const C_tensor, n: c_int) -> *mut c_char;
     fn couplet_trace_abandon();
     fn couplet_is_tracing() -> c_int;
+    fn couplet_trace_check_size(t: *const C_tensor, dim: i64, what: *const c_char) -> *mut c_char;
     fn couplet_trace_end(
         m: *mut c_void,
         name: *const c_char,
@@ -120,6 +121,13 @@ impl Drop for RawModule {
         // SAFETY: the pointer came from `couplet_module_new` and is freed once.
         unsafe { couplet_module_free(self.0) }
     }
+}
+
+/// Records in the running trace a check of `tensor`'s size in dimension `dim` (valid).
+pub(crate) fn check_size(tensor: &Tensor, dim: i64, what: &str) -> Result<(), String> {
+    let what = c_string(what)?;
+    // SAFETY: the tensor pointer is valid for the call; the message is freed by `check`.
+    check(unsafe { couplet_trace_check_size(tensor.as_ptr(), dim, what.as_ptr()) })
 }
 
 /// Drops this thread's recording, if any (after a failed traced call).

@@ -43,11 +43,17 @@
 //! - **Sizes read on the host** (`size()` used in arithmetic) become constants. couplet's
 //!   modules keep the batch dimension symbolic where the op allows (`-1` in reshapes), so
 //!   [`Linear`](crate::Linear), [`Mlp`](crate::Mlp), embeddings, the fused RNN kernels and
-//!   an attention decoder step accept another batch size after export; zero initial states
-//!   (`Tensor::zeros` of host sizes) keep the traced one, and libtorch's traced kernels do
-//!   not always check it (a traced LSTM called with another batch than its zero state's
-//!   corrupts memory): call such methods at the traced batch size. A Rust loop over time
-//!   steps unrolls into the graph, so the number of steps of a step-loop RNN is fixed.
+//!   an attention decoder step accept another batch size after export. Initial states
+//!   (`RnnCore::initial_state(b)`: zeros or a learned state repeated to a host `b`) keep the
+//!   traced one; build them from the inputs instead, with [`repeat_to_batch_of`] (and
+//!   `couplet_attention::export::{rebatch, traceable_initial_state}` for whole states), so the
+//!   method serves any batch size. libtorch's fused recurrent kernels (`aten::lstm`, `gru`,
+//!   `rnn_tanh`, `rnn_relu`) do not check their initial state's batch (given another they
+//!   read out of bounds), so every traced method checks it before each such kernel: a call
+//!   whose batch the traced state does not have raises an exception naming both batch sizes
+//!   (`Err(TchError::Torch)` from [`tch::CModule`], a `RuntimeError` in Python) instead of
+//!   corrupting memory. A Rust loop over time steps unrolls into the graph, so the number of
+//!   steps of a step-loop RNN is fixed.
 //! - **Captured tensors** that are not inputs and not registered variables are baked in as
 //!   constants (libtorch refuses ones that require grad: list their variables). Operations
 //!   on a registered variable inside the trace (even `detach`) are recorded; a copy of it
@@ -59,7 +65,7 @@
 
 mod ffi;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TorchContext};
 use crate::store::Variable;
 use std::path::Path;
 use tch::Tensor;
@@ -82,6 +88,61 @@ pub fn ensure_not_tracing(module: &str, what: &str, instead: &str) -> Result<()>
         return Err(Error::Untraceable { module: module.to_string(), message: format!("{what}; {instead}") });
     }
     Ok(())
+}
+
+/// `row` (`[1, ..]`) repeated along dimension 0 to `like`'s first dimension (`[B, ..]`, any
+/// rank ≥ 1 and kind) by tensor operations that a trace records: `[B, ..]` of `row`'s kind and
+/// device, whose `B` a traced method takes from its input at run time, where
+/// `row.repeat([b, ..])` with a host `b` would fix the traced batch size. Eagerly it equals
+/// `row.repeat([like.size()[0], 1, ..])`.
+///
+/// # Errors
+/// [`Error::Shape`] if `row` is not `[1, ..]` or `like` has rank 0; [`Error::Torch`] for
+/// libtorch's errors (e.g. `like` on another device than `row`).
+pub fn repeat_to_batch_of(like: &Tensor, row: &Tensor) -> Result<Tensor> {
+    const FUNC: &str = "repeat_to_batch_of";
+    let shape = row.size();
+    if shape.first() != Some(&1) {
+        return Err(Error::shape(FUNC, "row", "[1, ..]", shape));
+    }
+    if like.dim() == 0 {
+        return Err(Error::shape(FUNC, "like", "[B, ..]", like.size()));
+    }
+    // [B, ..] → [B, 0] → sum over the empty dimension: zeros [B, 1], whose B the tracer
+    // records as the input's (aten::flatten and aten::narrow keep it symbolic).
+    let mut view = vec![-1i64];
+    view.extend(std::iter::repeat(1).take(shape.len() - 1));
+    let zeros = like
+        .f_unsqueeze(-1)
+        .and_then(|t| t.f_flatten(1, -1))
+        .and_then(|t| t.f_narrow(1, 0, 0))
+        .and_then(|t| t.f_sum_dim_intlist(1, true, None::<tch::Kind>))
+        .and_then(|t| t.f_to_kind(row.kind()))
+        .and_then(|t| t.f_view(view.as_slice()))
+        .ctx(FUNC)?;
+    row.f_add(&zeros).ctx(FUNC)
+}
+
+/// Inside [`Exporter::trace`]: records a check that, when the traced method runs, `x`'s
+/// dimension `dim` (negative counts from the end) has the size it has now, raising an
+/// exception that names `what` and both sizes otherwise (`Err(TchError::Torch)` from
+/// [`tch::CModule`], a `RuntimeError` in Python). Use it where the traced code fixes a size on
+/// the host that the graph would not check itself, e.g. a reshape to `[-1, n]` with a host `n`,
+/// which another size would silently regroup. Outside a trace it records nothing.
+///
+/// # Errors
+/// [`Error::Shape`] naming `what` if `x` has no dimension `dim`; [`Error::InvalidArgument`] if
+/// `what` contains a NUL byte.
+pub fn check_traced_size(x: &Tensor, dim: i64, what: &str) -> Result<()> {
+    let rank = x.dim() as i64;
+    let index = if dim < 0 { dim + rank } else { dim };
+    if !(0..rank).contains(&index) {
+        return Err(Error::shape(MODULE, what, format!("a tensor with dimension {dim}"), x.size()));
+    }
+    if !is_tracing() {
+        return Ok(());
+    }
+    ffi::check_size(x, index, what).map_err(|m| Error::invalid(MODULE, m))
 }
 
 /// One TorchScript module under construction: registered variables and traced methods.

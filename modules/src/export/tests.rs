@@ -122,3 +122,103 @@ fn saved_files_load_with_libtorch() {
     assert!(matches!(err, Error::Io { .. }), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A one-layer LSTM kernel (hidden 3) over `x [B, T, 4]` (batch first) from `h0`, `c0`
+/// `[1, B, 3]`: its outputs `[B, T, 3]`.
+fn lstm(x: &Tensor, h0: &Tensor, c0: &Tensor) -> Result<Tensor> {
+    let opts = (Kind::Float, Device::Cpu);
+    let w_ih = Tensor::linspace(-1.0, 1.0, 48, opts).reshape([12, 4]);
+    let w_hh = Tensor::linspace(1.0, -1.0, 36, opts).reshape([12, 3]);
+    let (y, _, _) = x.f_lstm(&[h0, c0], &[&w_ih, &w_hh], false, 1, 0.0, false, false, true).ctx("lstm")?;
+    Ok(y)
+}
+
+#[test]
+fn rows_repeated_to_the_inputs_batch_follow_it_after_export() {
+    let row = Tensor::from_slice(&[1.5f32, -2.0, f32::INFINITY]).reshape([1, 3]);
+    let flags = Tensor::from_slice(&[true, false]).reshape([1, 1, 2]);
+    let counts = Tensor::from_slice(&[4i64]).reshape([1, 1]);
+    let mut e = Exporter::new("m").unwrap();
+    let like = || Tensor::zeros([2, 0, 5], (Kind::Double, Device::Cpu));
+    e.trace("forward", &[like()], |i| {
+        Ok(vec![
+            repeat_to_batch_of(&i[0], &row)?,
+            repeat_to_batch_of(&i[0], &flags)?,
+            repeat_to_batch_of(&i[0], &counts)?,
+        ])
+    })
+    .unwrap();
+    let loaded = e.to_cmodule().unwrap();
+    for b in [1, 5] {
+        let like = Tensor::zeros([b, 7, 5], (Kind::Double, Device::Cpu));
+        let tch::IValue::Tuple(parts) = loaded.forward_is(&[tch::IValue::Tensor(like)]).unwrap() else {
+            panic!("three outputs")
+        };
+        let parts: Vec<Tensor> =
+            parts.into_iter().map(|p| if let tch::IValue::Tensor(t) = p { t } else { panic!() }).collect();
+        assert!(parts[0].equal(&row.repeat([b, 1])), "{b}");
+        assert!(parts[1].equal(&flags.repeat([b, 1, 1])), "{b}");
+        assert!(parts[2].equal(&counts.repeat([b, 1])), "{b}");
+    }
+    assert!(matches!(repeat_to_batch_of(&like(), &row.repeat([2, 1])), Err(Error::Shape { .. })));
+    assert!(matches!(repeat_to_batch_of(&Tensor::from(1.0), &row), Err(Error::Shape { .. })));
+}
+
+#[test]
+fn a_recurrent_kernel_given_a_state_of_another_batch_raises_instead_of_corrupting_memory() {
+    let opts = (Kind::Float, Device::Cpu);
+    let x = |b: i64| Tensor::linspace(-2.0, 2.0, b * 5 * 4, opts).reshape([b, 5, 4]);
+    // A zero state of host sizes: fixed at the traced batch (2).
+    let mut fixed = Exporter::new("m").unwrap();
+    fixed
+        .trace("forward", &[x(2)], |i| {
+            let zeros = Tensor::zeros([1, 2, 3], opts);
+            Ok(vec![lstm(&i[0], &zeros, &zeros)?])
+        })
+        .unwrap();
+    let fixed = fixed.to_cmodule().unwrap();
+    let zeros = |b: i64| Tensor::zeros([1, b, 3], opts);
+    let want = |b: i64| lstm(&x(b), &zeros(b), &zeros(b)).unwrap();
+    assert!(fixed.forward_ts(&[x(2)]).unwrap().equal(&want(2)));
+    for b in [1, 3, 64] {
+        let err = fixed.forward_ts(&[x(b)]).unwrap_err().to_string();
+        assert!(
+            err.contains("initial state has batch size 2 (fixed when traced")
+                && err.contains(&format!("the input has batch size {b}")),
+            "{err}"
+        );
+    }
+    // The same state built from the input follows its batch, bit for bit as eager.
+    let mut dynamic = Exporter::new("m").unwrap();
+    dynamic
+        .trace("forward", &[x(2)], |i| {
+            let zeros = repeat_to_batch_of(&i[0], &Tensor::zeros([1, 3], opts))?.unsqueeze(0);
+            Ok(vec![lstm(&i[0], &zeros, &zeros)?])
+        })
+        .unwrap();
+    let dynamic = dynamic.to_cmodule().unwrap();
+    for b in [1, 2, 3, 64] {
+        assert!(dynamic.forward_ts(&[x(b)]).unwrap().equal(&want(b)), "{b}");
+    }
+}
+
+#[test]
+fn sizes_fixed_on_the_host_are_checked_when_the_method_runs() {
+    let mut e = Exporter::new("m").unwrap();
+    // A flatten to [-1, 4 * n] with a host n: another n would silently regroup the rows.
+    e.trace("forward", &[x(2)], |i| {
+        check_traced_size(&i[0], -1, "x [B, 4]")?;
+        Ok(vec![i[0].reshape([-1, 8])])
+    })
+    .unwrap();
+    let loaded = e.to_cmodule().unwrap();
+    assert_eq!(loaded.forward_ts(&[x(6)]).unwrap().size(), [3, 8]);
+    let err = loaded.forward_ts(&[Tensor::zeros([4, 2], (Kind::Float, Device::Cpu))]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("couplet export: x [B, 4] must have size 4 in dimension 1 (fixed when traced), got 2"),
+        "{err}"
+    );
+    assert!(check_traced_size(&x(2), 1, "x").is_ok(), "outside a trace: nothing recorded");
+    assert!(matches!(check_traced_size(&x(2), 2, "x"), Err(Error::Shape { .. })));
+}

@@ -1,8 +1,9 @@
-//! Converters from TensorFlow/Keras layers to this crate's modules: `Dense`, `Embedding`,
-//! `LayerNormalization`, `BatchNormalization`. Their variables only change names
+//! Converters between TensorFlow/Keras layers and this crate's modules, both ways: `Dense`,
+//! `Embedding`, `LayerNormalization`, `BatchNormalization`. Their variables only change names
 //! (TF `kernel [I, O]` is [`Linear`]'s `w [I, O]` already).
 
 use super::loader::TfLoader;
+use super::writer::TfCheckpointWriter;
 use crate::batch_norm::BatchNorm;
 use crate::embed::Embed;
 use crate::error::Result;
@@ -137,5 +138,69 @@ impl TfLoader<'_> {
             self.assign(&format!("{path}/moving_variance"), batch_norm.moving_variance()?, v)?;
         }
         Ok(())
+    }
+}
+
+/// Writers from this crate's modules to TF/Keras layers' variables: the inverses of the
+/// [`TfLoader`] converters above, for a checkpoint TensorFlow restores (by name, e.g.
+/// `tf.compat.v1.train.Saver(var_list)` over a Keras model's variables).
+impl TfCheckpointWriter {
+    /// Adds `linear` as a TF/Keras `Dense` under `scope`: `scope/kernel [I, O]` and, when it
+    /// has a bias, `scope/bias [O]` (the inverse of [`TfLoader::dense`]).
+    ///
+    /// # Errors
+    /// [`Error::NotBuilt`](crate::Error::NotBuilt) for a lazy `linear` not yet built; errors
+    /// of [`TfCheckpointWriter::add`] (a name added twice).
+    pub fn add_dense(&mut self, scope: &str, linear: &Linear) -> Result<()> {
+        self.add(&format!("{scope}/kernel"), linear.w()?)?;
+        if let Some(b) = linear.b()? {
+            self.add(&format!("{scope}/bias"), b)?;
+        }
+        Ok(())
+    }
+
+    /// Adds `embed` as a TF/Keras `Embedding` under `scope`: `scope/embeddings [V, D]` (the
+    /// inverse of [`TfLoader::embedding`]).
+    ///
+    /// # Errors
+    /// Errors of [`TfCheckpointWriter::add`].
+    pub fn add_embedding(&mut self, scope: &str, embed: &Embed) -> Result<()> {
+        self.add(&format!("{scope}/embeddings"), embed.embeddings())
+    }
+
+    /// Adds `layer_norm` as a Keras `LayerNormalization` under `scope`: `scope/gamma` and
+    /// `scope/beta` as it has a scale and an offset (the inverse of [`TfLoader::layer_norm`];
+    /// give Keras the same `epsilon` and axes).
+    ///
+    /// # Errors
+    /// [`Error::NotBuilt`](crate::Error::NotBuilt) for a lazy `layer_norm` not yet built;
+    /// errors of [`TfCheckpointWriter::add`].
+    pub fn add_layer_norm(&mut self, scope: &str, layer_norm: &LayerNorm) -> Result<()> {
+        if let Some(scale) = layer_norm.scale()? {
+            self.add(&format!("{scope}/gamma"), scale)?;
+        }
+        if let Some(offset) = layer_norm.offset()? {
+            self.add(&format!("{scope}/beta"), offset)?;
+        }
+        Ok(())
+    }
+
+    /// Adds `batch_norm` as a TF/Keras `BatchNormalization` under `scope`: `scope/gamma`,
+    /// `scope/beta` as it has a scale and an offset, and the moving statistics
+    /// `scope/moving_mean`, `scope/moving_variance` (the inverse of [`TfLoader::batch_norm`];
+    /// give Keras the same `epsilon` and channel axis).
+    ///
+    /// # Errors
+    /// [`Error::NotBuilt`](crate::Error::NotBuilt) for a lazy `batch_norm` not yet built;
+    /// errors of [`TfCheckpointWriter::add`].
+    pub fn add_batch_norm(&mut self, scope: &str, batch_norm: &BatchNorm) -> Result<()> {
+        if let Some(scale) = batch_norm.scale()? {
+            self.add(&format!("{scope}/gamma"), scale)?;
+        }
+        if let Some(offset) = batch_norm.offset()? {
+            self.add(&format!("{scope}/beta"), offset)?;
+        }
+        self.add(&format!("{scope}/moving_mean"), batch_norm.moving_mean()?)?;
+        self.add(&format!("{scope}/moving_variance"), batch_norm.moving_variance()?)
     }
 }
