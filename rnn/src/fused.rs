@@ -119,7 +119,7 @@ fn call(
 /// returns exactly what the step loop returns.
 ///
 /// Every layer reads its inputs with the padded steps set to zero and its outputs are set to
-/// zero past each length (a product with the `[S, B, 1]` mask), so the padded steps, which
+/// zero past each length (a `where` on the `[S, B, 1]` mask), so the padded steps, which
 /// only come after a row's real steps, change no real output and receive no gradient. A row's
 /// final `h` is its output at step `len − 1`, gathered with one `index_select` (rows of
 /// length 0 keep the initial state). An LSTM's cell state is not an output, so it is carried
@@ -161,7 +161,10 @@ pub(crate) fn run_padded(
     let index = Tensor::from_slice(&index).f_to_device(device).ctx(func)?;
     let time_major =
         if options.time_major { inputs.shallow_clone() } else { inputs.f_transpose(0, 1).ctx(func)? };
-    let mut x = time_major.f_narrow(0, 0, steps).and_then(|x| x.f_mul(&mask)).ctx(func)?;
+    // `where`, not a product: the padding may hold anything, NaN included.
+    let running = mask.f_gt(0.5).ctx(func)?;
+    let mut x =
+        time_major.f_narrow(0, 0, steps).and_then(|x| x.f_where_scalarother(&running, 0.0)).ctx(func)?;
     let mut finals = Vec::with_capacity(layers.len());
     for (layer, state) in layers.iter().zip(states) {
         let (y, last) = match state {
@@ -178,13 +181,13 @@ pub(crate) fn run_padded(
                     Ok((y, c.f_squeeze_dim(0)?))
                 };
                 let (y, c) = carry().ctx(func)?;
-                let y = y.f_mul(&mask).ctx(func)?;
+                let y = y.f_where_scalarother(&running, 0.0).ctx(func)?;
                 let h = gather_last(&y, h, &index).ctx(func)?;
                 (y, State::Lstm { h, c })
             }
             State::Tensor(h) if layer.kind != TorchCellKind::Lstm => {
                 let (y, _) = call(func, layer, &x, state, false, train)?;
-                let y = y.f_mul(&mask).ctx(func)?;
+                let y = y.f_where_scalarother(&running, 0.0).ctx(func)?;
                 let h = gather_last(&y, h, &index).ctx(func)?;
                 (y, State::Tensor(h))
             }

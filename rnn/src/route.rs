@@ -40,7 +40,9 @@
 //! per segment or over the padded batch, whichever the cost model finds cheaper: a call costs
 //! its row-steps (one row through one step) plus a fixed `CALL_COST` row-steps, so the padded
 //! batch is taken when `B · max(len) ≤ Σ len + CALL_COST · (segments − 1)`. `CALL_COST`
-//! was calibrated at `B = 32, T = 100, I = 64, H = 256` (see [`unroll_route`]).
+//! was calibrated at `B = 32, T = 100, I = 64, H = 256` with `rnn/examples/route_timing.rs
+//! lengths` (1 thread, a loaded machine: 42–63 row-steps per extra call over four length
+//! distributions, median 47; BENCHMARKS.md has the figures). It underrates calls on few rows.
 
 use crate::core::{RnnCore, Split};
 use crate::options::{validate, Route, UnrollOptions};
@@ -201,8 +203,8 @@ fn faster(layers: &[TorchCellWeights], inputs: &Tensor, initial: &State, plan: &
 }
 
 /// The fused kernels' fixed cost per call, in row-steps (one row through one step) of the
-/// kernel's own work: measured by `rnn/examples/route_timing.rs` (see [`unroll_route`]).
-const CALL_COST: i64 = 32;
+/// kernel's own work, measured by `rnn/examples/route_timing.rs lengths` (see the module docs).
+const CALL_COST: i64 = 50;
 
 /// Whether the padded route is cheaper than the segmented one for `plan`'s lengths: one
 /// kernel call over `B · max(len)` row-steps against one call per segment over `Σ len`
