@@ -82,7 +82,8 @@ impl<'a> UnrollOptions<'a> {
     }
 
     /// Forces `route` instead of the automatic choice (both compute the same function;
-    /// [`Route::Fused`] and [`Route::Split`] fail for cores they cannot take).
+    /// [`Route::Fused`], [`Route::Padded`] and [`Route::Split`] fail for cores they cannot
+    /// take).
     pub fn with_route(mut self, route: Route) -> Self {
         self.route = Some(route);
         self
@@ -98,6 +99,10 @@ pub enum Route {
     Loop,
     /// libtorch's fused recurrent kernels over runs of steps (plain cores only).
     Fused,
+    /// libtorch's fused recurrent kernels over the padded batch, one call per layer, with the
+    /// outputs past each length set to zero and each row's final state taken at its last
+    /// step (plain cores only; without lengths the same as [`Route::Fused`]).
+    Padded,
     /// The core's parts one after another over the whole sequence, each on its own
     /// automatic route (cores with an [`RnnCore::split`] only).
     Split,

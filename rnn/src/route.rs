@@ -19,6 +19,12 @@
 //!   and per *segment*, a run of steps between two distinct lengths, on the rows still
 //!   running, carrying the state across segments: ended rows cost nothing and final states
 //!   are exact.
+//! - [`Route::Padded`] runs the same kernels once per layer over the padded batch (the first
+//!   `max(len)` steps of every row), sets the outputs past each length to zero and takes each
+//!   row's final state at its last step: exact too, because the padded steps only follow a
+//!   row's real steps (an LSTM's cell state is carried through them by saturated gates, see
+//!   `fused::run_padded`). One call per layer instead of one per segment, at the price of the
+//!   padded steps.
 //!
 //! Every route computes the same function (to float rounding), with the same gradients; with
 //! dropout the masks are drawn per sequence instead of per step, from the same distribution
@@ -30,7 +36,13 @@
 //! layers without a projection (oneDNN; measured), and in inference at fixed lengths also
 //! GRU and projected-LSTM stacks (libtorch's C++ loops; measured); every plain core on CUDA
 //! (cuDNN); see [`unroll_route`] for the measurements. Otherwise a core that splits takes
-//! [`Route::Split`], and any other core the step loop.
+//! [`Route::Split`], and any other core the step loop. With lengths, the fused kernels run
+//! per segment or over the padded batch, whichever the cost model finds cheaper: a call costs
+//! its row-steps (one row through one step) plus a fixed `CALL_COST` row-steps, so the padded
+//! batch is taken when `B · max(len) ≤ Σ len + CALL_COST · (segments − 1)`. `CALL_COST`
+//! was calibrated at `B = 32, T = 100, I = 64, H = 256` with `rnn/examples/route_timing.rs
+//! lengths` (1 thread, a loaded machine: 42–63 row-steps per extra call over four length
+//! distributions, median 47; BENCHMARKS.md has the figures). It underrates calls on few rows.
 
 use crate::core::{RnnCore, Split};
 use crate::options::{validate, Route, UnrollOptions};
@@ -50,7 +62,9 @@ use tch::{Device, Kind, Tensor};
 /// gradient, or under `tch::no_grad`) at fixed lengths, stacks of GRU and LSTM layers; on
 /// CUDA for every plain core whose tensors share one floating kind; otherwise
 /// [`Route::Split`] for cores that split in the unroll's mode (see [`RnnCore::split`]), and
-/// [`Route::Loop`] for the rest.
+/// [`Route::Loop`] for the rest. Where the fused kernels are taken with lengths, they run over
+/// the padded batch ([`Route::Padded`]) when the cost model of the
+/// [module documentation](self) finds that cheaper than one call per segment.
 /// Measured on the CPU (1 libtorch thread, a loaded 2-core machine, medians of 7 in one
 /// run of `rnn/examples/route_timing.rs`), `B = 32, T = 100, I = 64, H = 256`,
 /// milliseconds; "variable" = lengths uniform in `[T/2, T]` (27 segments), "1..=T" = 100
@@ -91,8 +105,8 @@ use tch::{Device, Kind, Tensor};
 ///
 /// # Errors
 /// As [`dynamic_rnn`](crate::dynamic_rnn) for bad inputs, lengths or initial state;
-/// [`Error::Config`] naming `dynamic_rnn` if [`Route::Fused`] is forced for a core or
-/// tensors it cannot take, or [`Route::Split`] for a core that does not split in the mode.
+/// [`Error::Config`] naming `dynamic_rnn` if [`Route::Fused`] or [`Route::Padded`] is forced
+/// for a core or tensors it cannot take, or [`Route::Split`] for a core that does not split in the mode.
 pub fn unroll_route<C: RnnCore + ?Sized>(
     core: &C,
     inputs: &Tensor,
@@ -102,6 +116,7 @@ pub fn unroll_route<C: RnnCore + ?Sized>(
     let (initial, plan) = validate(FUNC, core, inputs, options)?;
     Ok(match select(FUNC, core, inputs, &initial, &plan, options.mode, options.route)? {
         Choice::Fused(_) => Route::Fused,
+        Choice::Padded(_) => Route::Padded,
         Choice::Split(_) => Route::Split,
         Choice::Loop => Route::Loop,
     })
@@ -111,8 +126,10 @@ pub fn unroll_route<C: RnnCore + ?Sized>(
 pub(crate) enum Choice<'a> {
     /// The step loop.
     Loop,
-    /// The fused kernels over these layers, bottom first.
+    /// The fused kernels over these layers, bottom first, per segment.
     Fused(Vec<TorchCellWeights>),
+    /// The fused kernels over these layers, bottom first, over the padded batch.
+    Padded(Vec<TorchCellWeights>),
     /// The core's parts.
     Split(Split<'a>),
 }
@@ -147,16 +164,19 @@ pub(crate) fn select<'a, C: RnnCore + ?Sized>(
         _ => None,
     };
     match (forced, layers) {
-        (Some(Route::Fused), None) => Err(Error::config(
+        (Some(route @ (Route::Fused | Route::Padded)), None) => Err(Error::config(
             func,
             format!(
-                "Route::Fused needs a plain core (RnnCore::torch_layers) whose weights, inputs and \
+                "Route::{route:?} needs a plain core (RnnCore::torch_layers) whose weights, inputs and \
                  initial state share one floating kind and device; {} is not",
                 core.name()
             ),
         )),
         (Some(Route::Fused), Some(layers)) => Ok(Choice::Fused(layers)),
-        (_, Some(layers)) if faster(&layers, inputs, initial, plan) => Ok(Choice::Fused(layers)),
+        (Some(Route::Padded), Some(layers)) => Ok(Choice::Padded(layers)),
+        (_, Some(layers)) if faster(&layers, inputs, initial, plan) => {
+            Ok(if padding_pays(plan) { Choice::Padded(layers) } else { Choice::Fused(layers) })
+        }
         _ => Ok(core.split(mode).map_or(Choice::Loop, Choice::Split)),
     }
 }
@@ -180,6 +200,20 @@ fn faster(layers: &[TorchCellWeights], inputs: &Tensor, initial: &State, plan: &
         Device::Cuda(_) => true,
         _ => false,
     }
+}
+
+/// The fused kernels' fixed cost per call, in row-steps (one row through one step) of the
+/// kernel's own work, measured by `rnn/examples/route_timing.rs lengths` (see the module docs).
+const CALL_COST: i64 = 50;
+
+/// Whether the padded route is cheaper than the segmented one for `plan`'s lengths: one
+/// kernel call over `B · max(len)` row-steps against one call per segment over `Σ len`
+/// row-steps (ties go to padding, which has the simpler graph).
+fn padding_pays(plan: &Plan) -> bool {
+    let Some(lengths) = plan.lengths() else { return false };
+    let real: i64 = lengths.iter().sum();
+    let segments = plan.segments().len() as i64;
+    plan.batch() * plan.steps() <= real + CALL_COST * (segments - 1)
 }
 
 /// Whether the fused kernels can take `layers` with `inputs` and `initial` as they are.

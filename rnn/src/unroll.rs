@@ -82,8 +82,8 @@ const FUNC: &str = "dynamic_rnn";
 /// [`Error::Shape`] naming `dynamic_rnn` if `inputs` has rank below 3, the lengths are not
 /// `[B]` integers, or an initial-state leaf does not have the core's shape `[B, ..]`; [`Error::InvalidArgument`] for
 /// a length outside `0..=T` (naming the row and value) or an initial state of another
-/// structure than the core's; [`Error::Config`] if [`Route::Fused`] or [`Route::Split`] is
-/// forced for a core that cannot take it; any error of the core's step (naming the core).
+/// structure than the core's; [`Error::Config`] if [`Route::Fused`], [`Route::Padded`] or
+/// [`Route::Split`] is forced for a core that cannot take it; any error of the core's step (naming the core).
 pub fn dynamic_rnn<C: RnnCore + ?Sized>(
     core: &C,
     inputs: &Tensor,
@@ -125,6 +125,7 @@ fn run_route<C: RnnCore + ?Sized>(
 ) -> Result<(Tensor, State)> {
     match select(func, core, inputs, &initial, plan, options.mode, forced)? {
         Choice::Fused(layers) => fused::run(func, &layers, inputs, initial, plan, options),
+        Choice::Padded(layers) => fused::run_padded(func, &layers, inputs, initial, plan, options),
         Choice::Split(split) => run_split(func, split, inputs, initial, plan, options),
         Choice::Loop => step_loop::run(func, core, inputs, initial, plan, options),
     }

@@ -142,17 +142,22 @@ fn compare(name: &str, s: &Subject, case: &Case) {
     let shape = if case.time_major { [T, B, I] } else { [B, T, I] };
     let x = Tensor::randn(shape, CPU);
     let init = case.initial.then(|| leaves_with_grad(&s.core.state_size()));
-    let fused = unroll(s, &x, init.as_ref(), case, Some(Route::Fused));
     let looped = unroll(s, &x, init.as_ref(), case, Some(Route::Loop));
-    let what = format!("{name}, lengths {:?}, time_major {}, {:?}", case.lengths, case.time_major, case.mode);
-    assert_close(&format!("{what}: outputs"), &fused.outputs, &looped.outputs);
-    assert_eq!(fused.state.len(), looped.state.len());
-    for (k, (a, e)) in fused.state.iter().zip(&looped.state).enumerate() {
-        assert_close(&format!("{what}: state leaf {k}"), a, e);
-    }
-    assert_eq!(fused.grads.len(), looped.grads.len());
-    for ((n, a), (_, e)) in fused.grads.iter().zip(&looped.grads) {
-        assert_close(&format!("{what}: gradient of {n}"), a, e);
+    for route in [Route::Fused, Route::Padded] {
+        let fused = unroll(s, &x, init.as_ref(), case, Some(route));
+        let what = format!(
+            "{name}, {route:?}, lengths {:?}, time_major {}, {:?}",
+            case.lengths, case.time_major, case.mode
+        );
+        assert_close(&format!("{what}: outputs"), &fused.outputs, &looped.outputs);
+        assert_eq!(fused.state.len(), looped.state.len());
+        for (k, (a, e)) in fused.state.iter().zip(&looped.state).enumerate() {
+            assert_close(&format!("{what}: state leaf {k}"), a, e);
+        }
+        assert_eq!(fused.grads.len(), looped.grads.len());
+        for ((n, a), (_, e)) in fused.grads.iter().zip(&looped.grads) {
+            assert_close(&format!("{what}: gradient of {n}"), a, e);
+        }
     }
 }
 
@@ -169,12 +174,36 @@ fn cases() -> Vec<Case> {
 }
 
 #[test]
-fn fused_route_matches_the_step_loop_for_every_plain_core() {
+fn fused_routes_match_the_step_loop_for_every_plain_core() {
     for (name, s) in subjects() {
         for case in cases() {
             compare(name, &s, &case);
         }
     }
+}
+
+/// The padded route carries an LSTM's cell state through the padding by saturating its
+/// gates; weights far larger than an initialisation's (pre-activations in the hundreds)
+/// must saturate them too.
+#[test]
+fn padded_route_is_exact_with_large_weights() {
+    // Input sizes given, so that the variables exist before the unroll and can be scaled.
+    let s = stack(
+        &|s, k| {
+            let input = if k == 0 { I } else { 4 };
+            let config = LstmConfig::new(4 + k as i64).with_input_size(input);
+            Box::new(Lstm::new(&s.root(), config).unwrap()) as Box<dyn RnnCore>
+        },
+        2,
+    );
+    assert!(!s.store.variables().is_empty());
+    tch::no_grad(|| {
+        for v in s.store.variables() {
+            let _ = v.tensor().shallow_clone().g_mul_scalar_(15.0);
+        }
+    });
+    let case = Case { lengths: Some(vec![2, T, 0, 4]), time_major: false, mode: Mode::Train, initial: true };
+    compare("2-layer lstm stack, weights × 15", &s, &case);
 }
 
 #[test]
@@ -208,10 +237,13 @@ fn bidirectional_fused_matches_the_step_loop() {
             }
             all
         };
-        let (fused, looped) = (run(Route::Fused), run(Route::Loop));
-        assert_eq!(fused.len(), looped.len());
-        for (k, (a, e)) in fused.iter().zip(&looped).enumerate() {
-            assert_close(&format!("lengths {lengths:?}, tensor {k}"), a, e);
+        let looped = run(Route::Loop);
+        for route in [Route::Fused, Route::Padded] {
+            let fused = run(route);
+            assert_eq!(fused.len(), looped.len());
+            for (k, (a, e)) in fused.iter().zip(&looped).enumerate() {
+                assert_close(&format!("{route:?}, lengths {lengths:?}, tensor {k}"), a, e);
+            }
         }
     }
 }
@@ -250,12 +282,16 @@ fn plain_lstms_take_the_fused_route_and_never_step() {
     let core = Counted { inner: Lstm::new(&store.root(), LstmConfig::new(4)).unwrap(), steps: 0.into() };
     let x = Tensor::randn([B, T, I], CPU);
     let lengths = [2i64, T, 0, 4];
-    for options in [UnrollOptions::train(), UnrollOptions::eval().with_lengths(&lengths[..])] {
-        assert_eq!(unroll_route(&core, &x, &options).unwrap(), Route::Fused);
+    // With these lengths the padded batch (24 row-steps) costs less than three segments.
+    for (options, want) in [
+        (UnrollOptions::train(), Route::Fused),
+        (UnrollOptions::eval().with_lengths(&lengths[..]), Route::Padded),
+    ] {
+        assert_eq!(unroll_route(&core, &x, &options).unwrap(), want);
         let (outputs, _) = dynamic_rnn(&core, &x, &options).unwrap();
-        // Without lengths, batch-major outputs are the kernel's transposed view (no copy),
-        // as PyTorch's; `reshape` reads them in order.
-        assert_eq!(outputs.is_contiguous(), options.lengths.is_some());
+        // Batch-major outputs are the kernel's transposed view (no copy), as PyTorch's;
+        // `reshape` reads them in order.
+        assert!(!outputs.is_contiguous());
         assert_eq!(outputs.reshape([-1, 4]).size(), [B * T, 4]);
         assert_eq!(core.steps.load(Ordering::Relaxed), 0, "the fused route never steps the core");
     }
@@ -286,12 +322,12 @@ fn cores_that_are_not_plain_take_the_loop_and_refuse_a_forced_fused_route() {
     let cores: [&dyn RnnCore; 5] = [&peepholes, &ln, &clipped, &tf_gru, &skip];
     for core in cores {
         assert_eq!(unroll_route(core, &x, &UnrollOptions::train()).unwrap(), Route::Loop, "{}", core.name());
-        let e = dynamic_rnn(core, &x, &UnrollOptions::train().with_route(Route::Fused)).unwrap_err();
-        assert!(matches!(e, Error::Config { .. }), "{e}");
-        assert!(
-            e.to_string().starts_with("dynamic_rnn: bad configuration: Route::Fused needs a plain core"),
-            "{e}"
-        );
+        for route in [Route::Fused, Route::Padded] {
+            let e = dynamic_rnn(core, &x, &UnrollOptions::train().with_route(route)).unwrap_err();
+            assert!(matches!(e, Error::Config { .. }), "{e}");
+            let start = format!("dynamic_rnn: bad configuration: Route::{route:?} needs a plain core");
+            assert!(e.to_string().starts_with(&start), "{e}");
+        }
     }
     // Inputs of another kind than the weights: the loop reports the error.
     let plain = Lstm::new(&root, LstmConfig::new(4).with_input_size(I)).unwrap();
@@ -332,9 +368,11 @@ proptest::proptest! {
             all.extend(state.leaves().into_iter().map(Tensor::shallow_clone));
             all
         };
-        let (fused, looped) = (run(Route::Fused), run(Route::Loop));
-        for (k, (a, e)) in fused.iter().zip(&looped).enumerate() {
-            assert_close(&format!("lengths {lengths:?}, tensor {k}"), a, e);
+        let looped = run(Route::Loop);
+        for route in [Route::Fused, Route::Padded] {
+            for (k, (a, e)) in run(route).iter().zip(&looped).enumerate() {
+                assert_close(&format!("{route:?}, lengths {lengths:?}, tensor {k}"), a, e);
+            }
         }
     }
 }
@@ -353,15 +391,30 @@ fn automatic_choice_follows_the_measurements() {
         ("rnn", vanilla(Nonlinearity::Tanh), Route::Loop),
     ];
     for (name, s, want) in &expectations {
-        for options in [UnrollOptions::eval(), UnrollOptions::train().with_lengths(&lengths[..])] {
+        // With lengths, the padded batch (24 row-steps) costs less than 3 segments.
+        let with_lengths = if *want == Route::Fused { Route::Padded } else { *want };
+        for (options, want) in [
+            (UnrollOptions::eval(), *want),
+            (UnrollOptions::train().with_lengths(&lengths[..]), with_lengths),
+        ] {
             // `Box<dyn RnnCore>` forwards `torch_layers`. The variables require gradients.
-            assert_eq!(unroll_route(&s.core, &x, &options).unwrap(), *want, "{name}");
+            assert_eq!(unroll_route(&s.core, &x, &options).unwrap(), want, "{name}");
         }
+    }
+    // One long row and 63 short ones: 2 segments over 415 row-steps beat 6 400 padded ones;
+    // 64 rows of lengths 37..=100 (64 segments over 4 384 row-steps) do not.
+    let s = &expectations[1].1;
+    let wide = Tensor::randn([64, 100, I], CPU);
+    let one_long: Vec<i64> = (0..64).map(|b| if b == 0 { 100 } else { 5 }).collect();
+    let spread: Vec<i64> = (37..=100).collect();
+    for (lengths, want) in [(&one_long, Route::Fused), (&spread, Route::Padded)] {
+        let options = UnrollOptions::train().with_lengths(lengths.as_slice());
+        assert_eq!(unroll_route(&s.core, &wide, &options).unwrap(), want, "{lengths:?}");
     }
     // Inference (under `no_grad`, or with no tensor requiring a gradient) at fixed lengths:
     // libtorch's GRU and projected-LSTM loops; with lengths, or vanilla cores, couplet's.
     let fixed = [Route::Fused, Route::Fused, Route::Fused, Route::Fused, Route::Loop];
-    let varying = [Route::Fused, Route::Fused, Route::Loop, Route::Loop, Route::Loop];
+    let varying = [Route::Padded, Route::Padded, Route::Loop, Route::Loop, Route::Loop];
     for (((name, s, _), fixed), varying) in expectations.iter().zip(fixed).zip(varying) {
         let route = |options: &UnrollOptions| tch::no_grad(|| unroll_route(&s.core, &x, options).unwrap());
         assert_eq!(route(&UnrollOptions::eval()), fixed, "{name}");
