@@ -2,7 +2,8 @@
 //! `scripts/bench/tfdata.py` builds for tf.data): `padded_batch` and
 //! `bucket_by_sequence_length`, each with `prefetch(2)`, as criterion benches, then a
 //! side-by-side report (elements/s, median of 3 passes) and the time a training-like consumer
-//! (2 ms of work per batch) waits for data.
+//! (2 ms of work per batch) waits for data, with the part spent on the first batch, for the
+//! padded and bucketed pipelines and a bucketed one with a 16-batch prefetch buffer on top.
 //!
 //! `cargo bench --bench data -- --sample-size 10 --warm-up-time 1 --measurement-time 3`
 //! (`COUPLET_DATA_BENCH_N` sets the number of sequences, default 200000).
@@ -50,21 +51,23 @@ fn pass(ds: &Dataset<PaddedBatch>) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Total time the consumer waited in `next()` while doing `work` per batch, and the run's time.
-fn consumer_wait(ds: &Dataset<PaddedBatch>, work: Duration) -> (Duration, Duration) {
-    let (mut waited, start) = (Duration::ZERO, Instant::now());
+/// Total time the consumer waited in `next()` while doing `work` per batch, the part of it
+/// spent waiting for the first batch (the pipeline filling up), and the run's time.
+fn consumer_wait(ds: &Dataset<PaddedBatch>, work: Duration) -> (Duration, Duration, Duration) {
+    let (mut waited, mut first, start) = (Duration::ZERO, None, Instant::now());
     let mut it = ds.iter();
     loop {
         let t = Instant::now();
         let Some(batch) = it.next() else { break };
         waited += t.elapsed();
+        first.get_or_insert(waited);
         drop(batch.expect("batch"));
         let busy = Instant::now();
         while busy.elapsed() < work {
             std::hint::spin_loop();
         }
     }
-    (waited, start.elapsed())
+    (waited, first.unwrap_or_default(), start.elapsed())
 }
 
 fn benches(c: &mut Criterion) {
@@ -89,14 +92,22 @@ fn side_by_side() {
     println!("padded_batch+prefetch elements/s: {:.0}", median(&|| pass(&padded(&ds))));
     println!("bucket_by_sequence_length+prefetch elements/s: {:.0}", median(&|| pass(&bucketed(&ds))));
     let small = corpus(n.min(64_000));
-    let (waited, total) = consumer_wait(&bucketed(&small), Duration::from_millis(2));
-    println!(
-        "consumer wait (bucketed, 2 ms work per batch, {} sequences): {:.1} ms of {:.1} ms ({:.2}%)",
-        n.min(64_000),
-        waited.as_secs_f64() * 1e3,
-        total.as_secs_f64() * 1e3,
-        100.0 * waited.as_secs_f64() / total.as_secs_f64()
-    );
+    // A deeper prefetch buffer covers longer stalls of the producer thread (descheduled on a
+    // loaded machine) without making it any faster.
+    let deep = bucketed(&small).prefetch(16).expect("valid configuration");
+    for (name, pipeline) in
+        [("padded", padded(&small)), ("bucketed", bucketed(&small)), ("bucketed + prefetch(16)", deep)]
+    {
+        let (waited, first, total) = consumer_wait(&pipeline, Duration::from_millis(2));
+        println!(
+            "consumer wait ({name}, 2 ms work per batch, {} sequences): {:.1} ms of {:.1} ms ({:.2}%), of which {:.1} ms for the first batch",
+            n.min(64_000),
+            waited.as_secs_f64() * 1e3,
+            total.as_secs_f64() * 1e3,
+            100.0 * waited.as_secs_f64() / total.as_secs_f64(),
+            first.as_secs_f64() * 1e3
+        );
+    }
 }
 
 criterion_group!(data_benches, benches);
