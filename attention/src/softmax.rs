@@ -38,9 +38,12 @@ pub(crate) fn zero_masked_rows(module: &str, x: &Tensor, mask: &Tensor) -> Resul
     if ms.len() > xs.len() || ms[..] != xs[..ms.len()] {
         return Err(Error::shape(module, "mask", format!("a prefix of {xs:?}"), ms));
     }
-    let mut shape = ms;
-    shape.resize(xs.len(), 1);
-    let keep = mask.f_to_device(x.device()).and_then(|m| m.f_view(shape.as_slice())).ctx(module)?;
+    // Trailing unit dimensions by `unsqueeze`, not a `view` to host sizes: a traced export
+    // (couplet::export) must not bake the traced batch size into the mask.
+    let mut keep = mask.f_to_device(x.device()).ctx(module)?;
+    for _ in ms.len()..xs.len() {
+        keep = keep.f_unsqueeze(-1).ctx(module)?;
+    }
     // A zero tensor, not a scalar: tch 0.26 panics when an op taking a scalar fails.
     let zero = Tensor::f_zeros([], (x.kind(), x.device())).ctx(module)?;
     x.f_where_self(&keep, &zero).ctx(module)

@@ -1,5 +1,5 @@
 //! What the route tests share: a loss that weighs every entry differently, and the 1e-5
-//! comparison of two routes' tensors.
+//! (relative past 1) comparison of two routes' tensors.
 
 use tch::{Device, Kind, Tensor};
 
@@ -12,7 +12,9 @@ pub fn probe(t: &Tensor) -> Tensor {
     (t * w).sum(Kind::Float)
 }
 
-/// Asserts `a` and `e` are both undefined, or have one size and differ by less than 1e-5.
+/// Asserts `a` and `e` are both undefined, or have one size and differ by less than
+/// `1e-5 · max(1, max |e|)`: float32 routes sum in different orders, so large values (the
+/// ×15-weights test's gradients reach ~20) differ relative to their size.
 #[track_caller]
 pub fn assert_close(what: &str, a: &Tensor, e: &Tensor) {
     assert_eq!(a.defined(), e.defined(), "{what}: defined");
@@ -21,5 +23,6 @@ pub fn assert_close(what: &str, a: &Tensor, e: &Tensor) {
     }
     assert_eq!(a.size(), e.size(), "{what}: size");
     let diff = (a - e).abs().max().double_value(&[]);
-    assert!(diff < 1e-5, "{what}: max difference {diff}\n{a}\n!=\n{e}");
+    let scale = e.abs().max().double_value(&[]).max(1.0);
+    assert!(diff < 1e-5 * scale, "{what}: max difference {diff} (scale {scale})\n{a}\n!=\n{e}");
 }
