@@ -2,6 +2,7 @@
 //! `safe_cumprod`: the expected alignments of an attention that moves left to right over the
 //! memory, stopping at each slot with probability `p_choose`.
 
+use couplet_modules::util::check_defined;
 use couplet_modules::{Error, Result, TorchContext};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -32,9 +33,7 @@ pub enum MonotonicMode {
 /// `dim`; [`Error::InvalidArgument`] if it is undefined.
 pub fn safe_cumprod(x: &Tensor, dim: i64, exclusive: bool) -> Result<Tensor> {
     const SAFE: &str = "safe_cumprod";
-    if !x.defined() {
-        return Err(Error::invalid(SAFE, "x is an undefined tensor"));
-    }
+    check_defined(SAFE, "x", x)?;
     let rank = x.dim() as i64;
     if !x.is_floating_point() || rank == 0 || dim < -rank || dim >= rank {
         return Err(Error::shape(SAFE, "x", format!("a floating tensor with a dimension {dim}"), x.size()));
@@ -69,11 +68,8 @@ pub fn safe_cumprod(x: &Tensor, dim: i64, exclusive: bool) -> Result<Tensor> {
 /// [`Error::Shape`] naming `monotonic_attention` if the two are not floating `[B, T]` of one
 /// shape and kind; [`Error::InvalidArgument`] if either is undefined.
 pub fn monotonic_attention(p_choose: &Tensor, previous: &Tensor, mode: MonotonicMode) -> Result<Tensor> {
-    for (what, t) in [("p_choose", p_choose), ("previous", previous)] {
-        if !t.defined() {
-            return Err(Error::invalid(NAME, format!("{what} is an undefined tensor")));
-        }
-    }
+    check_defined(NAME, "p_choose", p_choose)?;
+    check_defined(NAME, "previous", previous)?;
     let size = p_choose.size();
     if !p_choose.is_floating_point() || size.len() != 2 {
         return Err(Error::shape(NAME, "p_choose", "a floating tensor [B, T]", size));

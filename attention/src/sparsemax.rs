@@ -1,13 +1,12 @@
 //! [`sparsemax`] (Martins & Astudillo 2016) and [`hardmax`]: probability functions for
 //! attention besides softmax (TF Addons' `sparsemax`, TF's `AttentionWrapper` hardmax).
 
+use couplet_modules::util::check_defined;
 use couplet_modules::{Error, Result, TorchContext};
 use tch::{Kind, Tensor};
 
 fn check(name: &str, logits: &Tensor) -> Result<()> {
-    if !logits.defined() {
-        return Err(Error::invalid(name, "logits is an undefined tensor"));
-    }
+    check_defined(name, "logits", logits)?;
     if !logits.is_floating_point() || logits.dim() == 0 || logits.size().last() == Some(&0) {
         return Err(Error::shape(name, "logits", "a floating tensor [.., N] with N >= 1", logits.size()));
     }

@@ -4,6 +4,7 @@
 //! [`ScheduledEmbeddingTrainingHelper`] (scheduled sampling, Bengio et al. 2015).
 
 use super::sample::{row_streams, sample_rows, SampleOptions};
+use couplet_modules::util::check_defined;
 use couplet_modules::{Error, Forward, Mode, Result, TorchContext};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -59,9 +60,7 @@ impl TrainingHelper {
     /// `0..=T` (naming the row).
     pub fn new(inputs: &Tensor, lengths: &[i64]) -> Result<Self> {
         const NAME: &str = "training_helper";
-        if !inputs.defined() {
-            return Err(Error::invalid(NAME, "inputs is an undefined tensor"));
-        }
+        check_defined(NAME, "inputs", inputs)?;
         let size = inputs.size();
         if size.len() < 3 {
             return Err(Error::shape(NAME, "inputs", "[B, T, ..] of rank >= 3", size));

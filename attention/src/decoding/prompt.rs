@@ -1,8 +1,9 @@
 //! [`prime`]: runs a prompt through a model so that greedy, sampling or beam decoding
 //! continues from each row's last prompt token.
 
+use couplet_modules::util::check_defined;
 use couplet_modules::{Error, Forward, Mode, Result, TorchContext};
-use couplet_rnn::{dynamic_rnn, RnnCore, State, UnrollOptions};
+use couplet_rnn::{dynamic_rnn, sequence_mask, RnnCore, State, UnrollOptions};
 use tch::{Kind, Tensor};
 
 const NAME: &str = "prime";
@@ -51,9 +52,7 @@ where
     E: Forward + ?Sized,
     C: RnnCore + ?Sized,
 {
-    if !prompt.defined() {
-        return Err(Error::invalid(NAME, "prompt is an undefined tensor"));
-    }
+    check_defined(NAME, "prompt", prompt)?;
     let size = prompt.size();
     if prompt.kind() != Kind::Int64 || size.len() != 2 || size[1] < 1 {
         return Err(Error::shape(NAME, "prompt", "an int64 tensor [B, T] with T >= 1", size));
@@ -78,9 +77,7 @@ where
         return Ok(Primed { state: initial_state.clone(), start_tokens });
     }
     // Positions at or past each row's last token are never read: embed them as id 0.
-    let positions =
-        Tensor::f_arange(steps, (Kind::Int64, device)).and_then(|p| p.f_view([1, steps])).ctx(NAME)?;
-    let real = positions.f_lt_tensor(&last).ctx(NAME)?;
+    let real = sequence_mask(fed.as_slice(), Some(steps))?.f_to_device(device).ctx(NAME)?;
     let ids = prompt.f_narrow(1, 0, steps).and_then(|p| p.f_where_scalarother(&real, 0)).ctx(NAME)?;
     let inputs = embed.forward_t(&ids, mode)?;
     let options = UnrollOptions::new(mode).with_lengths(&fed).with_initial_state(initial_state);

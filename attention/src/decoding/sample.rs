@@ -3,6 +3,7 @@
 
 use super::greedy::{decode_rows, DecodeOutput, GreedyOptions};
 use super::TokenDecoder;
+use couplet_modules::util::check_defined;
 use couplet_modules::{Error, Result, TorchContext};
 use couplet_rnn::State;
 use rand::{Rng, SeedableRng};
@@ -106,9 +107,7 @@ pub fn sampling_probs(
     const NAME: &str = "sampling_probs";
     let options = SampleOptions { temperature, top_k, top_p, ..SampleOptions::new(0, 1) };
     options.check(NAME)?;
-    if !logits.defined() {
-        return Err(Error::invalid(NAME, "logits is an undefined tensor"));
-    }
+    check_defined(NAME, "logits", logits)?;
     let size = logits.size();
     if !logits.is_floating_point() || size.len() != 2 || size[1] < 1 {
         return Err(Error::shape(NAME, "logits", "a floating tensor [N, V] with V >= 1", size));
