@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use safetensors::tensor::{SafeTensorError, TensorInfo};
 use safetensors::{Dtype, SafeTensors};
 use std::collections::BTreeMap;
+use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
@@ -40,43 +41,59 @@ pub(crate) fn write_file(
     }
     entries.sort_by(|(a, _, da), (b, _, db)| db.size().cmp(&da.size()).then(a.cmp(b)));
 
-    // A first pass for the checksums (the header precedes the data); each tensor's bytes
-    // are copied again when written, so at most one tensor is held on the host at a time.
-    let mut checksums = BTreeMap::new();
-    for &(name, tensor, _) in &entries {
-        let bytes = tensor_bytes(tensor)
-            .map_err(|e| Error::checkpoint(path, format!("{name}: cannot copy to the CPU: {e}")))?;
-        checksums.insert(name.clone(), format!("{:08x}", crc32c::crc32c(&bytes)));
-    }
     let mut metadata = metadata.clone();
     if metadata.contains_key(CHECKSUM_KEY) {
         return Err(Error::checkpoint(path, format!("the metadata key {CHECKSUM_KEY:?} is reserved")));
     }
-    metadata.insert(CHECKSUM_KEY.to_string(), to_json(path, &checksums)?.to_string());
+    // The header precedes the data but holds the data's checksums. Every checksum is 8 hex
+    // digits, so a header with placeholder checksums has the final header's length: it is
+    // written first, the tensors are copied to the host once each (checksummed as they are
+    // written, at most one held at a time), and the final header overwrites the placeholder.
+    let placeholders = entries.iter().map(|&(name, _, _)| (name.clone(), format!("{:08x}", 0))).collect();
+    let placeholder = header_bytes(path, &entries, &mut metadata, &placeholders)?;
 
+    write_atomically(path, |w| {
+        write_all(w, &(placeholder.len() as u64).to_le_bytes(), path)?;
+        write_all(w, &placeholder, path)?;
+        let mut checksums = BTreeMap::new();
+        for &(name, tensor, _) in &entries {
+            let bytes = tensor_bytes(tensor)
+                .map_err(|e| Error::checkpoint(path, format!("{name}: cannot copy to the CPU: {e}")))?;
+            checksums.insert(name.clone(), format!("{:08x}", crc32c::crc32c(&bytes)));
+            write_all(w, &bytes, path)?;
+        }
+        let header = header_bytes(path, &entries, &mut metadata, &checksums)?;
+        if header.len() != placeholder.len() {
+            return Err(Error::checkpoint(path, "the header changed length with its checksums"));
+        }
+        w.seek(SeekFrom::Start(8))
+            .map_err(|e| Error::checkpoint(path, format!("cannot rewrite the header: {e}")))?;
+        write_all(w, &header, path)
+    })
+}
+
+/// The safetensors header of `entries` (in file order), with `checksums` stored in
+/// `metadata` under [`CHECKSUM_KEY`], padded with spaces to a multiple of 8 bytes.
+fn header_bytes(
+    path: &Path,
+    entries: &[(&String, &Tensor, Dtype)],
+    metadata: &mut BTreeMap<String, String>,
+    checksums: &BTreeMap<String, String>,
+) -> Result<Vec<u8>> {
+    metadata.insert(CHECKSUM_KEY.to_string(), to_json(path, checksums)?.to_string());
     let mut header = serde_json::Map::new();
     let mut offset = 0;
-    for &(name, tensor, dtype) in &entries {
+    for &(name, tensor, dtype) in entries {
         let shape: Vec<usize> = tensor.size().iter().map(|&d| d as usize).collect();
         let len = shape.iter().product::<usize>() * dtype.size();
         let info = TensorInfo { dtype, shape, data_offsets: (offset, offset + len) };
         header.insert(name.clone(), to_json(path, &info)?);
         offset += len;
     }
-    header.insert(METADATA_KEY.to_string(), to_json(path, &metadata)?);
+    header.insert(METADATA_KEY.to_string(), to_json(path, &*metadata)?);
     let mut header = to_json(path, &header)?.to_string().into_bytes();
     header.resize(header.len().next_multiple_of(8), b' ');
-
-    write_atomically(path, |w| {
-        write_all(w, &(header.len() as u64).to_le_bytes(), path)?;
-        write_all(w, &header, path)?;
-        for &(name, tensor, _) in &entries {
-            let bytes = tensor_bytes(tensor)
-                .map_err(|e| Error::checkpoint(path, format!("{name}: cannot copy to the CPU: {e}")))?;
-            write_all(w, &bytes, path)?;
-        }
-        Ok(())
-    })
+    Ok(header)
 }
 
 fn to_json(path: &Path, value: &impl serde::Serialize) -> Result<serde_json::Value> {
