@@ -53,21 +53,54 @@ fn pass(ds: &Dataset<PaddedBatch>) -> f64 {
 
 /// Total time the consumer waited in `next()` while doing `work` per batch, the part of it
 /// spent waiting for the first batch (the pipeline filling up), and the run's time.
-fn consumer_wait(ds: &Dataset<PaddedBatch>, work: Duration) -> (Duration, Duration, Duration) {
-    let (mut waited, mut first, start) = (Duration::ZERO, None, Instant::now());
+/// What a consumer doing `work` of busy work per batch waited for `ds`'s batches.
+struct Wait {
+    /// In all.
+    total: Duration,
+    /// For the first batch.
+    first: Duration,
+    /// The longest wait for a batch after the first.
+    longest: Duration,
+    /// Batches after the first whose request took over 100 µs (the channel hand-off takes
+    /// a few µs; a longer request found the prefetch buffer empty).
+    stalls: usize,
+    /// Batches.
+    batches: usize,
+    /// The whole pass.
+    elapsed: Duration,
+}
+
+fn consumer_wait(ds: &Dataset<PaddedBatch>, work: Duration) -> Wait {
+    let start = Instant::now();
+    let mut wait = Wait {
+        total: Duration::ZERO,
+        first: Duration::ZERO,
+        longest: Duration::ZERO,
+        stalls: 0,
+        batches: 0,
+        elapsed: Duration::ZERO,
+    };
     let mut it = ds.iter();
     loop {
         let t = Instant::now();
         let Some(batch) = it.next() else { break };
-        waited += t.elapsed();
-        first.get_or_insert(waited);
+        let waited = t.elapsed();
+        wait.total += waited;
+        if wait.batches == 0 {
+            wait.first = waited;
+        } else {
+            wait.longest = wait.longest.max(waited);
+            wait.stalls += usize::from(waited > Duration::from_micros(100));
+        }
+        wait.batches += 1;
         drop(batch.expect("batch"));
         let busy = Instant::now();
         while busy.elapsed() < work {
             std::hint::spin_loop();
         }
     }
-    (waited, first.unwrap_or_default(), start.elapsed())
+    wait.elapsed = start.elapsed();
+    wait
 }
 
 fn benches(c: &mut Criterion) {
@@ -98,14 +131,18 @@ fn side_by_side() {
     for (name, pipeline) in
         [("padded", padded(&small)), ("bucketed", bucketed(&small)), ("bucketed + prefetch(16)", deep)]
     {
-        let (waited, first, total) = consumer_wait(&pipeline, Duration::from_millis(2));
+        let w = consumer_wait(&pipeline, Duration::from_millis(2));
         println!(
-            "consumer wait ({name}, 2 ms work per batch, {} sequences): {:.1} ms of {:.1} ms ({:.2}%), of which {:.1} ms for the first batch",
+            "consumer wait ({name}, 2 ms work per batch, {} sequences): {:.1} ms of {:.1} ms ({:.2}%), of which {:.1} ms for the first batch; \
+             {} of {} later batches waited over 100 us, the longest {:.3} ms",
             n.min(64_000),
-            waited.as_secs_f64() * 1e3,
-            total.as_secs_f64() * 1e3,
-            100.0 * waited.as_secs_f64() / total.as_secs_f64(),
-            first.as_secs_f64() * 1e3
+            w.total.as_secs_f64() * 1e3,
+            w.elapsed.as_secs_f64() * 1e3,
+            100.0 * w.total.as_secs_f64() / w.elapsed.as_secs_f64(),
+            w.first.as_secs_f64() * 1e3,
+            w.stalls,
+            w.batches.saturating_sub(1),
+            w.longest.as_secs_f64() * 1e3
         );
     }
 }

@@ -14,7 +14,8 @@
 //!   (written with fsync) included.
 //!
 //! - With `COUPLET_TRAINER_ROUNDS=R`, first R rounds alternating 500 hand steps and 500
-//!   trainer steps in this process, with the median ratio.
+//!   trainer steps in this process (which goes first alternates too), with the ratio of the
+//!   total times, its 95% bootstrap interval over the rounds, and the median round ratio.
 //!
 //! `COUPLET_TRAINER_ROUNDS=21 cargo bench --bench trainer -- --sample-size 20 --warm-up-time 2 --measurement-time 5`
 
@@ -27,6 +28,8 @@ use couplet::train::hooks::{Hook, RunContext};
 use couplet::train::{mse, step_seed, RunConfig, Trainer};
 use couplet::{Mode, Optimizer, Result};
 use criterion::{criterion_group, Criterion};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
@@ -82,9 +85,11 @@ fn trainer_steps(trainer: &mut Trainer<MlpModel>, max_steps: &mut u64, n: u64) -
 
 /// With `COUPLET_TRAINER_ROUNDS=R` set: R rounds alternating 500 steps of the hand loop and
 /// 500 of the trainer in this process (a machine's load drifts over both alike), printing
-/// each round's ratio and the median ratio.
+/// each round's ratio, the ratio of the total times with its bootstrap interval, and the
+/// median round ratio.
 fn alternating() {
-    let Some(rounds) = std::env::var("COUPLET_TRAINER_ROUNDS").ok().and_then(|r| r.parse::<usize>().ok())
+    let Some(rounds) =
+        std::env::var("COUPLET_TRAINER_ROUNDS").ok().and_then(|r| r.parse::<usize>().ok()).filter(|&r| r > 0)
     else {
         return;
     };
@@ -96,9 +101,17 @@ fn alternating() {
     let mut hand = mlp::model(0, Device::Cpu).expect("model");
     let (mut step, mut max_steps) = (0u64, 0u64);
     let mut ratios = Vec::with_capacity(rounds);
+    let mut times = Vec::with_capacity(rounds);
     for round in 0..rounds {
-        let h = hand_steps(&mut hand, &mut step, 500, false);
-        let t = trainer_steps(&mut trainer, &mut max_steps, 500);
+        // Which runs first alternates (ABBA), so that what one leaves behind (the trainer's
+        // background event writer, its end-of-call checkpoint) falls on both alike.
+        let (h, t) = if round % 2 == 0 {
+            let h = hand_steps(&mut hand, &mut step, 500, false);
+            (h, trainer_steps(&mut trainer, &mut max_steps, 500))
+        } else {
+            let t = trainer_steps(&mut trainer, &mut max_steps, 500);
+            (hand_steps(&mut hand, &mut step, 500, false), t)
+        };
         let ratio = t.as_secs_f64() / h.as_secs_f64();
         println!(
             "round {round:2}: hand {:.1} ms, trainer {:.1} ms, ratio {ratio:.4}",
@@ -106,9 +119,29 @@ fn alternating() {
             t.as_secs_f64() * 1e3
         );
         ratios.push(ratio);
+        times.push((h.as_secs_f64(), t.as_secs_f64()));
     }
+    let sum_ratio = |rounds: &[(f64, f64)]| {
+        rounds.iter().map(|r| r.1).sum::<f64>() / rounds.iter().map(|r| r.0).sum::<f64>()
+    };
+    // A percentile bootstrap over the rounds (pairs resampled together, a fixed seed): the
+    // 95% interval of the ratio of total times.
+    let mut rng = StdRng::seed_from_u64(1);
+    let mut resampled: Vec<f64> = (0..4000)
+        .map(|_| {
+            let draw: Vec<(f64, f64)> = (0..rounds).map(|_| times[rng.gen_range(0..rounds)]).collect();
+            sum_ratio(&draw)
+        })
+        .collect();
+    resampled.sort_by(f64::total_cmp);
     ratios.sort_by(f64::total_cmp);
-    println!("median trainer / hand ratio over {rounds} rounds: {:.4}", ratios[rounds / 2]);
+    println!(
+        "over {rounds} rounds: trainer / hand total time {:.4} (95% bootstrap interval {:.4}..{:.4}), median round ratio {:.4}",
+        sum_ratio(&times),
+        resampled[100],
+        resampled[3899],
+        ratios[rounds / 2]
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
