@@ -4,7 +4,7 @@
 //! into a method `(tokens [B], state leaves…) → (logits [B, V], new state leaves…)`, with the
 //! loop (greedy or beam) written in the caller. Export the encoder (whatever builds the
 //! decoder's initial state) as a second method of the same
-//! [`Exporter`](couplet_modules::export::Exporter), with [`trace_state`].
+//! [`Exporter`], with [`trace_state`].
 //!
 //! A [`State`] is passed as its leaves in order ([`State::leaves`]: `h` before `c`, tuples in
 //! order); [`state_from_leaves`] rebuilds one of the same structure from the method's outputs.
