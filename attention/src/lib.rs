@@ -18,6 +18,7 @@ pub mod sparsemax;
 pub mod tf_weights;
 pub mod transformer;
 pub mod transformer_decoder;
+pub mod transformer_decoder_stack;
 pub mod transformer_encoder;
 
 pub use attentive_read::{AttentionOutput, AttentiveRead};
@@ -40,4 +41,5 @@ pub use softmax::{lowest_finite, masked_softmax};
 pub use sparsemax::{hardmax, sparsemax};
 pub use transformer::{TransformerEncoderLayer, TransformerEncoderLayerConfig};
 pub use transformer_decoder::TransformerDecoderLayer;
+pub use transformer_decoder_stack::TransformerDecoder;
 pub use transformer_encoder::TransformerEncoder;
