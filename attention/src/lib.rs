@@ -12,7 +12,10 @@ pub mod decoding;
 pub mod export;
 pub mod mechanism;
 pub mod monotonic;
+pub mod monotonic_mechanism;
+pub mod multi_attention;
 pub mod multi_head;
+pub mod probability;
 pub mod softmax;
 pub mod sparsemax;
 pub mod tf_weights;
@@ -36,7 +39,12 @@ pub use mechanism::{
     LuongAttention, LuongConfig,
 };
 pub use monotonic::{monotonic_attention, safe_cumprod, MonotonicMode};
+pub use monotonic_mechanism::{
+    BahdanauMonotonicAttention, LuongMonotonicAttention, MonotonicAttention, MonotonicConfig,
+};
+pub use multi_attention::{DecoderAttention, MultiAttentionDecoderCore, MultiAttentionOptions};
 pub use multi_head::{AttentionMasks, MultiHeadAttention, MultiHeadAttentionConfig};
+pub use probability::ProbabilityFn;
 pub use softmax::{lowest_finite, masked_softmax};
 pub use sparsemax::{hardmax, sparsemax};
 pub use transformer::{TransformerEncoderLayer, TransformerEncoderLayerConfig};
