@@ -28,8 +28,8 @@ pub use attentive_read::{AttentionOutput, AttentiveRead};
 pub use decoder_core::{AttentionDecoderConfig, AttentionDecoderCore};
 pub use decoder_state::{AlignmentHistory, DecoderState};
 pub use decoding::{
-    beam_search, dynamic_decode, greedy_decode, prime, sample_decode, sampling_probs, BasicDecoder,
-    BeamOutput, BeamSearchConfig, CoreDecoder, DecodeOutput, Decoder, DecoderStepOutput,
+    beam_search, dynamic_decode, greedy_decode, prime, sample_decode, sampling_probs, AttentionProbs,
+    BasicDecoder, BeamOutput, BeamSearchConfig, CoreDecoder, DecodeOutput, Decoder, DecoderStepOutput,
     DynamicDecodeOptions, DynamicDecodeOutput, GreedyEmbeddingHelper, GreedyOptions, Helper, Hypothesis,
     Primed, SampleEmbeddingHelper, SampleOptions, ScheduledEmbeddingTrainingHelper, TokenDecoder,
     TrainingHelper,

@@ -13,13 +13,19 @@ use tch::Tensor;
 /// [`couplet_modules::Embed`], any [`RnnCore`] (an LSTM, a stack, an attention decoder core
 /// whose state holds the encoder memory) and a [`couplet_modules::Linear`] with `V` outputs,
 /// but any [`Forward`] modules fit. The parts run in [`Mode::Eval`] unless
-/// [`CoreDecoder::with_mode`] says otherwise.
+/// [`CoreDecoder::with_mode`] says otherwise; [`CoreDecoder::with_attention_probs`] tells
+/// [`beam_search`](super::beam_search)'s coverage penalty where the core's attention is.
 pub struct CoreDecoder<'a, E: ?Sized, C: ?Sized, P: ?Sized> {
     embed: &'a E,
     core: &'a C,
     projection: &'a P,
     mode: Mode,
+    attention: Option<&'a AttentionProbs<'a>>,
 }
+
+/// Reads a core state's attention probabilities `[B, N]` (see
+/// [`CoreDecoder::with_attention_probs`]).
+pub type AttentionProbs<'a> = dyn Fn(&State) -> Result<Tensor> + 'a;
 
 impl<E: ?Sized, C: ?Sized, P: ?Sized> Clone for CoreDecoder<'_, E, C, P> {
     fn clone(&self) -> Self {
@@ -41,6 +47,7 @@ where
             .field("core", &self.core.name())
             .field("projection", &self.projection.name())
             .field("mode", &self.mode)
+            .field("attention_probs", &self.attention.is_some())
             .finish()
     }
 }
@@ -54,7 +61,16 @@ where
     /// Composes `embed` (token ids `[B]` → `[B, E]`), `core` and `projection`
     /// (`[B, O]` → `[B, V]`), in [`Mode::Eval`].
     pub fn new(embed: &'a E, core: &'a C, projection: &'a P) -> Self {
-        CoreDecoder { embed, core, projection, mode: Mode::Eval }
+        CoreDecoder { embed, core, projection, mode: Mode::Eval, attention: None }
+    }
+
+    /// Sets how [`TokenDecoder::attention_probs`] reads the core's state, e.g.
+    /// `&|s: &State| core.alignments(s)` for an
+    /// [`AttentionDecoderCore`](crate::AttentionDecoderCore) (default: the decoder does not
+    /// attend).
+    pub fn with_attention_probs(mut self, attention: &'a AttentionProbs<'a>) -> Self {
+        self.attention = Some(attention);
+        self
     }
 
     /// Sets the mode passed to every part (e.g. [`Mode::Train`] to keep dropout on).
@@ -88,6 +104,14 @@ where
         let x = self.embed.forward_t(tokens, self.mode)?;
         let (output, state) = self.core.step(&x, state, self.mode)?;
         Ok((self.projection.forward_t(&output, self.mode)?, state))
+    }
+
+    /// The reader given to [`CoreDecoder::with_attention_probs`] applied to `state`, or `None`.
+    ///
+    /// # Errors
+    /// The reader's.
+    fn attention_probs(&self, state: &State) -> Result<Option<Tensor>> {
+        self.attention.map(|read| read(state)).transpose()
     }
 }
 
