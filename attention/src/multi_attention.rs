@@ -119,16 +119,17 @@ impl MultiAttentionDecoderCore {
         if attentions.is_empty() {
             return Err(Error::config(module, "needs at least one attention mechanism, got none"));
         }
-        let cell_output =
-            match cell.output_shape().as_slice() {
-                [o] => *o,
-                other => return Err(Error::config(
+        let cell_output = match cell.output_shape().as_slice() {
+            [o] => *o,
+            other => {
+                return Err(Error::config(
                     module,
                     format!(
                         "the cell's output rows must be vectors [O] (attention reads them), got {other:?}"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         let (mut mechanisms, mut memory_sizes, mut attention_sizes, mut attention_layers) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (k, a) in attentions.into_iter().enumerate() {

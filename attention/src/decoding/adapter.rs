@@ -154,6 +154,25 @@ mod tests {
     }
 
     #[test]
+    fn attention_probs_come_from_the_reader_given() {
+        let store = Store::cpu();
+        let (embed, lstm, proj) = parts(&store);
+        let plain = CoreDecoder::new(&embed, &lstm, &proj);
+        let s0 = plain.initial_state(2).unwrap();
+        assert!(plain.attention_probs(&s0).unwrap().is_none());
+        let read = |s: &State| Ok(s.h().unwrap().softmax(-1, Kind::Float));
+        let attending = plain.with_attention_probs(&read);
+        let probs = attending.attention_probs(&s0).unwrap().unwrap();
+        assert!(close(&probs, &Tensor::full([2, 5], 0.2, (Kind::Float, tch::Device::Cpu))));
+        // beam_search reads them for its coverage penalty: runs without the Config error.
+        let config = BeamSearchConfig::new(2, 0, 3).with_coverage_penalty(0.5);
+        let out = beam_search(&attending, &s0, &Tensor::from_slice(&[1i64, 2]), &config).unwrap();
+        assert_eq!(out.scores.size(), [2, 2]);
+        assert!(beam_search(&plain, &s0, &Tensor::from_slice(&[1i64, 2]), &config).is_err());
+        assert!(format!("{attending:?}").contains("attention_probs: true"));
+    }
+
+    #[test]
     fn greedy_and_beam_search_run_on_embed_lstm_linear() {
         let store = Store::cpu();
         let (embed, lstm, proj) = parts(&store);
