@@ -81,8 +81,9 @@ impl AttentionDecoderConfig {
 ///
 /// 1. `cell_in = [x, previous attention]` (`[B, I + A]`; `x` alone without input feeding);
 /// 2. `(cell_out, cell_state') = cell(cell_in, cell_state)`;
-/// 3. `(context [B, Dm], alignments [B, N]) = mechanism.attend(cell_out, memory)`,
-///    `context = Σ_n α_n v_n`;
+/// 3. `(context [B, Dm], alignments [B, N]) = mechanism.attend_step(cell_out, memory,
+///    previous alignments, mode)`, `context = Σ_n α_n v_n` (the previous alignments matter to
+///    monotonic mechanisms only);
 /// 4. `attention = [cell_out, context] W_a` (`attention_layer/w [O_cell + Dm, A]`, no bias,
 ///    no activation), or `context` without an attention layer;
 /// 5. output `attention` (or `cell_out` when `output_attention` is false).
@@ -209,8 +210,10 @@ impl AttentionDecoderCore {
     /// slots where `mask` (bool `[B, N]`, true = attend; `None`: all) is true are attended.
     /// Calls the mechanism's `prepare` once (masked slots zeroed, keys computed); the cell's
     /// state is [`RnnCore::initial_state`] of the cell (replace it, e.g. by the encoder's final
-    /// state, with [`AttentionDecoderCore::with_cell_state`]); the attention and alignments
-    /// are zeros. With `alignment_history`, `max_steps` is the most steps the history holds.
+    /// state, with [`AttentionDecoderCore::with_cell_state`]); the attention is zeros and the
+    /// alignments the mechanism's
+    /// [`initial_alignments`](AttentionMechanism::initial_alignments) (zeros; one-hot at slot
+    /// 0 for monotonic mechanisms). With `alignment_history`, `max_steps` is the most steps the history holds.
     ///
     /// # Errors
     /// [`Error::Shape`] naming the module if `memory` is not `[B, N, Dm]` with `N > 0` (and
@@ -249,7 +252,7 @@ impl AttentionDecoderCore {
             None => Tensor::f_ones([b, n], (Kind::Bool, memory.device())).ctx(module)?,
         };
         let a = self.config.attention_layer_size.unwrap_or(memory.size()[2]);
-        let alignments = Tensor::f_zeros([b, n], options).ctx(module)?;
+        let alignments = self.mechanism.initial_alignments(&prepared)?;
         let history = max_steps.map(|t| AlignmentHistory::zeros(module, &alignments, t)).transpose()?;
         DecoderState {
             cell: self.cell.initial_state(b)?,
@@ -336,7 +339,8 @@ impl AttentionDecoderCore {
         Ok(self.decoder_state(state)?.attention)
     }
 
-    /// The alignments of the last step `[B, N]` (zeros before the first).
+    /// The alignments of the last step `[B, N]` (the mechanism's initial alignments before the
+    /// first).
     ///
     /// # Errors
     /// As [`AttentionDecoderCore::decoder_state`].
@@ -374,9 +378,15 @@ impl AttentionDecoderCore {
     }
 
     /// Steps 3–5 of the step from the cell's output and new state.
-    fn attend(&self, cell_out: Tensor, cell_state: State, s: DecoderState) -> Result<(Tensor, State)> {
+    fn attend(
+        &self,
+        cell_out: Tensor,
+        cell_state: State,
+        s: DecoderState,
+        mode: Mode,
+    ) -> Result<(Tensor, State)> {
         let module = self.name();
-        let (context, alignments) = self.mechanism.attend(&cell_out, &s.memory)?;
+        let (context, alignments) = self.mechanism.attend_step(&cell_out, &s.memory, &s.alignments, mode)?;
         let attention = match &self.attention_layer {
             Some(layer) => layer.forward(&Tensor::f_cat(&[&cell_out, &context], 1).ctx(module)?)?,
             None => context,
@@ -444,7 +454,7 @@ impl Wrapper for AttentionDecoderCore {
     ) -> Result<(Tensor, State)> {
         let s = self.read(&inner.input_shape(), state, "input")?;
         let (out, cell_state) = inner.run(&s.cell, mode)?;
-        self.attend(out, cell_state, s)
+        self.attend(out, cell_state, s, mode)
     }
 
     /// One step: `input [B, I]` and a state from
@@ -460,7 +470,7 @@ impl Wrapper for AttentionDecoderCore {
         let s = self.read(&input.size(), state, "input")?;
         if !self.config.input_feeding {
             let (out, cell_state) = self.cell.step(input, &s.cell, mode)?;
-            return self.attend(out, cell_state, s);
+            return self.attend(out, cell_state, s, mode);
         }
         let cell_in = Tensor::f_cat(&[input, &s.attention], 1).ctx(self.name())?;
         let (out, cell_state) = self.cell.step(&cell_in, &s.cell, mode).map_err(|e| match e {
@@ -476,7 +486,7 @@ impl Wrapper for AttentionDecoderCore {
             },
             other => other,
         })?;
-        self.attend(out, cell_state, s)
+        self.attend(out, cell_state, s, mode)
     }
 
     /// `[A]`, the attention size (or the cell's output shape when `output_attention` is

@@ -44,7 +44,8 @@ pub struct DecoderState {
     pub cell: State,
     /// The previous step's attention `[B, A]` (zeros before the first step).
     pub attention: Tensor,
-    /// The previous step's alignments `[B, N]` (zeros before the first step).
+    /// The previous step's alignments `[B, N]` (the mechanism's initial alignments before the
+    /// first step: zeros, or one-hot at slot 0 for a monotonic mechanism).
     pub alignments: Tensor,
     /// The alignment history, when enabled.
     pub history: Option<AlignmentHistory>,

@@ -1,8 +1,9 @@
 //! Attention mechanisms for decoders: dot, Luong (multiplicative) and Bahdanau (additive)
 //! scores over a memory whose keys are computed once per memory, not once per step.
 
-use crate::softmax::{check_mask, masked_softmax, zero_masked_rows};
-use couplet_modules::{Error, Initializer, Linear, LinearConfig, Module, Result, Scope, TorchContext};
+use crate::probability::ProbabilityFn;
+use crate::softmax::{check_mask, zero_masked_rows};
+use couplet_modules::{Error, Initializer, Linear, LinearConfig, Mode, Module, Result, Scope, TorchContext};
 use couplet_rnn::{sequence_mask, Lengths};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
@@ -89,23 +90,72 @@ pub trait AttentionMechanism: Module {
     /// mechanism's `Dq`, or the memory's tensors disagree in rank, batch or slots.
     fn score(&self, query: &Tensor, memory: &AttentionMemory) -> Result<Tensor>;
 
-    /// Alignments (softmax of the masked scores) and the context `Σ α v`:
-    /// returns `(context [B, Dm], alignments [B, N])`. Rows with no valid slot give zeros.
+    /// Alignments (softmax of the masked scores, or the mechanism's
+    /// [`ProbabilityFn`]) and the context `Σ α v`: returns `(context [B, Dm], alignments
+    /// [B, N])`. Rows with no valid slot give zeros.
     ///
     /// # Errors
     /// As [`AttentionMechanism::score`].
     fn attend(&self, query: &Tensor, memory: &AttentionMemory) -> Result<(Tensor, Tensor)> {
-        let module = self.name();
-        check_memory(module, memory)?;
-        let scores = self.score(query, memory)?;
-        let (alignments, _) = masked_softmax(module, &scores, memory.mask.as_ref())?;
-        let context = alignments
-            .f_unsqueeze(1)
-            .and_then(|a| a.f_bmm(&memory.values))
-            .and_then(|c| c.f_squeeze_dim(1))
-            .ctx(module)?;
-        Ok((context, alignments))
+        attend_with(self.name(), ProbabilityFn::Softmax, &self.score(query, memory)?, memory)
     }
+
+    /// The alignments `[B, N]` a decoder state holds before its first step (TF Addons'
+    /// `initial_alignments`), for `memory`'s `B` rows and `N` slots in its values' kind:
+    /// zeros by default; one-hot at slot 0 for monotonic mechanisms, whose first step starts
+    /// there.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] naming the mechanism if the memory's values are not `[B, N, Dm]`.
+    fn initial_alignments(&self, memory: &AttentionMemory) -> Result<Tensor> {
+        let v = memory.values.size();
+        if v.len() != 3 {
+            return Err(Error::shape(self.name(), "memory values", "[B, N, Dm]", v));
+        }
+        Tensor::f_zeros([v[0], v[1]], (memory.values.kind(), memory.values.device())).ctx(self.name())
+    }
+
+    /// One decoder step's attention: as [`AttentionMechanism::attend`], given the previous
+    /// step's alignments `previous [B, N]` (the state's, starting from
+    /// [`AttentionMechanism::initial_alignments`]) and the mode. The default ignores both;
+    /// monotonic mechanisms move on from `previous` and add their pre-sigmoid noise in
+    /// [`Mode::Train`] only.
+    ///
+    /// # Errors
+    /// As [`AttentionMechanism::attend`]; a mechanism that reads `previous` reports one that
+    /// is not `[B, N]` of the memory's kind as [`Error::Shape`].
+    fn attend_step(
+        &self,
+        query: &Tensor,
+        memory: &AttentionMemory,
+        previous: &Tensor,
+        mode: Mode,
+    ) -> Result<(Tensor, Tensor)> {
+        let _ = (previous, mode);
+        self.attend(query, memory)
+    }
+}
+
+/// `(context [B, Dm], alignments [B, N])` of `scores [B, N]` under `memory`'s mask through
+/// `probability`, for [`AttentionMechanism::attend`].
+fn attend_with(
+    module: &str,
+    probability: ProbabilityFn,
+    scores: &Tensor,
+    memory: &AttentionMemory,
+) -> Result<(Tensor, Tensor)> {
+    check_memory(module, memory)?;
+    let alignments = probability.apply(module, scores, memory.mask.as_ref())?;
+    Ok((context(module, &alignments, memory)?, alignments))
+}
+
+/// The context `Σ_n α_n v_n`, `[B, Dm]`, of `alignments [B, N]` over `memory`'s values.
+pub(crate) fn context(module: &str, alignments: &Tensor, memory: &AttentionMemory) -> Result<Tensor> {
+    alignments
+        .f_unsqueeze(1)
+        .and_then(|a| a.f_bmm(&memory.values))
+        .and_then(|c| c.f_squeeze_dim(1))
+        .ctx(module)
 }
 
 /// The mask `[B, N]` (bool, on `memory`'s device, true = `n < lengths[b]`) of a memory
@@ -131,7 +181,7 @@ fn lengths_mask(module: &str, memory: &Tensor, lengths: Lengths) -> Result<Tenso
 
 /// Checks that a prepared memory's values `[B, N, Dm]`, keys `[B, N, U]` and mask
 /// (bool `[B, N]`) agree.
-fn check_memory(module: &str, memory: &AttentionMemory) -> Result<()> {
+pub(crate) fn check_memory(module: &str, memory: &AttentionMemory) -> Result<()> {
     let v = memory.values.size();
     if v.len() != 3 {
         return Err(Error::shape(module, "memory values", "[B, N, Dm]", v));
@@ -224,11 +274,13 @@ pub struct LuongConfig {
     pub num_units: i64,
     /// Multiply scores by a learned scalar `attention_g` (init 1.0; TF's `scale=True`). Default false.
     pub scale: bool,
+    /// How scores become alignments (TF's `probability_fn`). Default [`ProbabilityFn::Softmax`].
+    pub probability_fn: ProbabilityFn,
 }
 
 impl Default for LuongConfig {
     fn default() -> Self {
-        LuongConfig { num_units: 1, scale: false }
+        LuongConfig { num_units: 1, scale: false, probability_fn: ProbabilityFn::Softmax }
     }
 }
 
@@ -240,6 +292,11 @@ impl LuongConfig {
     /// Sets whether scores are scaled by a learned scalar.
     pub fn with_scale(mut self, scale: bool) -> Self {
         self.scale = scale;
+        self
+    }
+    /// Sets the probability function.
+    pub fn with_probability_fn(mut self, probability_fn: ProbabilityFn) -> Self {
+        self.probability_fn = probability_fn;
         self
     }
 }
@@ -322,6 +379,10 @@ impl AttentionMechanism for LuongAttention {
             None => Ok(s),
         }
     }
+    /// Alignments through the configured [`ProbabilityFn`], and the context.
+    fn attend(&self, query: &Tensor, memory: &AttentionMemory) -> Result<(Tensor, Tensor)> {
+        attend_with(self.name(), self.config.probability_fn, &self.score(query, memory)?, memory)
+    }
 }
 
 /// Configuration of [`BahdanauAttention`].
@@ -334,11 +395,13 @@ pub struct BahdanauConfig {
     /// (init `sqrt(1/U)`) and add a bias `attention_b` inside the tanh (TF's `normalize=True`).
     /// Default false.
     pub normalize: bool,
+    /// How scores become alignments (TF's `probability_fn`). Default [`ProbabilityFn::Softmax`].
+    pub probability_fn: ProbabilityFn,
 }
 
 impl Default for BahdanauConfig {
     fn default() -> Self {
-        BahdanauConfig { num_units: 1, normalize: false }
+        BahdanauConfig { num_units: 1, normalize: false, probability_fn: ProbabilityFn::Softmax }
     }
 }
 
@@ -350,6 +413,11 @@ impl BahdanauConfig {
     /// Sets weight normalisation.
     pub fn with_normalize(mut self, normalize: bool) -> Self {
         self.normalize = normalize;
+        self
+    }
+    /// Sets the probability function.
+    pub fn with_probability_fn(mut self, probability_fn: ProbabilityFn) -> Self {
+        self.probability_fn = probability_fn;
         self
     }
 }
@@ -450,6 +518,10 @@ impl AttentionMechanism for BahdanauAttention {
             None => self.v.shallow_clone(),
         };
         hidden.f_tanh().and_then(|h| h.f_matmul(&v)).ctx(module)
+    }
+    /// Alignments through the configured [`ProbabilityFn`], and the context.
+    fn attend(&self, query: &Tensor, memory: &AttentionMemory) -> Result<(Tensor, Tensor)> {
+        attend_with(self.name(), self.config.probability_fn, &self.score(query, memory)?, memory)
     }
 }
 

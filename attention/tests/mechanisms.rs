@@ -328,7 +328,7 @@ fn mechanisms_are_send_and_debug() {
     let bahdanau = BahdanauAttention::new(&store.root(), BahdanauConfig::new(2)).unwrap();
     assert_eq!(
         format!("{luong:?}"),
-        "LuongAttention { scope: \"luong_attention\", config: LuongConfig { num_units: 2, scale: false } }"
+        "LuongAttention { scope: \"luong_attention\", config: LuongConfig { num_units: 2, scale: false, probability_fn: Softmax } }"
     );
     assert!(format!("{bahdanau:?}").starts_with("BahdanauAttention { scope: \"bahdanau_attention\""));
 }

@@ -13,13 +13,19 @@ use tch::Tensor;
 /// [`couplet_modules::Embed`], any [`RnnCore`] (an LSTM, a stack, an attention decoder core
 /// whose state holds the encoder memory) and a [`couplet_modules::Linear`] with `V` outputs,
 /// but any [`Forward`] modules fit. The parts run in [`Mode::Eval`] unless
-/// [`CoreDecoder::with_mode`] says otherwise.
+/// [`CoreDecoder::with_mode`] says otherwise; [`CoreDecoder::with_attention_probs`] tells
+/// [`beam_search`](super::beam_search)'s coverage penalty where the core's attention is.
 pub struct CoreDecoder<'a, E: ?Sized, C: ?Sized, P: ?Sized> {
     embed: &'a E,
     core: &'a C,
     projection: &'a P,
     mode: Mode,
+    attention: Option<&'a AttentionProbs<'a>>,
 }
+
+/// Reads a core state's attention probabilities `[B, N]` (see
+/// [`CoreDecoder::with_attention_probs`]).
+pub type AttentionProbs<'a> = dyn Fn(&State) -> Result<Tensor> + 'a;
 
 impl<E: ?Sized, C: ?Sized, P: ?Sized> Clone for CoreDecoder<'_, E, C, P> {
     fn clone(&self) -> Self {
@@ -41,6 +47,7 @@ where
             .field("core", &self.core.name())
             .field("projection", &self.projection.name())
             .field("mode", &self.mode)
+            .field("attention_probs", &self.attention.is_some())
             .finish()
     }
 }
@@ -54,7 +61,16 @@ where
     /// Composes `embed` (token ids `[B]` → `[B, E]`), `core` and `projection`
     /// (`[B, O]` → `[B, V]`), in [`Mode::Eval`].
     pub fn new(embed: &'a E, core: &'a C, projection: &'a P) -> Self {
-        CoreDecoder { embed, core, projection, mode: Mode::Eval }
+        CoreDecoder { embed, core, projection, mode: Mode::Eval, attention: None }
+    }
+
+    /// Sets how [`TokenDecoder::attention_probs`] reads the core's state, e.g.
+    /// `&|s: &State| core.alignments(s)` for an
+    /// [`AttentionDecoderCore`](crate::AttentionDecoderCore) (default: the decoder does not
+    /// attend).
+    pub fn with_attention_probs(mut self, attention: &'a AttentionProbs<'a>) -> Self {
+        self.attention = Some(attention);
+        self
     }
 
     /// Sets the mode passed to every part (e.g. [`Mode::Train`] to keep dropout on).
@@ -88,6 +104,14 @@ where
         let x = self.embed.forward_t(tokens, self.mode)?;
         let (output, state) = self.core.step(&x, state, self.mode)?;
         Ok((self.projection.forward_t(&output, self.mode)?, state))
+    }
+
+    /// The reader given to [`CoreDecoder::with_attention_probs`] applied to `state`, or `None`.
+    ///
+    /// # Errors
+    /// The reader's.
+    fn attention_probs(&self, state: &State) -> Result<Option<Tensor>> {
+        self.attention.map(|read| read(state)).transpose()
     }
 }
 
@@ -127,6 +151,25 @@ mod tests {
         let e = dec.step(&Tensor::from_slice(&[9i64]), &dec.initial_state(1).unwrap()).unwrap_err();
         assert!(e.to_string().starts_with("embed: id 9 is out of range"), "{e}");
         assert!(format!("{dec:?}").contains("lstm"));
+    }
+
+    #[test]
+    fn attention_probs_come_from_the_reader_given() {
+        let store = Store::cpu();
+        let (embed, lstm, proj) = parts(&store);
+        let plain = CoreDecoder::new(&embed, &lstm, &proj);
+        let s0 = plain.initial_state(2).unwrap();
+        assert!(plain.attention_probs(&s0).unwrap().is_none());
+        let read = |s: &State| Ok(s.h().unwrap().softmax(-1, Kind::Float));
+        let attending = plain.with_attention_probs(&read);
+        let probs = attending.attention_probs(&s0).unwrap().unwrap();
+        assert!(close(&probs, &Tensor::full([2, 5], 0.2, (Kind::Float, tch::Device::Cpu))));
+        // beam_search reads them for its coverage penalty: runs without the Config error.
+        let config = BeamSearchConfig::new(2, 0, 3).with_coverage_penalty(0.5);
+        let out = beam_search(&attending, &s0, &Tensor::from_slice(&[1i64, 2]), &config).unwrap();
+        assert_eq!(out.scores.size(), [2, 2]);
+        assert!(beam_search(&plain, &s0, &Tensor::from_slice(&[1i64, 2]), &config).is_err());
+        assert!(format!("{attending:?}").contains("attention_probs: true"));
     }
 
     #[test]

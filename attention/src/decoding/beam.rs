@@ -1,4 +1,5 @@
-//! [`beam_search`]: batched beam search with GNMT length normalisation (Wu et al. 2016).
+//! [`beam_search`]: batched beam search with GNMT length normalisation and coverage penalty
+//! (Wu et al. 2016).
 
 use super::check::{
     check_settings, check_start, host_flags, index, keep_rows, log_softmax, restore_index, split_rows,
@@ -24,17 +25,29 @@ pub struct BeamSearchConfig {
     /// GNMT's length penalty exponent `α` (finite): scores are `Σ log p / lp` with
     /// `lp = ((5 + len) / 6)^α`. Default `0.0`: no length normalisation.
     pub length_penalty: f64,
+    /// GNMT's coverage penalty weight `β` (finite; TF Addons' `coverage_penalty_weight`):
+    /// finished beams' scores gain `β · cp` with `cp = Σ_n log(min(c_n, 1))` over the memory
+    /// slots with `c_n > 0`, `c` the beam's attention probabilities
+    /// ([`TokenDecoder::attention_probs`]) summed over its steps. Default `0.0`: none.
+    #[serde(default)]
+    pub coverage_penalty: f64,
 }
 
 impl BeamSearchConfig {
     /// A config of `beam_width` beams ending at `end_token` or after `max_len` tokens,
-    /// without length normalisation (`length_penalty = 0`).
+    /// without length normalisation or coverage penalty.
     pub fn new(beam_width: i64, end_token: i64, max_len: i64) -> Self {
-        BeamSearchConfig { beam_width, end_token, max_len, length_penalty: 0.0 }
+        BeamSearchConfig { beam_width, end_token, max_len, length_penalty: 0.0, coverage_penalty: 0.0 }
     }
     /// Sets the length penalty exponent `α` (GNMT uses values in `[0.6, 1.0]`).
     pub fn with_length_penalty(mut self, alpha: f64) -> Self {
         self.length_penalty = alpha;
+        self
+    }
+    /// Sets the coverage penalty weight `β` (GNMT uses values in `[0, 1]`; the decoder must
+    /// give [`TokenDecoder::attention_probs`]).
+    pub fn with_coverage_penalty(mut self, beta: f64) -> Self {
+        self.coverage_penalty = beta;
         self
     }
 }
@@ -48,8 +61,9 @@ pub struct BeamOutput {
     /// `[B, K]` int64: each beam's length, counting its end token; beams that never
     /// produced it have length `max_len`.
     pub lengths: Tensor,
-    /// `[B, K]` (`Float`, `Double` for double logits): `log_probs / lp(lengths)`, sorted
-    /// in decreasing order along `K`.
+    /// `[B, K]` (`Float`, `Double` for double logits): `log_probs / lp(lengths)`, plus
+    /// `β · cp(coverage)` for the beams that produced the end token when a coverage penalty is
+    /// set, sorted in decreasing order along `K`.
     pub scores: Tensor,
     /// `[B, K]`: each beam's Σ log-softmax of its tokens (the end token included).
     pub log_probs: Tensor,
@@ -124,12 +138,27 @@ fn penalty(lengths: &Tensor, alpha: f64, kind: Kind) -> Result<Tensor> {
         .ctx(NAME)
 }
 
+/// GNMT's coverage penalty `cp = Σ_n log(min(c_n, 1))` over the slots with `c_n > 0` (TF
+/// Addons' source-length mask) of accumulated attention probabilities `[rows, N]`: `[rows, 1]`.
+fn coverage_penalty(coverage: &Tensor) -> Result<Tensor> {
+    let one = Tensor::f_ones([], (coverage.kind(), coverage.device())).ctx(NAME)?;
+    coverage
+        .f_eq(0.0)
+        .and_then(|zero| one.f_where_self(&zero, coverage))
+        .and_then(|c| c.f_clamp_max(1.0))
+        .and_then(|c| c.f_log())
+        .and_then(|l| l.f_sum_dim_intlist([1i64].as_slice(), true, coverage.kind()))
+        .ctx(NAME)
+}
+
 /// Batch rows set aside when all their beams finished.
 struct Done {
     rows: Vec<i64>,
     seqs: Tensor,
     log_probs: Tensor,
     lengths: Tensor,
+    finished: Tensor,
+    coverage: Option<Tensor>,
     state: State,
 }
 
@@ -142,6 +171,9 @@ struct Beams {
     log_probs: Tensor,
     finished: Tensor,
     lengths: Tensor,
+    /// Each beam's accumulated attention probabilities `[n * K, N]`, with a coverage penalty
+    /// (`None` before the first step).
+    coverage: Option<Tensor>,
 }
 
 impl Beams {
@@ -159,6 +191,7 @@ impl Beams {
             log_probs: by_row(&self.log_probs)?,
             finished: by_row(&self.finished)?,
             lengths: by_row(&self.lengths)?,
+            coverage: self.coverage.as_ref().map(|c| c.f_index_select(0, &flat)).transpose().ctx(NAME)?,
         })
     }
 
@@ -168,6 +201,8 @@ impl Beams {
             seqs: self.seqs,
             log_probs: self.log_probs,
             lengths: self.lengths,
+            finished: self.finished,
+            coverage: self.coverage,
             state: self.state,
         }
     }
@@ -178,17 +213,20 @@ struct Search {
     k: i64,
     end: i64,
     alpha: f64,
+    beta: f64,
     device: Device,
 }
 
 impl Search {
     /// One step: scores the `K * V` extensions of each batch row's beams from the decoder's
-    /// `logits [n * K, V]`, keeps the top `K` and reorders the state by the beams' parents
+    /// `logits [n * K, V]` (and, with a coverage penalty, its attention probabilities
+    /// `[n * K, N]`), keeps the top `K` and reorders the state by the beams' parents
     /// (finished beams keep their state when `any_finished`).
     fn advance(
         &self,
         beams: Beams,
         logits: &Tensor,
+        attention: Option<Tensor>,
         next_state: State,
         v: i64,
         any_finished: bool,
@@ -212,6 +250,28 @@ impl Search {
         } else {
             let cand_len = beams.lengths.f_add(&not_finished).and_then(|l| l.f_view([nk, 1])).ctx(NAME)?;
             total.f_div(&penalty(&cand_len, self.alpha, kind)?).ctx(NAME)?
+        };
+        // TF Addons: the beams' attention is accumulated while they grow, and the penalty
+        // scores the extensions of beams finished before this step.
+        let coverage = match attention {
+            Some(probs) => {
+                let growing = not_finished.f_view([nk, 1]).and_then(|g| g.f_to_kind(kind)).ctx(NAME)?;
+                let step = probs.f_to_kind(kind).and_then(|p| p.f_mul(&growing)).ctx(NAME)?;
+                Some(match &beams.coverage {
+                    Some(c) => c.f_add(&step).ctx(NAME)?,
+                    None => step,
+                })
+            }
+            None => None,
+        };
+        let select = match &coverage {
+            Some(c) => {
+                let fin = fin_col.f_to_kind(kind).ctx(NAME)?;
+                let cp =
+                    coverage_penalty(c)?.f_mul(&fin).and_then(|p| p.f_mul_scalar(self.beta)).ctx(NAME)?;
+                select.f_add(&cp).ctx(NAME)?
+            }
+            None => select,
         };
         let (_, idx) =
             select.f_view([n, self.k * v]).and_then(|s| s.f_topk(self.k, -1, true, true)).ctx(NAME)?;
@@ -243,6 +303,7 @@ impl Search {
                 .f_gather(1, &parent, false)
                 .and_then(|l| l.f_add(&parent_grow))
                 .ctx(NAME)?,
+            coverage: coverage.map(|c| c.f_index_select(0, &flat_parent)).transpose().ctx(NAME)?,
         })
     }
 }
@@ -260,6 +321,14 @@ impl Search {
 /// of every batch row has finished or after `max_len` steps; batch rows whose beams have
 /// all finished are dropped from the batch, so they cost nothing afterwards.
 ///
+/// With a coverage penalty `β` (TF Addons' `coverage_penalty_weight`), each beam sums the
+/// decoder's [`attention_probs`](TokenDecoder::attention_probs) `[rows, N]` over the steps it
+/// grows (`c [N]`, reordered with the beams), and the extensions of a beam that had finished
+/// before the step score `+ β · Σ_n log(min(c_n, 1))` (slots with `c_n = 0`, e.g. padding,
+/// left out), as in TF Addons; the returned scores add it to every beam that produced the
+/// end token (GNMT's `s(Y, X) = log P / lp + cp`; TF leaves it out of the score of a beam
+/// that ends at the very last step).
+///
 /// The returned beams are sorted by score, best first (ties keep the search's order). When
 /// fewer than `K` sequences exist (a small vocabulary and `max_len`), the surplus beams have
 /// `scores = log_probs = -inf`, length 0 and only end tokens.
@@ -268,10 +337,12 @@ impl Search {
 ///
 /// # Errors
 /// - [`Error::Config`] if `beam_width < 1`, `end_token < 0`, `max_len < 1`, the length
-///   penalty is not finite, or `end_token >= V` (checked at the first step);
+///   or coverage penalty is not finite, `end_token >= V` (checked at the first step), or a
+///   coverage penalty is set and the decoder gives no attention probabilities;
 /// - [`Error::Shape`] if `start_tokens` is not int64 `[B]`, `initial_state` does not have
 ///   `B` rows, or the decoder returns logits that are not a floating `[rows, V]` (with the
-///   same `V` at every step) or a state with other rows;
+///   same `V` at every step) or a state with other rows, or attention probabilities that
+///   are not a floating `[rows, N]` (with the same `N` at every step);
 /// - errors of the decoder itself.
 ///
 /// Every error of this function names `beam_search`.
@@ -281,14 +352,17 @@ pub fn beam_search<D: TokenDecoder + ?Sized>(
     start_tokens: &Tensor,
     config: &BeamSearchConfig,
 ) -> Result<BeamOutput> {
-    let (k, end, max_len, alpha) =
-        (config.beam_width, config.end_token, config.max_len, config.length_penalty);
+    let (k, end, max_len, alpha, beta) =
+        (config.beam_width, config.end_token, config.max_len, config.length_penalty, config.coverage_penalty);
     if k < 1 {
         return Err(Error::config(NAME, format!("beam_width must be >= 1, got {k}")));
     }
     check_settings(NAME, end, max_len)?;
     if !alpha.is_finite() {
         return Err(Error::config(NAME, format!("length_penalty must be finite, got {alpha}")));
+    }
+    if !beta.is_finite() {
+        return Err(Error::config(NAME, format!("coverage_penalty must be finite, got {beta}")));
     }
     let b = check_start(NAME, start_tokens, initial_state)?;
     couplet_modules::util::checked_elements(NAME, "B × beam_width", &[b, k])?;
@@ -305,11 +379,13 @@ pub fn beam_search<D: TokenDecoder + ?Sized>(
         log_probs: Tensor::from_slice(&first).f_view([b, k]).and_then(|t| t.f_to_device(device)).ctx(NAME)?,
         finished: Tensor::f_zeros([b, k], (Kind::Bool, device)).ctx(NAME)?,
         lengths: Tensor::f_zeros([b, k], (Kind::Int64, device)).ctx(NAME)?,
+        coverage: None,
     };
+    let search = Search { k, end, alpha, beta, device };
     if b == 0 {
-        return assemble(vec![beams.done()], 0, k, end, alpha, device);
+        return assemble(vec![beams.done()], 0, &search);
     }
-    let search = Search { k, end, alpha, device };
+    let mut slots = None;
     let mut check = StepCheck::new(NAME, end);
     let mut any_finished = false;
     let mut done = Vec::new();
@@ -319,10 +395,12 @@ pub fn beam_search<D: TokenDecoder + ?Sized>(
         let nk = n * k;
         let (logits, next_state) = decoder.step(&beams.tokens, &beams.state)?;
         let v = check.check(&logits, &next_state, nk)?;
-        beams = search.advance(beams, &logits, next_state, v, any_finished)?;
+        let attention =
+            if beta == 0.0 { None } else { Some(attention_probs(decoder, &next_state, nk, &mut slots)?) };
+        beams = search.advance(beams, &logits, attention, next_state, v, any_finished)?;
         if t + 1 == max_len {
             done.push(beams.done());
-            return assemble(done, t + 1, k, end, alpha, device);
+            return assemble(done, t + 1, &search);
         }
         let dead = beams.log_probs.f_isneginf().ctx(NAME)?;
         let flags =
@@ -336,7 +414,7 @@ pub fn beam_search<D: TokenDecoder + ?Sized>(
         let (finished_rows, keep) = split_rows(&over);
         if keep.is_empty() {
             done.push(beams.done());
-            return assemble(done, t + 1, k, end, alpha, device);
+            return assemble(done, t + 1, &search);
         }
         if !finished_rows.is_empty() {
             done.push(beams.select(&finished_rows, k, device)?.done());
@@ -346,9 +424,39 @@ pub fn beam_search<D: TokenDecoder + ?Sized>(
     }
 }
 
+/// The decoder's attention probabilities for `state`, checked to be a floating `[rows, N]`
+/// with the `N` of the first step (`slots`).
+fn attention_probs<D: TokenDecoder + ?Sized>(
+    decoder: &D,
+    state: &State,
+    rows: i64,
+    slots: &mut Option<i64>,
+) -> Result<Tensor> {
+    let probs = decoder.attention_probs(state)?.ok_or_else(|| {
+        Error::config(
+            NAME,
+            "coverage_penalty needs the decoder's attention probabilities (TokenDecoder::attention_probs returned None; for a CoreDecoder, set with_attention_probs)",
+        )
+    })?;
+    let size = probs.size();
+    let n = slots.unwrap_or_else(|| size.get(1).copied().unwrap_or(0));
+    if !probs.is_floating_point() || size != [rows, n] {
+        return Err(Error::shape(
+            NAME,
+            "decoder attention probabilities",
+            format!("a floating tensor [{rows}, {}]", slots.map_or("N".to_string(), |n| n.to_string())),
+            format_args!("{:?} {size:?}", probs.kind()),
+        ));
+    }
+    *slots = Some(n);
+    Ok(probs)
+}
+
 /// Pads the set-aside rows to `l` steps, puts them back in their original order, clears
-/// the beams that hold no sequence and sorts the beams by score.
-fn assemble(done: Vec<Done>, l: i64, k: i64, end: i64, alpha: f64, device: Device) -> Result<BeamOutput> {
+/// the beams that hold no sequence, adds the coverage penalty of the finished beams and
+/// sorts the beams by score.
+fn assemble(done: Vec<Done>, l: i64, search: &Search) -> Result<BeamOutput> {
+    let (k, end, alpha, device) = (search.k, search.end, search.alpha, search.device);
     let order: Vec<i64> = done.iter().flat_map(|d| d.rows.iter().copied()).collect();
     let b = order.len() as i64;
     let by_row = restore_index(NAME, &order, 1, device)?;
@@ -378,6 +486,21 @@ fn assemble(done: Vec<Done>, l: i64, k: i64, end: i64, alpha: f64, device: Devic
         log_probs.shallow_clone()
     } else {
         log_probs.f_div(&penalty(&lengths, alpha, log_probs.kind())?).ctx(NAME)?
+    };
+    let coverage: Option<Vec<Tensor>> =
+        done.iter().map(|d| d.coverage.as_ref().map(Tensor::shallow_clone)).collect();
+    let scores = match coverage {
+        Some(parts) if search.beta != 0.0 && !parts.is_empty() => {
+            let finished = cat_rows(&|d| &d.finished, &by_row)?.f_to_kind(scores.kind()).ctx(NAME)?;
+            let c = Tensor::f_cat(&parts, 0).and_then(|c| c.f_index_select(0, &by_beam)).ctx(NAME)?;
+            let cp = coverage_penalty(&c)?
+                .f_view([b, k])
+                .and_then(|p| p.f_mul(&finished))
+                .and_then(|p| p.f_mul_scalar(search.beta))
+                .ctx(NAME)?;
+            scores.f_add(&cp).ctx(NAME)?
+        }
+        _ => scores,
     };
     let (scores, perm) = scores.f_sort_stable(true, -1, true).ctx(NAME)?;
     let flat = Tensor::f_arange(b, (Kind::Int64, device))
@@ -692,6 +815,92 @@ mod tests {
         );
         let e = msg(&Bad(None), &counter, &one, BeamSearchConfig::new(2, 0, 3));
         assert_eq!(e.2, "beam_search: decoder logits must be a floating tensor [2, 2], got Float [2, 3]");
+    }
+
+    /// The chain attending three memory slots by the token it was fed: 1 → [0.5, 0.5, 0],
+    /// 2 → [0.3, 0.7, 0], other tokens → zeros (slot 2 is never attended, like padding).
+    struct Attending(Markov, Option<[i64; 2]>);
+
+    impl TokenDecoder for Attending {
+        fn step(&self, tokens: &Tensor, state: &State) -> Result<(Tensor, State)> {
+            self.0.step(tokens, state)
+        }
+        fn attention_probs(&self, state: &State) -> Result<Option<Tensor>> {
+            if let Some(shape) = self.1 {
+                return Ok(Some(Tensor::zeros(shape, (Kind::Float, Device::Cpu))));
+            }
+            let w = 2 + self.0.hist;
+            let st = floats(state.h().unwrap());
+            let rows = st.len() / w;
+            let mut probs = Vec::with_capacity(rows * 3);
+            for row in st.chunks(w) {
+                let fed = row[2 + row[1] as usize - 1] as i64;
+                probs.extend(match fed {
+                    1 => [0.5, 0.5, 0.0],
+                    2 => [0.3, 0.7, 0.0],
+                    _ => [0.0, 0.0, 0.0],
+                });
+            }
+            Ok(Some(Tensor::from_slice(&probs).view([rows as i64, 3])))
+        }
+    }
+
+    #[test]
+    fn the_coverage_penalty_reranks_as_tf_addons_formula_says() {
+        // Token 0 ends. p(. | 1) = [0.6, 0.1, 0.3], p(. | 2) = [0.9, 0.05, 0.05]. From 1 with
+        // K = 2: step 0 keeps A = [0] (ln .6 = -0.510826, finished) and [2] (ln .3), both
+        // having attended [0.5, 0.5, 0] (fed 1). Step 1: A, finished before the step, scores
+        // ln .6 + β cp(A) with cp(A) = 2 ln .5 = -1.386294 (slot 2, never attended, left out);
+        // B = [2, 0] scores ln .3 + ln .9 = -1.309333 (not finished before the step: no
+        // penalty) and its coverage becomes [0.8, 1.2, 0], cp(B) = ln .8 + ln 1 = -0.223144.
+        // Final scores (every finished beam): A -0.510826 + β (-1.386294),
+        // B -1.309333 + β (-0.223144): β = 1 ranks B first (-1.532477 vs -1.897120), β = 0.5
+        // A (-1.203973 vs -1.420905), β = 0 A (-0.510826 vs -1.309333).
+        let ln = |p: f64| p.ln();
+        let t = vec![vec![0.0, 0.0, 0.0], vec![ln(0.6), ln(0.1), ln(0.3)], vec![ln(0.9), ln(0.05), ln(0.05)]];
+        let m = Attending(Markov::new(vec![t], 3), None);
+        let run = |beta: f64| {
+            let config = BeamSearchConfig::new(2, 0, 3).with_coverage_penalty(beta);
+            let out =
+                beam_search(&m, &m.0.initial_state(&[0]), &Tensor::from_slice(&[1i64]), &config).unwrap();
+            beams_of(&out, 0)
+        };
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
+        for (beta, first, scores) in [
+            (1.0, vec![2, 0], [-1.532477, -1.897120]),
+            (0.5, vec![0, 0], [-1.203973, -1.420905]),
+            (0.0, vec![0, 0], [-0.510826, -1.309333]),
+        ] {
+            let beams = run(beta);
+            assert_eq!(beams[0].0, first, "β = {beta}: {beams:?}");
+            assert!(close(beams[0].2, scores[0]) && close(beams[1].2, scores[1]), "β = {beta}: {beams:?}");
+            let (a, b) = if first == [0, 0] { (&beams[0], &beams[1]) } else { (&beams[1], &beams[0]) };
+            assert!(close(a.3, -0.510826) && close(b.3, -1.309333), "log-probabilities are unchanged");
+        }
+        // A decoder without attention probabilities, or with ill-shaped ones.
+        let plain = Markov::new(vec![vec![vec![0.0, 0.0]; 2]], 3);
+        let config = BeamSearchConfig::new(2, 0, 3).with_coverage_penalty(0.2);
+        let e = beam_search(&plain, &plain.initial_state(&[0]), &Tensor::from_slice(&[1i64]), &config)
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::Config { .. }) && e.to_string().contains("attention probabilities"),
+            "{e}"
+        );
+        let bad = Attending(Markov::new(vec![vec![vec![0.0, 0.0]; 2]], 3), Some([3, 4]));
+        let e =
+            beam_search(&bad, &bad.0.initial_state(&[0]), &Tensor::from_slice(&[1i64]), &config).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "beam_search: decoder attention probabilities must be a floating tensor [2, N], got Float [3, 4]"
+        );
+        let e = beam_search(
+            &m,
+            &m.0.initial_state(&[0]),
+            &Tensor::from_slice(&[1i64]),
+            &config.with_coverage_penalty(f64::INFINITY),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("coverage_penalty must be finite"), "{e}");
     }
 
     proptest! {

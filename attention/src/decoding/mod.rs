@@ -29,7 +29,7 @@ mod sample;
 #[cfg(test)]
 mod toy;
 
-pub use adapter::CoreDecoder;
+pub use adapter::{AttentionProbs, CoreDecoder};
 pub use basic_decoder::{
     dynamic_decode, BasicDecoder, Decoder, DecoderStepOutput, DynamicDecodeOptions, DynamicDecodeOutput,
 };
@@ -57,16 +57,33 @@ pub trait TokenDecoder {
     /// # Errors
     /// Whatever the model reports (a typed [`Error`](couplet_modules::Error) naming it).
     fn step(&self, tokens: &Tensor, state: &State) -> Result<(Tensor, State)>;
+
+    /// The attention probabilities `[B, N]` (over `N` memory slots) of the step that returned
+    /// `state`, e.g. an attention decoder core's alignments: what [`beam_search`]'s coverage
+    /// penalty accumulates. Default `None`: the model does not attend.
+    ///
+    /// # Errors
+    /// Whatever the model reports reading its state.
+    fn attention_probs(&self, state: &State) -> Result<Option<Tensor>> {
+        let _ = state;
+        Ok(None)
+    }
 }
 
 impl<T: TokenDecoder + ?Sized> TokenDecoder for &T {
     fn step(&self, tokens: &Tensor, state: &State) -> Result<(Tensor, State)> {
         (**self).step(tokens, state)
     }
+    fn attention_probs(&self, state: &State) -> Result<Option<Tensor>> {
+        (**self).attention_probs(state)
+    }
 }
 
 impl<T: TokenDecoder + ?Sized> TokenDecoder for Box<T> {
     fn step(&self, tokens: &Tensor, state: &State) -> Result<(Tensor, State)> {
         (**self).step(tokens, state)
+    }
+    fn attention_probs(&self, state: &State) -> Result<Option<Tensor>> {
+        (**self).attention_probs(state)
     }
 }
